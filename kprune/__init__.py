@@ -1,0 +1,13 @@
+"""kprune: structured (channel) pruning for Keras 3 models."""
+
+from kprune.dependency import Group, analyze, dependency_groups
+from kprune.handlers import ChannelHandler, register_handler, unregister_handler
+from kprune.surgery import masked_reference, remove_channels
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChannelHandler", "Group", "analyze", "dependency_groups",
+    "masked_reference", "register_handler", "remove_channels",
+    "unregister_handler",
+]

@@ -1,0 +1,471 @@
+"""Channel dependency analysis.
+
+Every channel of every tensor is labelled with a *component* id. A layer that
+creates channels (Conv, Dense) gives its outputs fresh components; channel-
+wise layers pass their input's labels through; an element-wise merge (Add,
+Multiply) unites the labels of its operands, channel by channel; a Concatenate
+lays its inputs' labels side by side; Flatten repeats them per position.
+Components that end up united must be removed together. A *dependency group*
+is the set of layers whose channels share components; each distinct component
+is one removable channel of the group.
+
+Example:
+    >>> analysis = analyze(model)
+    >>> for g in analysis.groups:
+    ...     print(g)
+"""
+
+import dataclasses
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from kprune import handlers as _handlers  # noqa: F401  (registers handlers)
+from kprune.graph import Graph
+from kprune.handlers.base import find_handler
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent: List[int] = []
+
+    def make(self, n: int) -> np.ndarray:
+        start = len(self.parent)
+        self.parent.extend(range(start, start + n))
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def find(self, a: int) -> int:
+        parent = self.parent
+        root = a
+        while parent[root] != root:
+            root = parent[root]
+        while parent[a] != root:
+            parent[a], a = root, parent[a]
+        return root
+
+    def union(self, a: int, b: int) -> int:
+        ra, rb = self.find(int(a)), self.find(int(b))
+        if ra != rb:
+            if ra > rb:
+                ra, rb = rb, ra
+            self.parent[rb] = ra
+        return ra
+
+    def roots(self) -> np.ndarray:
+        return np.array([self.find(i) for i in range(len(self.parent))],
+                        dtype=np.int64)
+
+
+@dataclasses.dataclass
+class ScorePoint:
+    """A tensor on which a group's channels are post-activation.
+
+    `path` names the leaf layer call that produced it (`output_index` of call
+    `call_index`); `units[i]` is the group unit of tensor channel i, or -1.
+    """
+
+    call_index: int
+    output_index: int
+    path: str
+    units: np.ndarray
+    tensor: object = None  # the KerasTensor, for a recording view
+
+
+class Group:
+    """Channels that must be removed together.
+
+    Attributes:
+        layers: names (paths in nested models) of member layers, producers
+            first.
+        producers: the layers that create the group's channels.
+        channels: number of removable channel units of the group.
+        exact: False when removing channels changes a statistic computed over
+            channels (LayerNormalization over channels).
+    """
+
+    def __init__(self, index, producers, members, roots, maps, inexact, score_points):
+        self.index = index
+        self.producers: List[str] = producers
+        self.layers: List[str] = producers + [m for m in members if m not in producers]
+        self._roots = roots  # component roots, unit order
+        self._maps: Dict[str, np.ndarray] = maps  # layer -> unit per out channel
+        self.exact: bool = not inexact
+        self.inexact_reasons = sorted(inexact)
+        self.score_points: List[ScorePoint] = score_points
+
+    @property
+    def channels(self) -> int:
+        return len(self._roots)
+
+    @property
+    def name(self) -> str:
+        return self.producers[0] if self.producers else self.layers[0]
+
+    def channel_map(self, layer: str) -> np.ndarray:
+        """For each output channel of `layer`, its unit in this group (or -1)."""
+        if layer not in self._maps:
+            raise ValueError(
+                f"layer '{layer}' has no output channels in group "
+                f"'{self.name}'; its members are {self.layers}")
+        return self._maps[layer]
+
+    def to_layer_indices(self, units: Sequence[int]) -> Dict[str, List[int]]:
+        """Units of this group -> {producer: output-channel indices}, the
+        argument `remove_channels` takes."""
+        units = np.asarray(list(units), dtype=np.int64)
+        if units.size and (units.min() < 0 or units.max() >= self.channels):
+            raise ValueError(
+                f"unit indices must be in [0, {self.channels}) for group "
+                f"'{self.name}', got {units.tolist()}")
+        for producer in self.producers:
+            cmap = self._maps[producer]
+            idx = np.nonzero(np.isin(cmap, units))[0]
+            if np.isin(units, cmap).all():
+                return {producer: idx.tolist()}
+        result = {}
+        for producer in self.producers:
+            idx = np.nonzero(np.isin(self._maps[producer], units))[0]
+            if idx.size:
+                result[producer] = idx.tolist()
+        return result
+
+    def __repr__(self):
+        shown = self.layers if len(self.layers) <= 6 else (
+            self.layers[:5] + [f"... {len(self.layers) - 5} more"])
+        exact = "" if self.exact else ", inexact (normalized over channels)"
+        return f"Group({self.name!r}, channels={self.channels}, layers={shown}{exact})"
+
+
+class Analysis:
+    """The result of `analyze`: channel layouts of every tensor, the frozen
+    components and why, and the prunable dependency groups."""
+
+    def __init__(self, model, ignored_layers: Sequence[str] = ()):
+        self.model = model
+        self.graph = Graph.from_model(model)
+        self.uf = _UnionFind()
+        self.layouts: Dict[int, np.ndarray] = {}
+        self._layer_channels: Dict[tuple, np.ndarray] = {}
+        self._producers: Dict[int, str] = {}  # component -> producing layer
+        self._fixed: Dict[int, str] = {}
+        self._inexact: Dict[int, str] = {}
+        self.handlers = {}
+        self._run(ignored_layers)
+
+    # -- the context handlers see --------------------------------------------
+    def tensor(self, tid):
+        return self.graph.tensors[tid]
+
+    def layout(self, tid) -> np.ndarray:
+        return self.layouts[tid]
+
+    def input_layout(self, call, index: int = 0) -> np.ndarray:
+        return self.layouts[call.inputs[index]]
+
+    def new_channels(self, call, n: int, output_index: int = 0) -> np.ndarray:
+        """Fresh components for a layer's output (shared layers reuse them)."""
+        key = (id(call.layer), output_index)
+        if key not in self._layer_channels:
+            comps = self.uf.make(int(n))
+            self._layer_channels[key] = comps
+            for c in comps:
+                self._producers[int(c)] = call.path
+        return self._layer_channels[key]
+
+    def union(self, a: int, b: int) -> None:
+        self.uf.union(a, b)
+
+    def couple(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Channel i of `a` and of `b` must be removed together."""
+        if len(a) != len(b):
+            raise ValueError(f"cannot couple layouts of {len(a)} and {len(b)} channels")
+        for x, y in zip(a.tolist(), b.tolist()):
+            if x != y:
+                self.uf.union(x, y)
+
+    def fix(self, layout: np.ndarray, reason: str) -> None:
+        """These channels must not be removed."""
+        for c in np.asarray(layout).tolist():
+            self._fixed.setdefault(c, reason)
+
+    def mark_inexact(self, layout: np.ndarray, reason: str) -> None:
+        for c in np.asarray(layout).tolist():
+            self._inexact.setdefault(c, reason)
+
+    # -- analysis --------------------------------------------------------------
+    def _run(self, ignored_layers):
+        graph = self.graph
+        for tid in graph.inputs:
+            comps = self.uf.make(graph.tensors[tid].channels)
+            self.layouts[tid] = comps
+            self.fix(comps, "model input")
+        ignored = set()
+        for name in ignored_layers:
+            layer = graph.find_layer(name)
+            ignored.add(id(layer))
+        first_inputs: Dict[int, List[np.ndarray]] = {}
+        for call in graph.calls:
+            handler = find_handler(call.layer)
+            if handler is None:
+                handler = _BOUNDARY
+            self.handlers[id(call.layer)] = handler
+            outs = handler.propagate(call, self)
+            if len(outs) != len(call.outputs):
+                raise RuntimeError(
+                    f"{handler.describe()} returned {len(outs)} layouts for "
+                    f"'{call.path}', which has {len(call.outputs)} outputs")
+            for tid, layout in zip(call.outputs, outs):
+                expected = graph.tensors[tid].channels
+                if len(layout) != expected:
+                    raise RuntimeError(
+                        f"{handler.describe()} gave {len(layout)} channels for "
+                        f"'{call.path}', whose output has {expected}")
+                self.layouts[tid] = np.asarray(layout, dtype=np.int64)
+            # A layer called at several places sees one set of weights: the
+            # channels entering it must agree at every call.
+            ins = [self.layouts[t] for t in call.inputs]
+            prev = first_inputs.setdefault(id(call.layer), ins)
+            if prev is not ins:
+                for a, b in zip(prev, ins):
+                    if len(a) == len(b):
+                        self.couple(a, b)
+            if id(call.layer) in ignored:
+                for tid in call.outputs:
+                    self.fix(self.layouts[tid], f"'{call.path}' is in ignored_layers")
+        for tid in graph.outputs:
+            self.fix(self.layouts[tid], "model output")
+        self._finalize()
+
+    def _finalize(self):
+        roots = self.uf.roots()
+        self.roots = roots
+        fixed: Dict[int, str] = {}
+        for c, reason in self._fixed.items():
+            fixed.setdefault(int(roots[c]), reason)
+        self.fixed = fixed
+        self.inexact = {}
+        for c, reason in self._inexact.items():
+            self.inexact.setdefault(int(roots[c]), reason)
+        self.groups = self._build_groups()
+
+    def root_layout(self, tid) -> np.ndarray:
+        return self.roots[self.layouts[tid]]
+
+    def _build_groups(self) -> List[Group]:
+        graph = self.graph
+        roots = self.roots
+        # Layer-level union: all components a producer creates form one group.
+        group_of: Dict[int, int] = {}
+        guf = _UnionFind()
+        root_ids = {}
+
+        def rid(r):
+            if r not in root_ids:
+                root_ids[r] = int(guf.make(1)[0])
+            return root_ids[r]
+
+        for (layer_id, _), comps in self._layer_channels.items():
+            rs = np.unique(roots[comps])
+            for r in rs[1:]:
+                guf.union(rid(int(rs[0])), rid(int(r)))
+            if len(rs):
+                rid(int(rs[0]))
+        for r, i in root_ids.items():
+            group_of[r] = guf.find(i)
+
+        producers: Dict[int, List[str]] = {}
+        unit_roots: Dict[int, List[int]] = {}
+        seen_roots = set()
+        for call in graph.calls:
+            for k, tid in enumerate(call.outputs):
+                key = (id(call.layer), k)
+                if key not in self._layer_channels:
+                    continue
+                for r in roots[self._layer_channels[key]].tolist():
+                    g = group_of[r]
+                    plist = producers.setdefault(g, [])
+                    if call.path not in plist:
+                        plist.append(call.path)
+                    if r not in seen_roots:
+                        seen_roots.add(r)
+                        unit_roots.setdefault(g, []).append(r)
+        members: Dict[int, List[str]] = {g: [] for g in producers}
+        maps: Dict[int, Dict[str, np.ndarray]] = {g: {} for g in producers}
+        for call in graph.calls:
+            touched = set()
+            for tid in call.inputs + call.outputs:
+                for r in np.unique(roots[self.layouts[tid]]).tolist():
+                    if r in group_of:
+                        touched.add(group_of[r])
+            for g in touched:
+                if call.path not in members[g]:
+                    members[g].append(call.path)
+        groups = []
+        for g, plist in producers.items():
+            rs = unit_roots[g]
+            if any(r in self.fixed for r in rs):
+                continue
+            index = {r: i for i, r in enumerate(rs)}
+            lookup = np.vectorize(lambda r: index.get(int(r), -1), otypes=[np.int64])
+            gmaps = {}
+            for call in graph.calls:
+                if call.path in members[g] and call.path not in gmaps and call.outputs:
+                    rl = roots[self.layouts[call.outputs[0]]]
+                    gmaps[call.path] = lookup(rl) if len(rl) else rl
+            inexact = {self.inexact[r] for r in rs if r in self.inexact}
+            groups.append(Group(len(groups), plist, members[g], rs, gmaps,
+                                inexact, []))
+        self._attach_score_points(groups)
+        return groups
+
+    def _attach_score_points(self, groups):
+        """Post-activation tensors: what each mixing consumer reads, traced
+        back through pooling/flatten/concat/padding to where it was made."""
+        graph = self.graph
+        producer_call = {}
+        for call in graph.calls:
+            for k, tid in enumerate(call.outputs):
+                producer_call[tid] = (call, k)
+        chosen = []
+        seen = set()
+        for call in graph.calls:
+            handler = self.handlers[id(call.layer)]
+            if not handler.mixes_channels:
+                continue
+            stack = list(call.inputs[:1])
+            while stack:
+                tid = stack.pop()
+                if tid in seen:
+                    continue
+                seen.add(tid)
+                if tid not in producer_call:
+                    continue
+                pcall, k = producer_call[tid]
+                if self.handlers[id(pcall.layer)].is_structural:
+                    stack.extend(pcall.inputs)
+                    continue
+                chosen.append((pcall, k, tid))
+        by_root = {}
+        for g in groups:
+            for r in g._roots:
+                by_root[r] = g
+        for pcall, k, tid in chosen:
+            rl = self.roots[self.layouts[tid]]
+            for g in {id(by_root[r]): by_root[r] for r in rl.tolist() if r in by_root}.values():
+                index = {r: i for i, r in enumerate(g._roots)}
+                units = np.array([index.get(int(r), -1) for r in rl], dtype=np.int64)
+                kt = pcall.node.outputs[k] if k < len(pcall.node.outputs) else None
+                g.score_points.append(ScorePoint(pcall.index, k, pcall.path, units, kt))
+
+    # -- removal ---------------------------------------------------------------
+    def resolve_removal(self, removal: Dict[str, Sequence[int]]) -> set:
+        """{layer: output indices} -> the set of component roots to remove.
+
+        Raises ValueError for unknown or non-prunable layers, out-of-range
+        indices, or a removal that would leave a layer with no channels.
+        """
+        graph = self.graph
+        removed = set()
+        if not isinstance(removal, dict):
+            raise ValueError(
+                "remove_channels expects a dict {layer_name: [output channel "
+                f"indices]}}, got {type(removal).__name__}")
+        for name, indices in removal.items():
+            layer = graph.find_layer(name)
+            calls = graph.calls_of(layer)
+            path = calls[0].path
+            if not calls[0].outputs:
+                raise ValueError(f"layer '{name}' has no output")
+            rl = self.root_layout(calls[0].outputs[0])
+            idx = np.asarray(list(indices), dtype=np.int64).reshape(-1)
+            if idx.size == 0:
+                continue
+            bad = idx[(idx < 0) | (idx >= len(rl))]
+            if bad.size:
+                raise ValueError(
+                    f"channel index {int(bad[0])} is out of range for layer "
+                    f"'{path}', which has {len(rl)} output channels")
+            for i in idx.tolist():
+                r = int(rl[i])
+                if r in self.fixed:
+                    raise ValueError(
+                        f"channel {i} of layer '{path}' "
+                        f"({type(layer).__name__}) cannot be removed: "
+                        f"{self.fixed[r]}. Pass another layer, or if an "
+                        "unsupported layer blocks it, register a handler "
+                        "(kprune.register_handler) or leave this layer out")
+                removed.add(r)
+        # No tensor may lose every channel.
+        for call in graph.calls:
+            for tid in call.outputs:
+                rl = self.roots[self.layouts[tid]]
+                if len(rl) and all(int(r) in removed for r in rl):
+                    raise ValueError(
+                        f"the removal takes every channel of layer "
+                        f"'{call.path}' ({call.class_name}, {len(rl)} "
+                        "channels): keep at least one channel of its group")
+        return removed
+
+    def keep_indices(self, tid, removed: set) -> np.ndarray:
+        rl = self.roots[self.layouts[tid]]
+        if not removed:
+            return np.arange(len(rl))
+        mask = np.fromiter((int(r) not in removed for r in rl), dtype=bool,
+                           count=len(rl))
+        return np.nonzero(mask)[0]
+
+
+class _BoundaryHandler:
+    """Unknown layers: their inputs and outputs are frozen."""
+
+    mixes_channels = False
+    is_structural = False
+    is_activation = False
+
+    def propagate(self, call, ctx):
+        for tid in call.inputs:
+            ctx.fix(ctx.layout(tid),
+                    f"it reaches layer '{call.path}' of class "
+                    f"{call.class_name}, which kprune has no channel handler "
+                    "for (kprune.register_handler adds one)")
+        outs = []
+        for k, tid in enumerate(call.outputs):
+            comps = ctx.new_channels(call, ctx.tensor(tid).channels, k)
+            ctx.fix(comps, f"output of unsupported layer '{call.path}' "
+                    f"({call.class_name})")
+            outs.append(comps)
+        return outs
+
+    def weight_roles(self, layer, in_channels, out_channels):
+        return {}
+
+    def update_config(self, config, layer, in_keep, out_keep):
+        pass
+
+    def describe(self):
+        return "boundary"
+
+
+_BOUNDARY = _BoundaryHandler()
+
+
+def analyze(model, ignored_layers: Sequence[str] = ()) -> Analysis:
+    """Analyzes `model`'s channel dependencies (see module docstring)."""
+    return Analysis(model, ignored_layers)
+
+
+def dependency_groups(model, ignored_layers: Sequence[str] = ()) -> List[Group]:
+    """The prunable channel dependency groups of a Functional/Sequential model.
+
+    Each group lists its member layers (producers first), its number of
+    removable channels and, for activation-based scoring, the tensors on
+    which its channels are post-activation. Channels reaching a model output,
+    a model input, an ignored layer or a layer kprune has no handler for are
+    not prunable, and groups containing them are left out.
+
+    Example:
+        >>> for group in kprune.dependency_groups(model):
+        ...     print(group.layers, group.channels)
+    """
+    return analyze(model, ignored_layers).groups
+
