@@ -159,7 +159,8 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
     _edit_config(serialized["config"], model, keeps, changed)
     serialized.pop("build_config", None)
     compiled = serialized.pop("compile_config", None)
-    new_model = keras.saving.deserialize_keras_object(serialized)
+    with keras.saving.custom_object_scope(_model_classes(model)):
+        new_model = keras.saving.deserialize_keras_object(serialized)
     if compiled is not None:
         try:
             new_model.compile_from_config(compiled)
@@ -167,6 +168,19 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
             pass
     _copy_weights(analysis, new_model, keeps, changed, mask_only)
     return new_model
+
+
+def _model_classes(model):
+    """The model's own layer classes, so that custom layers that were never
+    registered still deserialize (the user's objects are already imported)."""
+    classes = {}
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        cls = type(layer)
+        if cls.__module__.startswith("keras."):
+            continue
+        classes[cls.__name__] = cls
+        classes[keras.saving.get_registered_name(cls)] = cls
+    return classes
 
 
 def _find(model, path):

@@ -1,0 +1,311 @@
+"""Complexity-driven pruning: parameter-, FLOPs- and memory-aware modes.
+
+Zawish, Davy, Abraham, *Complexity-Driven CNN Compression for
+Resource-constrained Edge AI* (2022), as specified in ALGORITHMS.md:
+
+1. Each dependency group's weight is its share of the model's complexity in
+   the chosen mode (`kprune.complexity_weights`): parameters (PA), MACs (FA)
+   or activation memory at batch 1 (MA).
+2. A seeded weighted random draw picks a group; a step removes
+   ``step_fraction`` of its remaining channels (at least one, never below
+   ``min_channels``). Weights are recomputed on the pruned model after every
+   step, so they stay shares of the *remaining* complexity.
+3. After every step the rebuilt model is measured with `kprune.profile`; the
+   search stops at the first step that meets the target (so the target is met
+   within one step).
+4. No ranking and no fine-tuning: the pruned architecture is re-initialised
+   and trained from scratch.
+
+What is measured:
+
+* ``params``: `Profile.params`;
+* ``flops``: `Profile.macs` (multiply-accumulates, batch 1; FLOPs = 2 x MACs);
+* ``memory``: `Profile.peak_activation_bytes` (float32, or
+  `peak_activation_bytes_int8` with ``memory_dtype='int8'``), the tensor
+  arena the model needs when run layer by layer (TFLite Micro).
+  Memory-mode *weights* use each group's share of the summed per-layer
+  activation footprints (input + output bytes), the paper's layer-level
+  definition; the *stopping rule* uses the peak, which is what has to fit
+  in RAM.
+
+Example:
+    >>> pruned, steps = plan_complexity_pruning(kprune.zoo.lenet5(), "flops",
+    ...                                         target=0.5, seed=0)
+    >>> steps[-1]["reduction"]["flops"] >= 0.5
+    True
+"""
+
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+
+from kprune.complexity_weights import (MODES, complexity_weights,
+                                       group_complexity, normalize_mode)
+from kprune.dependency import analyze
+from kprune.profile import profile
+from kprune.surgery import remove_channels
+
+__all__ = ["complexity_weights", "group_complexity", "measure",
+           "minimal_model", "plan_complexity_pruning", "reinitialize",
+           "complexity_prune"]
+
+#: absolute-budget argument -> the resource it bounds.
+ABSOLUTE_TARGETS = {"target_params": "params", "target_macs": "flops",
+                    "target_memory_bytes": "memory"}
+_UNITS = {"params": "parameters", "flops": "MACs", "memory": "bytes"}
+
+
+def measure(model, memory_dtype: str = "float32", graph=None) -> Dict[str, int]:
+    """{'params', 'flops' (MACs, batch 1), 'memory' (peak activation bytes)}
+    of `model` from `kprune.profile`.
+
+    Example:
+        >>> measure(kprune.zoo.lenet5())
+        {'params': 61706, 'flops': 416520, 'memory': 26656}
+    """
+    if memory_dtype not in ("float32", "int8"):
+        raise ValueError(
+            f"memory_dtype={memory_dtype!r}: use 'float32' or 'int8' (the "
+            "activation type the deployed model runs with)")
+    p = profile(model, graph=graph)
+    memory = (p.peak_activation_bytes if memory_dtype == "float32"
+              else p.peak_activation_bytes_int8)
+    return {"params": int(p.params), "flops": int(p.macs), "memory": int(memory)}
+
+
+def _reductions(values, base):
+    return {k: (1.0 - values[k] / base[k]) if base[k] else 0.0 for k in MODES}
+
+
+def _widths(analysis) -> Dict[str, int]:
+    return {g.name: int(g.channels) for g in analysis.groups}
+
+
+def minimal_model(model, min_channels: int = 1,
+                  ignored_layers: Sequence[str] = ()):
+    """`model` with every prunable group cut to `min_channels` channels: the
+    most any channel pruning can remove (weights copied, not re-initialised).
+
+    Example:
+        >>> measure(minimal_model(kprune.zoo.lenet5()))["params"]
+        ...
+    """
+    analysis = analyze(model, ignored_layers)
+    removal = {}
+    for g in analysis.groups:
+        if g.channels > min_channels:
+            removal.update(g.to_layer_indices(range(min_channels, g.channels)))
+    if not removal:
+        return model
+    return remove_channels(model, removal, analysis=analysis)
+
+
+class _Goal:
+    """One stopping condition: measured[resource] <= limit."""
+
+    def __init__(self, resource, limit, argument, requested):
+        self.resource = resource
+        self.limit = float(limit)
+        self.argument = argument
+        self.requested = requested
+
+    def met(self, values) -> bool:
+        return values[self.resource] <= self.limit + 1e-9
+
+    def to_dict(self):
+        return {"resource": self.resource, "limit": self.limit,
+                "argument": self.argument, "requested": self.requested}
+
+
+def _goals(mode, base, target, absolute) -> List[_Goal]:
+    goals = []
+    if target is not None:
+        if isinstance(target, bool) or not isinstance(target, (int, float)):
+            raise ValueError(
+                f"target={target!r} must be a number: the fraction of the "
+                f"model's {mode} complexity to remove, in (0, 1)")
+        if not 0.0 < float(target) < 1.0:
+            raise ValueError(
+                f"target={target!r} must be in (0, 1): the fraction of the "
+                f"model's {mode} complexity to remove (0.5 halves it); it "
+                "cannot remove everything")
+        goals.append(_Goal(mode, base[mode] * (1.0 - float(target)), "target",
+                           float(target)))
+    for arg, value in absolute.items():
+        if value is None:
+            continue
+        resource = ABSOLUTE_TARGETS[arg]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or value <= 0:
+            raise ValueError(
+                f"{arg}={value!r} must be a positive number of "
+                f"{_UNITS[resource]} (the budget the pruned model must fit)")
+        goals.append(_Goal(resource, float(value), arg, value))
+    if not goals:
+        raise ValueError(
+            "give a target: target=<fraction to remove> of the mode's "
+            "complexity, or an absolute budget target_params=, target_macs= "
+            "or target_memory_bytes=")
+    return goals
+
+
+def _resolve_mode(mode, absolute):
+    if mode is not None:
+        return normalize_mode(mode)
+    given = [ABSOLUTE_TARGETS[a] for a, v in absolute.items() if v is not None]
+    if len(set(given)) == 1:
+        return given[0]
+    raise ValueError(
+        "mode is required: 'params' (PA), 'flops' (FA) or 'memory' (MA) "
+        "decides which layers are drawn for pruning")
+
+
+def _check_reachable(goals, minimal_values, base, min_channels):
+    for goal in goals:
+        if goal.met(minimal_values):
+            continue
+        r = goal.resource
+        best = minimal_values[r]
+        most = 1.0 - best / base[r] if base[r] else 0.0
+        if goal.argument == "target":
+            raise ValueError(
+                f"target={goal.requested} cannot be reached: with at least "
+                f"min_channels={min_channels} channel(s) left in every "
+                "prunable group (and unprunable layers kept) the most that "
+                f"can be removed is {most:.4f} of the model's {r} "
+                f"({base[r]:,} -> {best:,} {_UNITS[r]}); ask for at most that")
+        raise ValueError(
+            f"{goal.argument}={goal.requested} cannot be reached: with at "
+            f"least min_channels={min_channels} channel(s) left in every "
+            "prunable group (and unprunable layers kept) the smallest "
+            f"reachable value is {best:,} {_UNITS[r]} (the model has "
+            f"{base[r]:,})")
+
+
+def plan_complexity_pruning(model, mode: Optional[str] = None,
+                            target: Optional[float] = None,
+                            target_params: Optional[int] = None,
+                            target_macs: Optional[int] = None,
+                            target_memory_bytes: Optional[int] = None,
+                            step_fraction: float = 0.1, seed: int = 0,
+                            min_channels: int = 1,
+                            ignored_layers: Sequence[str] = (),
+                            memory_dtype: str = "float32",
+                            reinit: bool = True,
+                            ) -> Tuple[keras.Model, List[dict]]:
+    """Chooses the pruned architecture by complexity-weighted random draws.
+
+    Args:
+        model: a Functional or Sequential Keras model (left unchanged).
+        mode: 'params' (PA), 'flops' (FA) or 'memory' (MA): which complexity
+            share weights the draw. May be omitted when a single absolute
+            budget is given (its resource is used).
+        target: fraction of the mode's complexity to remove, in (0, 1).
+        target_params, target_macs, target_memory_bytes: absolute budgets
+            (parameters, MACs at batch 1, peak activation bytes); the search
+            stops when every given budget (and `target`) holds.
+        step_fraction: fraction of a drawn group's remaining channels removed
+            per step (at least one channel).
+        seed: seeds the draws and which channels go; the same seed gives the
+            same architecture.
+        min_channels: channels every group keeps.
+        ignored_layers: layers whose output channels must not be pruned.
+        memory_dtype: 'float32' or 'int8' activations for the memory budget.
+        reinit: re-initialise the weights of the returned model (the method
+            trains it from scratch); False keeps the sliced original weights.
+
+    Returns:
+        (pruned model, steps): `steps[0]` is the original model, one entry per
+        step after it, each with the drawn group, channels removed, the
+        measured params / flops (MACs) / memory, the reductions and the
+        widths of every group.
+
+    Raises:
+        ValueError: no target, a target outside (0, 1) or not positive, or a
+            target that no pruning can reach with `min_channels` left in
+            every group (the message gives the reachable maximum).
+
+    Example:
+        >>> small, steps = plan_complexity_pruning(lenet5(), "params",
+        ...                                        target=0.7, seed=1)
+        >>> [s["group"] for s in steps[1:4]]
+        ['fc1', 'conv2', 'fc1']
+    """
+    absolute = {"target_params": target_params, "target_macs": target_macs,
+                "target_memory_bytes": target_memory_bytes}
+    mode = _resolve_mode(mode, absolute)
+    if not 0.0 < float(step_fraction) <= 1.0:
+        raise ValueError(f"step_fraction={step_fraction!r} must be in (0, 1]")
+    if int(min_channels) < 1:
+        raise ValueError(f"min_channels={min_channels!r} must be at least 1")
+    min_channels = int(min_channels)
+    ignored_layers = tuple(ignored_layers or ())
+    base = measure(model, memory_dtype)
+    goals = _goals(mode, base, target, absolute)
+    analysis = analyze(model, ignored_layers)
+    steps = [{"step": 0, "group": None, "removed": 0, **base,
+              "reduction": _reductions(base, base),
+              "widths": _widths(analysis), "time_s": 0.0}]
+    if all(goal.met(base) for goal in goals):
+        return (reinitialize(model, seed) if reinit else model), steps
+    if not analysis.groups:
+        raise ValueError(
+            f"model '{model.name}' has no prunable channel group (check "
+            "ignored_layers and unsupported layers); nothing can be removed")
+    _check_reachable(goals, measure(minimal_model(model, min_channels,
+                                                  ignored_layers), memory_dtype),
+                     base, min_channels)
+    rng = np.random.default_rng(seed)
+    current = model
+    start = time.perf_counter()
+    while True:
+        weights = complexity_weights(current, mode, analysis=analysis)
+        cands = [g for g in analysis.groups if g.channels > min_channels]
+        if not cands:  # cannot happen after _check_reachable; be explicit
+            raise RuntimeError("every group is at min_channels but the target "
+                               "is not met; please report this model")
+        p = np.array([weights.get(g.index, 0.0) for g in cands], dtype=np.float64)
+        p = p / p.sum() if p.sum() > 0 else np.full(len(cands), 1.0 / len(cands))
+        group = cands[int(rng.choice(len(cands), p=p))]
+        n = group.channels
+        k = max(1, int(np.floor(step_fraction * n + 0.5)))
+        k = min(k, n - min_channels)
+        units = np.sort(rng.choice(n, size=k, replace=False))
+        current = remove_channels(current, group.to_layer_indices(units),
+                                  analysis=analysis)
+        analysis = analyze(current, ignored_layers)
+        values = measure(current, memory_dtype, graph=analysis.graph)
+        steps.append({"step": len(steps), "group": group.name, "removed": int(k),
+                      "channels_before": int(n), "weight": float(
+                          weights.get(group.index, 0.0)),
+                      **values, "reduction": _reductions(values, base),
+                      "widths": _widths(analysis),
+                      "time_s": time.perf_counter() - start})
+        if all(goal.met(values) for goal in goals):
+            break
+    steps[0]["goals"] = [g.to_dict() for g in goals]
+    return (reinitialize(current, seed) if reinit else current), steps
+
+
+def reinitialize(model, seed: Optional[int] = 0) -> keras.Model:
+    """The same architecture with freshly initialised weights (seeded), and
+    compiled like `model` (fresh optimizer) when `model` was compiled.
+
+    Example:
+        >>> fresh = reinitialize(pruned, seed=0)
+        >>> fresh.count_params() == pruned.count_params()
+        True
+    """
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    serialized = keras.saving.serialize_keras_object(model)
+    serialized.pop("build_config", None)
+    compiled = serialized.pop("compile_config", None)
+    fresh = keras.saving.deserialize_keras_object(serialized)
+    if compiled is not None:
+        try:
+            fresh.compile_from_config(compiled)
+        except Exception:  # noqa: BLE001 - custom losses: caller compiles
+            pass
+    return fresh

@@ -1,0 +1,93 @@
+"""Checks for surgery: is a pruned model exactly the masked original?
+
+Useful when you write a channel handler for your own layer: prune a model
+that uses it and compare against the masked reference.
+
+Example:
+    >>> removal = kprune.testing.random_removal(model, fraction=0.3, seed=0)
+    >>> kprune.testing.assert_surgery_equivalent(model, removal)
+"""
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from kprune.dependency import analyze
+from kprune.surgery import rebuild
+
+
+def random_removal(model, fraction: float = 0.3, seed: int = 0,
+                   exact_only: bool = False, analysis=None,
+                   ignored_layers: Sequence[str] = ()) -> Dict[str, List[int]]:
+    """About `fraction` of the units of every prunable group, chosen at
+    random (each group keeps at least one), as a `remove_channels` argument."""
+    analysis = analysis or analyze(model, ignored_layers)
+    rng = np.random.default_rng(seed)
+    removal: Dict[str, List[int]] = {}
+    for group in analysis.groups:
+        if exact_only and not group.exact:
+            continue
+        n = min(int(round(group.channels * fraction)), group.channels - 1)
+        if n <= 0:
+            continue
+        units = rng.choice(group.channels, size=n, replace=False)
+        for layer, idx in group.to_layer_indices(units).items():
+            removal.setdefault(layer, []).extend(idx)
+    return removal
+
+
+def _as_list(y):
+    if isinstance(y, dict):
+        return [np.asarray(y[k]) for k in sorted(y)]
+    if isinstance(y, (list, tuple)):
+        return [np.asarray(v) for v in y]
+    return [np.asarray(y)]
+
+
+def assert_surgery_equivalent(model, removal: Dict[str, Sequence[int]],
+                              inputs=None, rtol: float = 1e-4,
+                              atol: float = 1e-5, seed: int = 0,
+                              pruned=None, require_change: bool = True):
+    """Asserts that `remove_channels(model, removal)` computes what the masked
+    reference computes, and returns the pruned model.
+
+    Args:
+        inputs: model inputs (random normal of the model's input shape, batch
+            2, when None).
+        rtol/atol: tolerance relative to the largest output magnitude.
+        pruned: an already pruned model to check instead of rebuilding.
+        require_change: also assert that masking changed the original's
+            outputs, so the comparison is not vacuous.
+    """
+    analysis = analyze(model)
+    removed = analysis.resolve_removal(removal)
+    if pruned is None:
+        pruned = rebuild(analysis, removed)
+    reference = rebuild(analysis, removed, mask_only=True)
+    if inputs is None:
+        rng = np.random.default_rng(seed)
+        inputs = [rng.normal(size=(2,) + tuple(analysis.graph.tensors[t].shape))
+                  .astype("float32") for t in analysis.graph.inputs]
+        inputs = inputs[0] if len(inputs) == 1 else inputs
+    got = _as_list(pruned(inputs, training=False))
+    want = _as_list(reference(inputs, training=False))
+    orig = _as_list(model(inputs, training=False))
+    changed = False
+    for g, w, o in zip(got, want, orig):
+        scale = max(1.0, float(np.max(np.abs(w))))
+        err = float(np.max(np.abs(g - w))) if g.size else 0.0
+        if err > atol + rtol * scale:
+            raise AssertionError(
+                f"pruned model differs from the masked reference by {err:.3g} "
+                f"(output scale {scale:.3g})")
+        if o.size and float(np.max(np.abs(o - w))) > 10 * (atol + rtol * scale):
+            changed = True
+    if require_change and removed and not changed:
+        raise AssertionError(
+            "masking the removed channels did not change the original's "
+            "outputs: the comparison proves nothing (use other inputs or "
+            "non-saturating outputs)")
+    return pruned
+
+
+
