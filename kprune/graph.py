@@ -100,6 +100,7 @@ class Graph:
         self.inputs: List[int] = []
         self.outputs: List[int] = []
         self.layer_paths: Dict[int, str] = {}  # id(layer) -> path
+        self.model_inputs: Dict[int, List[int]] = {}  # id(sub-model) -> tids
         self.layers_by_path: Dict[str, object] = {}
 
     @classmethod
@@ -132,6 +133,7 @@ class Graph:
                     continue
                 args = [scope[id(kt)] for kt in node.arguments.keras_tensors]
                 if is_model(op):
+                    self.model_inputs.setdefault(id(op), args)
                     sub = functional_of(op)
                     outs = self._inline(sub, args, prefix + op.name + "/")
                     for kt, tid in zip(node.outputs, outs):

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from kprune.dependency import Analysis, analyze
-from kprune.graph import is_model
+from kprune.graph import functional_of, is_model
 
 
 def remove_channels(model, removal: Dict[str, Sequence[int]],
@@ -66,7 +66,10 @@ def masked_reference(model, removal: Dict[str, Sequence[int]],
 def _layer_keeps(analysis: Analysis, removed: set):
     """layer id -> (in_keep, out_keep, in_channels, out_channels, handler)."""
     graph = analysis.graph
-    result = {}
+    result = {"tensors": {}, "model_inputs": graph.model_inputs}
+    for tids in graph.model_inputs.values():
+        for t in tids:
+            result["tensors"][t] = analysis.keep_indices(t, removed)
     for call in graph.calls:
         if id(call.layer) in result:
             continue
@@ -93,16 +96,31 @@ def _operations(model):
     return list(getattr(model, "_operations", model.layers))
 
 
-def _edit_config(entry_config, model, keeps, changed):
-    """Edits a (nested) model config in place."""
+def _edit_config(entry_config, model, keeps, changed, input_widths=None):
+    """Edits a (nested) model config in place. `input_widths` gives the new
+    channel count of each input of a nested model."""
     by_name = {op.name: op for op in _operations(model)}
+    if input_widths is not None:
+        fn = functional_of(model)
+        names = [kt._keras_history.operation.name
+                 for kt in keras.tree.flatten(fn._inputs_struct)]
+        for entry in entry_config["layers"]:
+            if entry.get("class_name") != "InputLayer":
+                continue
+            name = entry["config"].get("name")
+            if name in names:
+                shape = list(entry["config"]["batch_shape"])
+                shape[-1] = input_widths[names.index(name)]
+                entry["config"]["batch_shape"] = tuple(shape)
     for entry in entry_config["layers"]:
         name = entry.get("name") or entry["config"].get("name")
         op = by_name.get(name)
         if op is None:  # InputLayer entries of Sequential configs
             continue
         if is_model(op):
-            _edit_config(entry["config"], op, keeps, changed)
+            widths = [len(keeps["tensors"][t])
+                      for t in keeps["model_inputs"][id(op)]]
+            _edit_config(entry["config"], op, keeps, changed, widths)
             entry.pop("build_config", None)
             continue
         if id(op) in changed:
@@ -152,9 +170,11 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
     keeps = _layer_keeps(analysis, removed)
     changed = set()
     if not mask_only:
-        for key, (in_keep, out_keep, n_in, n_out, _) in keeps.items():
-            if len(in_keep) != n_in or len(out_keep) != n_out:
-                changed.add(key)
+        for key, value in keeps.items():
+            if isinstance(key, int):
+                in_keep, out_keep, n_in, n_out, _ = value
+                if len(in_keep) != n_in or len(out_keep) != n_out:
+                    changed.add(key)
     serialized = keras.saving.serialize_keras_object(model)
     _edit_config(serialized["config"], model, keeps, changed)
     serialized.pop("build_config", None)
