@@ -1,6 +1,7 @@
 """Small hand-built models covering every layer type kprune supports."""
 
 import keras
+import numpy as np
 from keras import layers
 
 
@@ -132,3 +133,22 @@ def layer_norm():
 
 ALL = {f.__name__: f for f in (lenet, residual, mobile, concat_norms,
                                 conv1d_3d, nested_shared)}
+
+
+def preprocessing_mid_graph():
+    """Per-channel Rescaling / Normalization after a conv, and a Reshape that
+    flattens with an explicit size."""
+    inp = keras.Input((6, 6, 2))
+    x = layers.Conv2D(4, 3, padding="same", name="c")(inp)
+    x = layers.Rescaling([0.5, 1.0, 2.0, 3.0], offset=[0.0, 1.0, -1.0, 0.5],
+                         name="scale")(x)
+    norm = layers.Normalization(name="norm")
+    x = norm(x)
+    norm.set_weights([np.array([0.1, 0.2, -0.3, 0.4], "float32"),
+                      np.array([1.0, 2.0, 0.5, 4.0], "float32"),
+                      np.array(1, "int64")])
+    x = layers.Reshape((6 * 6 * 4,), name="flat")(x)
+    return keras.Model(inp, layers.Dense(3, name="out")(x), name="prep")
+
+
+ALL["preprocessing_mid_graph"] = preprocessing_mid_graph

@@ -242,3 +242,11 @@ def test_register_handler_validates():
         kprune.register_handler(object())
     with pytest.raises(ValueError, match="layer_types is empty"):
         kprune.register_handler(kprune.ChannelHandler())
+
+
+def test_per_channel_preprocessing_is_sliced():
+    model = models.preprocessing_mid_graph()
+    pruned = assert_surgery_equivalent(model, {"c": [1, 2]})
+    assert pruned.get_layer("scale").scale == [0.5, 3.0]
+    assert pruned.get_layer("flat").target_shape == (72,)
+    np.testing.assert_allclose(pruned.get_layer("norm").get_weights()[0], [0.1, 0.4])
