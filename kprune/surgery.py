@@ -182,12 +182,25 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
     with keras.saving.custom_object_scope(_model_classes(model)):
         new_model = keras.saving.deserialize_keras_object(serialized)
     if compiled is not None:
-        try:
-            new_model.compile_from_config(compiled)
-        except Exception:  # noqa: BLE001 - custom losses etc.: leave uncompiled
-            pass
+        _compile_like(new_model, compiled, model)
     _copy_weights(analysis, new_model, keeps, changed, mask_only)
     return new_model
+
+
+def _compile_like(new_model, compile_config, model):
+    """Compiles with a fresh optimizer of the original's config. Unlike
+    `compile_from_config`, this does not build the optimizer's slot
+    variables now; they are built on the first training step."""
+    try:
+        with keras.saving.custom_object_scope(_model_classes(model)):
+            kwargs = keras.saving.deserialize_keras_object(compile_config)
+        new_model.compile(**kwargs)
+    except Exception as e:  # noqa: BLE001 - custom losses that do not load
+        import warnings
+
+        warnings.warn(
+            f"the pruned model could not be compiled like the original ({e}); "
+            "it is returned uncompiled: call compile() on it")
 
 
 def _model_classes(model):
