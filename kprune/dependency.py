@@ -25,35 +25,51 @@ from kprune.graph import Graph
 from kprune.handlers.base import find_handler
 
 
-class _UnionFind:
+class _Components:
+    """Channel components: ids are handed out in blocks; couplings are
+    recorded as edges and resolved at the end, all at once, with vectorized
+    label propagation (much faster than a Python union-find on large nets)."""
+
     def __init__(self):
-        self.parent: List[int] = []
+        self.size = 0
+        self._a: List[np.ndarray] = []
+        self._b: List[np.ndarray] = []
 
     def make(self, n: int) -> np.ndarray:
-        start = len(self.parent)
-        self.parent.extend(range(start, start + n))
+        start = self.size
+        self.size += n
         return np.arange(start, start + n, dtype=np.int64)
 
-    def find(self, a: int) -> int:
-        parent = self.parent
-        root = a
-        while parent[root] != root:
-            root = parent[root]
-        while parent[a] != root:
-            parent[a], a = root, parent[a]
-        return root
+    def link(self, a, b) -> None:
+        self._a.append(np.asarray(a, dtype=np.int64).reshape(-1))
+        self._b.append(np.asarray(b, dtype=np.int64).reshape(-1))
 
-    def union(self, a: int, b: int) -> int:
-        ra, rb = self.find(int(a)), self.find(int(b))
-        if ra != rb:
-            if ra > rb:
-                ra, rb = rb, ra
-            self.parent[rb] = ra
-        return ra
+    def labels(self) -> np.ndarray:
+        """label[c] = the smallest component id connected to c."""
+        n = self.size
+        if not self._a:
+            return np.arange(n, dtype=np.int64)
+        return connected_labels(n, np.concatenate(self._a), np.concatenate(self._b))
 
-    def roots(self) -> np.ndarray:
-        return np.array([self.find(i) for i in range(len(self.parent))],
-                        dtype=np.int64)
+
+def connected_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected components of n nodes and edges (a[i], b[i]): each node is
+    labelled with the smallest node id of its component."""
+    label = np.arange(n, dtype=np.int64)
+    while True:
+        la, lb = label[a], label[b]
+        m = np.minimum(la, lb)
+        new = label.copy()
+        for idx in (a, b, la, lb):
+            np.minimum.at(new, idx, m)
+        while True:  # pointer jumping
+            jumped = new[new]
+            if np.array_equal(jumped, new):
+                break
+            new = jumped
+        if np.array_equal(new, label):
+            return label
+        label = new
 
 
 @dataclasses.dataclass
@@ -143,10 +159,9 @@ class Analysis:
     def __init__(self, model, ignored_layers: Sequence[str] = ()):
         self.model = model
         self.graph = Graph.from_model(model)
-        self.uf = _UnionFind()
+        self.uf = _Components()
         self.layouts: Dict[int, np.ndarray] = {}
         self._layer_channels: Dict[tuple, np.ndarray] = {}
-        self._producers: Dict[int, str] = {}  # component -> producing layer
         self._fixed: Dict[int, str] = {}
         self._inexact: Dict[int, str] = {}
         self.handlers = {}
@@ -166,22 +181,18 @@ class Analysis:
         """Fresh components for a layer's output (shared layers reuse them)."""
         key = (id(call.layer), output_index)
         if key not in self._layer_channels:
-            comps = self.uf.make(int(n))
-            self._layer_channels[key] = comps
-            for c in comps:
-                self._producers[int(c)] = call.path
+            self._layer_channels[key] = self.uf.make(int(n))
         return self._layer_channels[key]
 
     def union(self, a: int, b: int) -> None:
-        self.uf.union(a, b)
+        """Components `a` and `b` must be removed together."""
+        self.uf.link([a], [b])
 
     def couple(self, a: np.ndarray, b: np.ndarray) -> None:
         """Channel i of `a` and of `b` must be removed together."""
         if len(a) != len(b):
             raise ValueError(f"cannot couple layouts of {len(a)} and {len(b)} channels")
-        for x, y in zip(a.tolist(), b.tolist()):
-            if x != y:
-                self.uf.union(x, y)
+        self.uf.link(a, b)
 
     def fix(self, layout: np.ndarray, reason: str) -> None:
         """These channels must not be removed."""
@@ -237,12 +248,14 @@ class Analysis:
         self._finalize()
 
     def _finalize(self):
-        roots = self.uf.roots()
+        roots = self.uf.labels()
         self.roots = roots
         fixed: Dict[int, str] = {}
         for c, reason in self._fixed.items():
             fixed.setdefault(int(roots[c]), reason)
         self.fixed = fixed
+        self.fixed_mask = np.zeros(len(roots), dtype=bool)
+        self.fixed_mask[list(fixed)] = True
         self.inexact = {}
         for c, reason in self._inexact.items():
             self.inexact.setdefault(int(roots[c]), reason)
@@ -252,69 +265,75 @@ class Analysis:
         return self.roots[self.layouts[tid]]
 
     def _build_groups(self) -> List[Group]:
-        graph = self.graph
-        roots = self.roots
-        # Layer-level union: all components a producer creates form one group.
-        group_of: Dict[int, int] = {}
-        guf = _UnionFind()
-        root_ids = {}
+        graph, roots, n = self.graph, self.roots, len(self.roots)
+        # Layer level: all components one producer creates form one group.
+        produced = np.zeros(n, dtype=bool)
+        a, b = [], []
+        for comps in self._layer_channels.values():
+            if len(comps):
+                r = roots[comps]
+                produced[r] = True
+                a.append(np.full(len(r), r[0]))
+                b.append(r)
+        if a:
+            group_label = connected_labels(n, np.concatenate(a), np.concatenate(b))
+        else:
+            group_label = np.arange(n, dtype=np.int64)
+        group_of_comp = np.where(produced[roots], group_label[roots], -1)
 
-        def rid(r):
-            if r not in root_ids:
-                root_ids[r] = int(guf.make(1)[0])
-            return root_ids[r]
-
-        for (layer_id, _), comps in self._layer_channels.items():
-            rs = np.unique(roots[comps])
-            for r in rs[1:]:
-                guf.union(rid(int(rs[0])), rid(int(r)))
-            if len(rs):
-                rid(int(rs[0]))
-        for r, i in root_ids.items():
-            group_of[r] = guf.find(i)
-
+        # Units in order of first appearance among producers, in call order.
         producers: Dict[int, List[str]] = {}
         unit_roots: Dict[int, List[int]] = {}
-        seen_roots = set()
+        seen = np.zeros(n, dtype=bool)
         for call in graph.calls:
-            for k, tid in enumerate(call.outputs):
-                key = (id(call.layer), k)
-                if key not in self._layer_channels:
+            for k in range(len(call.outputs)):
+                comps = self._layer_channels.get((id(call.layer), k))
+                if comps is None or not len(comps):
                     continue
-                for r in roots[self._layer_channels[key]].tolist():
-                    g = group_of[r]
-                    plist = producers.setdefault(g, [])
-                    if call.path not in plist:
-                        plist.append(call.path)
-                    if r not in seen_roots:
-                        seen_roots.add(r)
-                        unit_roots.setdefault(g, []).append(r)
+                r = roots[comps]
+                g = int(group_label[r[0]])
+                plist = producers.setdefault(g, [])
+                if call.path not in plist:
+                    plist.append(call.path)
+                _, first = np.unique(r, return_index=True)
+                new = r[np.sort(first)]
+                new = new[~seen[new]]
+                seen[new] = True
+                unit_roots.setdefault(g, []).extend(new.tolist())
+
         members: Dict[int, List[str]] = {g: [] for g in producers}
-        maps: Dict[int, Dict[str, np.ndarray]] = {g: {} for g in producers}
+        out_groups = {}
         for call in graph.calls:
             touched = set()
             for tid in call.inputs + call.outputs:
-                for r in np.unique(roots[self.layouts[tid]]).tolist():
-                    if r in group_of:
-                        touched.add(group_of[r])
+                touched.update(np.unique(group_of_comp[self.layouts[tid]]).tolist())
+            touched.discard(-1)
             for g in touched:
                 if call.path not in members[g]:
                     members[g].append(call.path)
+            if call.outputs and call.path not in out_groups:
+                out_groups[call.path] = self.layouts[call.outputs[0]]
+
+        unit_index = np.full(n, -1, dtype=np.int64)
         groups = []
         for g, plist in producers.items():
-            rs = unit_roots[g]
-            if any(r in self.fixed for r in rs):
+            rs = np.asarray(unit_roots[g], dtype=np.int64)
+            if self.fixed_mask[rs].any():
                 continue
-            index = {r: i for i, r in enumerate(rs)}
-            lookup = np.vectorize(lambda r: index.get(int(r), -1), otypes=[np.int64])
+            unit_index[rs] = np.arange(len(rs))
             gmaps = {}
-            for call in graph.calls:
-                if call.path in members[g] and call.path not in gmaps and call.outputs:
-                    rl = roots[self.layouts[call.outputs[0]]]
-                    gmaps[call.path] = lookup(rl) if len(rl) else rl
-            inexact = {self.inexact[r] for r in rs if r in self.inexact}
-            groups.append(Group(len(groups), plist, members[g], rs, gmaps,
-                                inexact, []))
+            for path in members[g]:
+                if path in out_groups:
+                    rl = roots[out_groups[path]]
+                    gmaps[path] = np.where(group_label[rl] == g, unit_index[rl], -1) \
+                        if len(rl) else rl
+            inexact = {self.inexact[r] for r in rs.tolist() if r in self.inexact}
+            group = Group(len(groups), plist, members[g], rs.tolist(), gmaps,
+                          inexact, [])
+            group._label = g
+            groups.append(group)
+        self._unit_index = unit_index
+        self._group_label = group_label
         self._attach_score_points(groups)
         return groups
 
@@ -345,15 +364,15 @@ class Analysis:
                     stack.extend(pcall.inputs)
                     continue
                 chosen.append((pcall, k, tid))
-        by_root = {}
-        for g in groups:
-            for r in g._roots:
-                by_root[r] = g
+        by_label = {g._label: g for g in groups}
         for pcall, k, tid in chosen:
             rl = self.roots[self.layouts[tid]]
-            for g in {id(by_root[r]): by_root[r] for r in rl.tolist() if r in by_root}.values():
-                index = {r: i for i, r in enumerate(g._roots)}
-                units = np.array([index.get(int(r), -1) for r in rl], dtype=np.int64)
+            labels = self._group_label[rl]
+            for label in np.unique(labels).tolist():
+                g = by_label.get(label)
+                if g is None:
+                    continue
+                units = np.where(labels == label, self._unit_index[rl], -1)
                 kt = pcall.node.outputs[k] if k < len(pcall.node.outputs) else None
                 g.score_points.append(ScorePoint(pcall.index, k, pcall.path, units, kt))
 
@@ -387,7 +406,7 @@ class Analysis:
                     f"'{path}', which has {len(rl)} output channels")
             for i in idx.tolist():
                 r = int(rl[i])
-                if r in self.fixed:
+                if self.fixed_mask[r]:
                     raise ValueError(
                         f"channel {i} of layer '{path}' "
                         f"({type(layer).__name__}) cannot be removed: "
@@ -396,10 +415,12 @@ class Analysis:
                         "(kprune.register_handler) or leave this layer out")
                 removed.add(r)
         # No tensor may lose every channel.
+        gone = np.zeros(len(self.roots), dtype=bool)
+        gone[list(removed)] = True
         for call in graph.calls:
             for tid in call.outputs:
                 rl = self.roots[self.layouts[tid]]
-                if len(rl) and all(int(r) in removed for r in rl):
+                if len(rl) and gone[rl].all():
                     raise ValueError(
                         f"the removal takes every channel of layer "
                         f"'{call.path}' ({call.class_name}, {len(rl)} "
@@ -410,9 +431,11 @@ class Analysis:
         rl = self.roots[self.layouts[tid]]
         if not removed:
             return np.arange(len(rl))
-        mask = np.fromiter((int(r) not in removed for r in rl), dtype=bool,
-                           count=len(rl))
-        return np.nonzero(mask)[0]
+        if getattr(self, "_gone_for", None) is not removed:
+            self._gone = np.zeros(len(self.roots), dtype=bool)
+            self._gone[list(removed)] = True
+            self._gone_for = removed
+        return np.nonzero(~self._gone[rl])[0]
 
 
 class _BoundaryHandler:
