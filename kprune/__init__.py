@@ -3,12 +3,15 @@
 from kprune.dependency import Group, analyze, dependency_groups
 from kprune.handlers import ChannelHandler, register_handler, unregister_handler
 from kprune.profile import LayerProfile, Profile, profile
+from kprune.prune import prune
+from kprune.result import PruneResult
 from kprune.surgery import masked_reference, remove_channels
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChannelHandler", "Group", "LayerProfile", "Profile", "analyze", "dependency_groups",
-    "masked_reference", "profile", "register_handler", "remove_channels",
+    "ChannelHandler", "Group", "LayerProfile", "Profile", "PruneResult", "analyze",
+    "dependency_groups", "masked_reference", "profile", "prune", "register_handler",
+    "remove_channels",
     "unregister_handler",
 ]

@@ -4,6 +4,9 @@ TFLite, TFLite-Micro and the converter print through the C runtime straight to
 file descriptors 1 and 2, which `contextlib.redirect_stdout` cannot see. This
 module swaps the descriptors for a temporary file for the duration of a block.
 
+Set the environment variable KPRUNE_NO_CAPTURE=1 to let the output through
+(e.g. to see the message of a native crash).
+
 Example:
     >>> with capture_fds() as cap:
     ...     interpreter.print_allocations()
@@ -39,6 +42,9 @@ def capture_fds(fds=(1, 2), python_streams=True):
     sys.stdout/sys.stderr) into one temporary file; yields a `Captured` whose
     `.text` holds everything written once the block exits (also on error)."""
     captured = Captured()
+    if os.environ.get("KPRUNE_NO_CAPTURE"):  # debugging: let everything through
+        yield captured
+        return
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

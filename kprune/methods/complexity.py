@@ -35,6 +35,7 @@ Example:
     True
 """
 
+import numbers
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -47,9 +48,9 @@ from kprune.dependency import analyze
 from kprune.profile import profile
 from kprune.surgery import remove_channels
 
-__all__ = ["complexity_weights", "group_complexity", "measure",
-           "minimal_model", "plan_complexity_pruning", "reinitialize",
-           "complexity_prune"]
+__all__ = ["COMPLEXITY_OPTIONS", "complexity", "complexity_steps",
+           "complexity_weights", "group_complexity", "measure", "minimal_model",
+           "plan_complexity_pruning", "reinitialize"]
 
 #: absolute-budget argument -> the resource it bounds.
 ABSOLUTE_TARGETS = {"target_params": "params", "target_macs": "flops",
@@ -90,7 +91,7 @@ def minimal_model(model, min_channels: int = 1,
 
     Example:
         >>> measure(minimal_model(kprune.zoo.lenet5()))["params"]
-        ...
+        100
     """
     analysis = analyze(model, ignored_layers)
     removal = {}
@@ -122,7 +123,7 @@ class _Goal:
 def _goals(mode, base, target, absolute) -> List[_Goal]:
     goals = []
     if target is not None:
-        if isinstance(target, bool) or not isinstance(target, (int, float)):
+        if isinstance(target, bool) or not isinstance(target, numbers.Real):
             raise ValueError(
                 f"target={target!r} must be a number: the fraction of the "
                 f"model's {mode} complexity to remove, in (0, 1)")
@@ -137,7 +138,7 @@ def _goals(mode, base, target, absolute) -> List[_Goal]:
         if value is None:
             continue
         resource = ABSOLUTE_TARGETS[arg]
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0:
             raise ValueError(
                 f"{arg}={value!r} must be a positive number of "
                 f"{_UNITS[resource]} (the budget the pruned model must fit)")
@@ -148,6 +149,14 @@ def _goals(mode, base, target, absolute) -> List[_Goal]:
             "complexity, or an absolute budget target_params=, target_macs= "
             "or target_memory_bytes=")
     return goals
+
+
+def _check_step_options(step_fraction, min_channels):
+    if not 0.0 < float(step_fraction) <= 1.0:
+        raise ValueError(f"step_fraction={step_fraction!r} must be in (0, 1]: "
+                         "the fraction of a drawn group's channels one step removes")
+    if int(min_channels) < 1:
+        raise ValueError(f"min_channels={min_channels!r} must be at least 1")
 
 
 def _resolve_mode(mode, absolute):
@@ -230,15 +239,12 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
         >>> small, steps = plan_complexity_pruning(lenet5(), "params",
         ...                                        target=0.7, seed=1)
         >>> [s["group"] for s in steps[1:4]]
-        ['fc1', 'conv2', 'fc1']
+        ['fc1', 'fc1', 'fc2']
     """
     absolute = {"target_params": target_params, "target_macs": target_macs,
                 "target_memory_bytes": target_memory_bytes}
     mode = _resolve_mode(mode, absolute)
-    if not 0.0 < float(step_fraction) <= 1.0:
-        raise ValueError(f"step_fraction={step_fraction!r} must be in (0, 1]")
-    if int(min_channels) < 1:
-        raise ValueError(f"min_channels={min_channels!r} must be at least 1")
+    _check_step_options(step_fraction, min_channels)
     min_channels = int(min_channels)
     ignored_layers = tuple(ignored_layers or ())
     base = measure(model, memory_dtype)
@@ -246,7 +252,8 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
     analysis = analyze(model, ignored_layers)
     steps = [{"step": 0, "group": None, "removed": 0, **base,
               "reduction": _reductions(base, base),
-              "widths": _widths(analysis), "time_s": 0.0}]
+              "widths": _widths(analysis), "time_s": 0.0,
+              "goals": [g.to_dict() for g in goals]}]
     if all(goal.met(base) for goal in goals):
         return (reinitialize(model, seed) if reinit else model), steps
     if not analysis.groups:
@@ -256,15 +263,54 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
     _check_reachable(goals, measure(minimal_model(model, min_channels,
                                                   ignored_layers), memory_dtype),
                      base, min_channels)
+    for current, record in complexity_steps(model, mode, seed=seed,
+                                            step_fraction=step_fraction,
+                                            min_channels=min_channels,
+                                            ignored_layers=ignored_layers,
+                                            memory_dtype=memory_dtype):
+        record["reduction"] = _reductions(record, base)
+        steps.append(record)
+        if all(goal.met(record) for goal in goals):
+            break
+    else:  # cannot happen after _check_reachable; be explicit
+        raise RuntimeError("every group is at min_channels but the target is "
+                           "not met; please report this model")
+    return (reinitialize(current, seed) if reinit else current), steps
+
+
+def complexity_steps(model, mode: str, seed: int = 0,
+                     step_fraction: float = 0.1, min_channels: int = 1,
+                     ignored_layers: Sequence[str] = (),
+                     memory_dtype: str = "float32"):
+    """The draws of complexity-driven pruning, one step at a time.
+
+    Yields ``(model, record)`` after each step: the pruned model (sliced
+    weights) and a dict with the drawn ``group``, its ``weight`` at the draw,
+    channels ``removed``, ``channels_before``, the measured ``params``,
+    ``flops`` (MACs), ``memory`` (peak activation bytes), ``widths`` of every
+    group and ``time_s`` since the start. Ends when every group is down to
+    `min_channels`. `plan_complexity_pruning` stops it at the target.
+
+    Example:
+        >>> for small, record in complexity_steps(lenet5(), "memory", seed=0):
+        ...     if record["step"] == 3:
+        ...         break
+        >>> record["widths"]
+        {'conv1': 3, 'conv2': 16, 'fc1': 120, 'fc2': 84}
+    """
+    mode = normalize_mode(mode)
+    _check_step_options(step_fraction, min_channels)
+    min_channels = int(min_channels)
     rng = np.random.default_rng(seed)
+    analysis = analyze(model, ignored_layers)
     current = model
     start = time.perf_counter()
+    step = 0
     while True:
-        weights = complexity_weights(current, mode, analysis=analysis)
         cands = [g for g in analysis.groups if g.channels > min_channels]
-        if not cands:  # cannot happen after _check_reachable; be explicit
-            raise RuntimeError("every group is at min_channels but the target "
-                               "is not met; please report this model")
+        if not cands:
+            return
+        weights = complexity_weights(current, mode, analysis=analysis)
         p = np.array([weights.get(g.index, 0.0) for g in cands], dtype=np.float64)
         p = p / p.sum() if p.sum() > 0 else np.full(len(cands), 1.0 / len(cands))
         group = cands[int(rng.choice(len(cands), p=p))]
@@ -276,16 +322,12 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
                                   analysis=analysis)
         analysis = analyze(current, ignored_layers)
         values = measure(current, memory_dtype, graph=analysis.graph)
-        steps.append({"step": len(steps), "group": group.name, "removed": int(k),
-                      "channels_before": int(n), "weight": float(
-                          weights.get(group.index, 0.0)),
-                      **values, "reduction": _reductions(values, base),
-                      "widths": _widths(analysis),
-                      "time_s": time.perf_counter() - start})
-        if all(goal.met(values) for goal in goals):
-            break
-    steps[0]["goals"] = [g.to_dict() for g in goals]
-    return (reinitialize(current, seed) if reinit else current), steps
+        step += 1
+        yield current, {"step": step, "group": group.name, "removed": int(k),
+                        "channels_before": int(n),
+                        "weight": float(weights.get(group.index, 0.0)),
+                        **values, "widths": _widths(analysis),
+                        "time_s": time.perf_counter() - start}
 
 
 def reinitialize(model, seed: Optional[int] = 0) -> keras.Model:
@@ -309,3 +351,138 @@ def reinitialize(model, seed: Optional[int] = 0) -> keras.Model:
         except Exception:  # noqa: BLE001 - custom losses: caller compiles
             pass
     return fresh
+
+
+# -- the method behind kprune.prune(method='complexity') ------------------------
+
+#: Options of the complexity method, added to `kprune.prune`'s option table.
+COMPLEXITY_OPTIONS = {
+    "mode": None,                 # 'params' (PA, default) | 'flops' (FA) | 'memory' (MA)
+    "step_fraction": 0.1,         # fraction of a drawn group's channels per step
+    "target_params": None,        # absolute budgets (any of them, with or without target)
+    "target_macs": None,
+    "target_memory_bytes": None,
+    "memory_dtype": "float32",    # activations the memory budget counts: float32 | int8
+}
+
+
+def _install_options():
+    from kprune.methods import context
+
+    for key, value in COMPLEXITY_OPTIONS.items():
+        context.DEFAULT_OPTIONS.setdefault(key, value)
+
+
+def _targets_from_ctx(ctx, model):
+    """ctx.target + options -> (mode, target fraction, absolute budgets)."""
+    opts = ctx.opts
+    mode = opts["mode"]
+    absolute = {a: opts[a] for a in ABSOLUTE_TARGETS}
+    target = None
+    if ctx.target is not None:
+        kind, value = ctx.target
+        resource = {"params_reduction": "params",
+                    "macs_reduction": "flops"}.get(kind)
+        if resource is None:  # a plain number: fraction of the mode's complexity
+            target = value
+        elif mode is None or normalize_mode(mode) == resource:
+            mode, target = resource, value
+        else:  # weights by `mode`, budget on another resource
+            arg = "target_params" if resource == "params" else "target_macs"
+            if absolute[arg] is not None:
+                raise ValueError(f"give either target={{{kind!r}: {value}}} or {arg}=, not both")
+            base = measure(model)[resource]
+            absolute[arg] = base * (1.0 - value)
+    if mode is None:
+        given = {ABSOLUTE_TARGETS[a] for a, v in absolute.items() if v is not None}
+        mode = given.pop() if (len(given) == 1 and target is None) else "params"
+    return normalize_mode(mode), target, absolute
+
+
+def complexity(ctx):
+    """Complexity-driven pruning through `kprune.prune` (method 'complexity').
+
+    Plans the pruned architecture with `plan_complexity_pruning`, re-initialises
+    it (seeded) and trains it from scratch for ``epochs`` epochs with the
+    model's compiled loss/metrics and a fresh optimizer (or ``fit_fn``). No
+    ranking, no fine-tuning of the original weights.
+
+    Targets: ``target=<fraction>`` of the ``mode``'s complexity to remove
+    (``mode`` 'params' (PA, default), 'flops' (FA, MACs) or 'memory' (MA, peak
+    activation bytes)); ``{'params_reduction': r}`` / ``{'macs_reduction': r}``;
+    absolute budgets ``target_params=``, ``target_macs=``,
+    ``target_memory_bytes=`` (``memory_dtype='int8'`` to count int8
+    activations). Other options: ``step_fraction`` (0.1), ``seed``,
+    ``min_channels``, ``ignored_layers``.
+
+    History: round 0 is the model as given (its validation accuracy as
+    passed in); round 1 is the pruned architecture trained from scratch, with
+    ``memory`` (peak activation bytes), ``reduction`` ({params, flops,
+    memory}), the planning ``steps``, ``plan_time_s`` and ``train_time_s``.
+
+    Example:
+        >>> result = kprune.prune(model, "complexity", mode="memory", target=0.5,
+        ...                       train_data=(x, y), val_data=(xv, yv), epochs=5)
+        >>> result.final["reduction"]["memory"] >= 0.5
+        True
+    """
+    from kprune import training
+    from kprune.methods.context import Proposal, measure as ctx_measure
+
+    if ctx.history[-1]["round"] >= 1:  # resumed after the trained round
+        return ctx.finish(ctx.reason or "complexity-driven pruning done")
+    opts = ctx.opts
+    original = ctx.current
+    mode, target, absolute = _targets_from_ctx(ctx, original)
+    seed = opts["seed"] if opts["seed"] is not None else 0
+    t0 = time.time()
+    pruned, steps = plan_complexity_pruning(
+        original, mode, target=target, step_fraction=opts["step_fraction"],
+        seed=seed, min_channels=opts["min_channels"],
+        ignored_layers=opts["ignored_layers"], memory_dtype=opts["memory_dtype"],
+        reinit=True, **absolute)
+    plan_time = time.time() - t0
+    t1 = time.time()
+    out = training.fit_once(pruned, ctx.train, ctx.epochs, ctx.compile_config,
+                            ctx.fit_fn, verbose=ctx.verbose)
+    train_time = time.time() - t1
+    base_widths = steps[0]["widths"]
+    final_widths = steps[-1]["widths"]
+    removed = {g: base_widths[g] - final_widths.get(g, 0) for g in base_widths
+               if base_widths[g] != final_widths.get(g, 0)}
+    entry = {"round": 1, "removed": int(sum(removed.values())),
+             "removed_by_group": removed, "mode": mode, "target": target,
+             "budgets": {k: v for k, v in absolute.items() if v is not None},
+             "memory": steps[-1]["memory"], "memory_dtype": opts["memory_dtype"],
+             "reduction": steps[-1]["reduction"], "steps": steps,
+             "plan_time_s": plan_time, "train_time_s": train_time,
+             "epochs": ctx.epochs, "losses": out.losses}
+    entry.update(ctx_measure(pruned))
+    acc = float("nan") if out.nan else ctx.evaluate(pruned)
+    if out.nan or acc != acc:
+        entry.update({"status": "nan_discarded", "val_accuracy": None,
+                      "feasible": False, "time_s": time.time() - t0})
+        ctx.commit(entry, None, accept=False)
+        return ctx.finish("training the pruned architecture from scratch gave a "
+                          "NaN loss; lower the learning rate")
+    entry.update({"status": "accepted", "val_accuracy": acc, "feasible": True,
+                  "time_s": time.time() - t0})
+    ctx.commit(entry, Proposal(pruned, removed, {}), best=True)
+    result = ctx.finish(f"{mode} mode: {len(steps) - 1} steps, then trained "
+                        f"from scratch for {ctx.epochs} epoch(s)")
+    result.target = dict(entry["budgets"])
+    if target is not None:
+        result.target[f"{mode}_reduction"] = target
+    return result
+
+
+complexity.default_target = None  # target=None allowed with absolute budgets
+complexity.default_criterion = "l1"  # unused: no ranking
+
+try:
+    from kprune.methods.registry import register_method
+except ImportError:  # pragma: no cover - the registry ships with kprune
+    pass
+else:
+    register_method("complexity", complexity)
+    _install_options()

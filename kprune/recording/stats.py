@@ -25,6 +25,7 @@ class PointStats:
     position_sum: np.ndarray  # float64, shape (..., C) without the batch axis
     zero_count: np.ndarray  # float64, shape (C,)
     count: int = 0
+    has_apoz: bool = True
 
     @property
     def positions(self) -> int:
@@ -32,7 +33,10 @@ class PointStats:
 
     def add(self, position_sum, zero_count, count):
         self.position_sum += np.asarray(position_sum, dtype=np.float64)
-        self.zero_count += np.asarray(zero_count, dtype=np.float64)
+        if zero_count is None:
+            self.has_apoz = False
+        else:
+            self.zero_count += np.asarray(zero_count, dtype=np.float64)
         self.count += int(count)
 
     def channel_mean_power(self, p: float = 1.0) -> np.ndarray:
@@ -47,6 +51,9 @@ class PointStats:
 
     def channel_apoz(self) -> np.ndarray:
         """Fraction of values <= 0 per channel (Average Percentage of Zeros)."""
+        if not self.has_apoz:
+            raise ValueError(f"zero counts were not recorded for '{self.path}'; "
+                             "record with apoz=True")
         if self.count == 0:
             raise ValueError(f"no samples were recorded for '{self.path}'")
         return self.zero_count / (self.count * self.positions)
@@ -105,5 +112,6 @@ class ActivationStats:
     def to_dict(self):
         return {str(g): [{"path": ps.path, "count": ps.count,
                           "mean": ps.channel_mean_power(1).tolist(),
-                          "apoz": ps.channel_apoz().tolist()} for ps in plist]
+                          "apoz": ps.channel_apoz().tolist() if ps.has_apoz else None}
+                         for ps in plist]
                 for g, plist in self.points.items()}

@@ -64,13 +64,17 @@ class RecordingView:
         return ActivationStats(self.groups, points)
 
 
-def reduce_batch(tensor):
+def reduce_batch(tensor, apoz=True):
     """In-graph per-batch reduction: (sum over the batch at each position,
-    count of values <= 0 per channel). Both small; accumulate them in float64."""
+    count of values <= 0 per channel, or None without `apoz`). Both small;
+    accumulate them in float64. Counting zeros reads every activation once
+    more (about +25% of a ResNet-20 inference pass on CPU), so it is optional."""
     from keras import ops
 
     t = ops.cast(tensor, "float32")
     pos_sum = ops.sum(t, axis=0)
+    if not apoz:
+        return pos_sum, None
     axes = tuple(range(len(t.shape) - 1))
     zeros = ops.sum(ops.cast(t <= 0, "float32"), axis=axes)
     return pos_sum, zeros

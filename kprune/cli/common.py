@@ -1,0 +1,205 @@
+"""Shared pieces of the ``kprune`` subcommands: flag help, safe model loading,
+data sources and the output directory."""
+
+import ast
+import os
+import textwrap
+from typing import Dict, Optional
+
+import numpy as np
+from absl import flags, logging
+
+DATASETS = ("fashion_mnist",)
+
+
+class CommandError(Exception):
+    """A user error: printed as one clear line, exit status 2."""
+
+
+# -- flags -----------------------------------------------------------------------
+def new_flag_values() -> flags.FlagValues:
+    """A fresh FlagValues holding absl logging's ``--verbosity`` flag."""
+    fv = flags.FlagValues()
+    fv["verbosity"] = flags.FLAGS["verbosity"]
+    return fv
+
+
+def format_help(prog: str, doc: str, fv: flags.FlagValues) -> str:
+    """Usage text: the subcommand's doc, then every flag with its type and default."""
+    lines = [textwrap.dedent(doc).strip(), "", "flags:"]
+    seen = set()
+    for name in sorted(fv):
+        flag = fv[name]
+        if flag.name in seen or name != flag.name:
+            continue
+        seen.add(flag.name)
+        if flag.flag_type() == "bool":
+            head = f"--[no]{flag.name}"
+        else:
+            head = f"--{flag.name}"
+        enum_values = getattr(flag.parser, "enum_values", None)
+        if enum_values:
+            head += f"=<{'|'.join(enum_values)}>"
+        text = " ".join((flag.help or "").split())
+        if enum_values and text.startswith("<"):
+            text = text.split(": ", 1)[-1]
+        default = flag.default_as_str
+        if flag.name == "verbosity":
+            text = "absl logging level: 0 = INFO (per-round lines), -1 = warnings only, 1+ = debug"
+            default = "0"
+        body = text
+        if default and default not in ("''", "'[]'", "None"):
+            body += f" (default: {default.strip(chr(39))})"
+        lines.append(f"  {head}")
+        lines.extend(textwrap.wrap(body, 76, initial_indent="      ",
+                                   subsequent_indent="      "))
+    return "\n".join(lines) + "\n"
+
+
+def parse_option(text: str):
+    """'key=value' -> (key, python literal or string)."""
+    if "=" not in text:
+        raise CommandError(f"--option '{text}': use KEY=VALUE, e.g. --option max_fraction=0.5")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        pass
+    return key, value
+
+
+# -- models ----------------------------------------------------------------------
+def load_model(path: str, unsafe_load: bool = False, compile: bool = True):
+    """``keras.saving.load_model`` in safe mode unless `unsafe_load`.
+
+    Safe mode refuses model files that would run arbitrary Python code when
+    loaded (Lambda layers, custom functions serialized as bytecode).
+    """
+    import keras
+
+    if not path:
+        raise CommandError("--model is required: a .keras (or .h5) model file")
+    if not os.path.isfile(path):
+        raise CommandError(f"--model '{path}': no such file")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe_load)
+    except Exception as e:  # noqa: BLE001
+        text = str(e)
+        if not unsafe_load and ("safe_mode" in text or "Lambda" in text or "unsafe" in text):
+            raise CommandError(
+                f"--model '{path}' contains code that would run when loaded (for example "
+                "a Lambda layer), and kprune loads models in Keras safe mode. If you trust "
+                "this file, pass --unsafe_load.") from e
+        raise CommandError(f"cannot load --model '{path}': {text.splitlines()[0] if text else e}") \
+            from e
+
+
+# -- data ------------------------------------------------------------------------
+def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0,
+              train_samples: int = 0) -> Dict[str, Optional[tuple]]:
+    """{'train': (x, y), 'val': (x, y), 'test': (x, y) or None} from
+    ``fashion_mnist`` or an ``.npz`` file.
+
+    An .npz must hold ``x_train`` and ``y_train``; ``x_val``/``y_val`` are used
+    when present, else a seeded `val_fraction` of the training data is split
+    off; ``x_test``/``y_test`` are optional. Fashion-MNIST: the validation
+    split comes out of its 60,000 training images, its test set is kept for
+    the final report.
+    """
+    if not spec:
+        raise CommandError(f"--data is required: one of {', '.join(DATASETS)} or a .npz file")
+    val = test = None
+    if spec == "fashion_mnist":
+        from kprune.datasets import load_fashion_mnist
+
+        (x, y), test = load_fashion_mnist()
+    else:
+        if not os.path.isfile(spec):
+            raise CommandError(f"--data '{spec}' is neither one of {', '.join(DATASETS)} "
+                               "nor an existing .npz file")
+        try:
+            arrays = np.load(spec, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001
+            raise CommandError(f"--data '{spec}' is not a readable .npz file: {e}") from e
+        with arrays:
+            keys = set(arrays.files)
+            missing = [k for k in ("x_train", "y_train") if k not in keys]
+            if missing:
+                raise CommandError(
+                    f"--data '{spec}' lacks the array(s) {', '.join(missing)} (it has: "
+                    f"{', '.join(sorted(keys)) or 'nothing'}); save it with "
+                    "np.savez(path, x_train=..., y_train=..., [x_val=..., y_val=...,] "
+                    "[x_test=..., y_test=...])")
+            for a, b in (("x_val", "y_val"), ("x_test", "y_test")):
+                if (a in keys) != (b in keys):
+                    raise CommandError(f"--data '{spec}' has {a if a in keys else b} but "
+                                       f"not {b if a in keys else a}")
+            x, y = arrays["x_train"], arrays["y_train"]
+            if "x_val" in keys:
+                val = (arrays["x_val"], arrays["y_val"])
+            if "x_test" in keys:
+                test = (arrays["x_test"], arrays["y_test"])
+    if len(x) != len(y):
+        raise CommandError(f"--data '{spec}': {len(x)} training inputs but {len(y)} labels")
+    if val is None:
+        if not 0 < val_fraction < 1:
+            raise CommandError(f"--val_fraction must be in (0, 1), got {val_fraction}")
+        idx = np.random.default_rng(seed).permutation(len(x))
+        n_val = max(1, int(round(len(x) * val_fraction)))
+        val = (x[np.sort(idx[:n_val])], y[np.sort(idx[:n_val])])
+        keep = np.sort(idx[n_val:])
+        x, y = x[keep], y[keep]
+    if train_samples and train_samples < len(x):
+        x, y = x[:train_samples], y[:train_samples]
+    logging.info("data '%s': %d training, %d validation%s samples", spec, len(x), len(val[0]),
+                 f", {len(test[0])} test" if test is not None else "")
+    return {"train": (x, y), "val": val, "test": test}
+
+
+# -- output ----------------------------------------------------------------------
+class OutDir:
+    """The only place a subcommand writes to."""
+
+    def __init__(self, path: str):
+        if not path:
+            raise CommandError("--out is required: the directory every output is written to")
+        self.path = os.path.abspath(path)
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise CommandError(f"--out '{path}' exists and is not a directory")
+        os.makedirs(self.path, exist_ok=True)
+
+    def __call__(self, *parts) -> str:
+        p = os.path.abspath(os.path.join(self.path, *parts))
+        if os.path.commonpath([p, self.path]) != self.path:
+            raise CommandError(f"refusing to write '{p}' outside --out '{self.path}'")
+        return p
+
+
+def write_json(path: str, data) -> None:
+    import json
+
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return repr(o)
+
+
+def c_identifier(text: str) -> str:
+    """A C identifier from a file stem ('my-model.v2' -> 'my_model_v2')."""
+    import re
+
+    ident = re.sub(r"\W", "_", text)
+    if not ident or ident[0].isdigit():
+        ident = "model_" + ident
+    return ident

@@ -1,0 +1,178 @@
+"""Channel importance criteria for dependency groups.
+
+A criterion returns one score per group unit (higher = more important).
+Built-in names:
+
+* ``"l1"``, ``"l2"``: filter norms of the group's producer layers (ILP).
+* ``"mean_activation"``: mean post-activation value (IAP, p = 1).
+* ``"attention"``: IAP score with power ``p`` (default 2): mean over
+  positions of (mean over samples of A) ** p (AAP's attention map).
+* ``"apoz"``: 1 - average percentage of zeros.
+
+Member scores are aggregated over the group's members with ``"sum"``
+(default), ``"mean"`` or ``"max"``. A user criterion is any callable
+``fn(model, group)`` or ``fn(model, group, stats)`` returning an array of
+``group.channels`` scores; with the three-argument form, activation statistics
+(`kprune.recording.ActivationStats`) are recorded and passed.
+
+Example:
+    >>> scores = kprune.criteria.score_groups(model, "l1")   # {group index: scores}
+    >>> my = lambda model, group: np.arange(group.channels, dtype=float)
+    >>> scores = kprune.criteria.score_groups(model, my)
+"""
+
+import inspect
+from typing import Callable, Dict, List, Sequence, Union
+
+import numpy as np
+
+AGGREGATES = ("sum", "mean", "max")
+ACTIVATION_CRITERIA = ("mean_activation", "attention", "apoz")
+WEIGHT_CRITERIA = ("l1", "l2")
+
+
+def aggregate_members(members: List[np.ndarray], aggregate="sum") -> np.ndarray:
+    """Combine per-member score arrays (NaN = member lacks that unit)."""
+    if callable(aggregate):
+        return np.asarray(aggregate(members), dtype=np.float64)
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES} or a callable, got {aggregate!r}")
+    stack = np.vstack([np.asarray(m, dtype=np.float64) for m in members])
+    if aggregate == "sum":
+        return np.nansum(stack, axis=0)
+    if aggregate == "mean":
+        n = np.sum(~np.isnan(stack), axis=0)
+        return np.where(n > 0, np.nansum(stack, axis=0) / np.maximum(n, 1), 0.0)
+    out = np.where(np.all(np.isnan(stack), axis=0), 0.0,
+                   np.nanmax(np.where(np.isnan(stack), -np.inf, stack), axis=0))
+    return out
+
+
+def _analysis_parts(model, analysis):
+    from kprune.dependency import analyze
+
+    return analysis or analyze(model)
+
+
+def filter_norms(model, group, ord=1, aggregate="sum", analysis=None) -> np.ndarray:
+    """Per-unit L1 (ord=1) or L2 (ord=2) norm of the producers' filters.
+
+    A producer's filter for output channel c is every kernel weight along its
+    'out' axis at c (all kernel positions and input channels).
+
+    Example:
+        >>> filter_norms(model, groups[0], ord=1).shape == (groups[0].channels,)
+        True
+    """
+    analysis = _analysis_parts(model, analysis)
+    graph = analysis.graph
+    members = []
+    for producer in group.producers:
+        layer = graph.find_layer(producer)
+        call = graph.calls_of(layer)[0]
+        n_in = graph.tensors[call.inputs[0]].channels if call.inputs else 0
+        n_out = graph.tensors[call.outputs[0]].channels
+        roles = analysis.handlers[id(layer)].weight_roles(layer, n_in, n_out)
+        per_channel = None
+        for w in layer.weights:
+            r = roles.get(w.name)
+            if r is None or "out" not in r or len(r) < 2:
+                continue
+            axis = r.index("out")
+            v = np.moveaxis(np.asarray(w.numpy(), dtype=np.float64), axis, -1)
+            v = v.reshape(-1, v.shape[-1])
+            norm = np.abs(v).sum(0) if ord == 1 else (v ** 2).sum(0)
+            per_channel = norm if per_channel is None else per_channel + norm
+        if per_channel is None:  # no kernel along 'out' (e.g. depthwise): use |bias| or skip
+            continue
+        if ord == 2:
+            per_channel = np.sqrt(per_channel)
+        cmap = group.channel_map(producer)
+        unit_sum = np.full(group.channels, np.nan)
+        valid = cmap >= 0
+        tmp = np.zeros(group.channels)
+        np.add.at(tmp, cmap[valid], per_channel[valid])
+        seen = np.zeros(group.channels, bool)
+        seen[cmap[valid]] = True
+        unit_sum[seen] = tmp[seen]
+        members.append(unit_sum)
+    if not members:
+        raise ValueError(
+            f"group '{group.name}' has no producer with a kernel to take a "
+            "filter norm of; use an activation criterion for it")
+    return aggregate_members(members, aggregate)
+
+
+def _user_wants_stats(fn) -> bool:
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 3
+
+
+def needs_activations(criterion) -> bool:
+    """Whether `criterion` needs recorded activation statistics."""
+    if callable(criterion):
+        return getattr(criterion, "needs_activations", None) or _user_wants_stats(criterion)
+    return criterion in ACTIVATION_CRITERIA
+
+
+def group_scores(model, group, criterion: Union[str, Callable] = "l1", stats=None,
+                 aggregate="sum", p=None, analysis=None) -> np.ndarray:
+    """Scores of one group's units under `criterion` (higher = keep).
+
+    Example:
+        >>> group_scores(model, group, "mean_activation", stats=stats)
+    """
+    if callable(criterion):
+        args = (model, group, stats) if _user_wants_stats(criterion) else (model, group)
+        scores = np.asarray(criterion(*args), dtype=np.float64).reshape(-1)
+    elif criterion in WEIGHT_CRITERIA:
+        scores = filter_norms(model, group, ord=1 if criterion == "l1" else 2,
+                              aggregate=aggregate, analysis=analysis)
+    elif criterion in ACTIVATION_CRITERIA:
+        if stats is None:
+            raise ValueError(f"criterion {criterion!r} needs activation statistics (stats=)")
+        if criterion == "apoz":
+            scores = 1.0 - stats.apoz(group, aggregate="mean" if aggregate == "sum" else aggregate)
+        else:
+            power = p if p is not None else (2.0 if criterion == "attention" else 1.0)
+            scores = stats.mean_power(group, p=power, aggregate=aggregate)
+    else:
+        raise ValueError(
+            f"unknown criterion {criterion!r}: use one of "
+            f"{WEIGHT_CRITERIA + ACTIVATION_CRITERIA} or a callable fn(model, group[, stats])")
+    if scores.shape != (group.channels,):
+        raise ValueError(
+            f"criterion {getattr(criterion, '__name__', criterion)!r} returned "
+            f"{scores.shape[0]} scores for group '{group.name}', which has "
+            f"{group.channels} channels")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"criterion returned non-finite scores for group '{group.name}'")
+    return scores
+
+
+def score_groups(model, criterion="l1", stats=None, aggregate="sum", p=None,
+                 analysis=None, groups: Sequence = None, data=None) -> Dict[int, np.ndarray]:
+    """Scores for every prunable group: {group index: per-unit scores}.
+
+    For activation criteria pass `stats` (from `kprune.recording`) or
+    calibration `data` to record them.
+
+    Example:
+        >>> scores = score_groups(model, "mean_activation", data=x_calib)
+    """
+    from kprune.dependency import analyze
+
+    analysis = analysis or analyze(model)
+    groups = analysis.groups if groups is None else groups
+    if stats is None and needs_activations(criterion):
+        if data is None:
+            raise ValueError(f"criterion {criterion!r} needs `stats` or calibration `data`")
+        from kprune.recording import record_activations
+
+        stats = record_activations(model, data, groups=groups)
+    return {g.index: group_scores(model, g, criterion, stats, aggregate, p, analysis)
+            for g in groups}

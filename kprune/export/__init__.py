@@ -1,0 +1,17 @@
+"""Deployment export: LiteRT (TFLite) flatbuffers and TFLite-Micro C sources.
+
+Example:
+    >>> flat = kprune.export.to_tflite(pruned, "int8", representative_data=x[:200])
+    >>> kprune.export.to_c_source(flat, "pruned_model", "firmware/src")
+
+LiteRT/TFLite-Micro runtimes are imported only inside the functions that use
+them, so importing this package stays light.
+"""
+
+from kprune.export.c_source import CSourceFiles, recommended_arena_bytes, to_c_source
+from kprune.export.micro import to_micro
+from kprune.export.tflite import (ConversionError, is_tflite, load_tflite, tflite_ops,
+                                  to_tflite)
+
+__all__ = ["CSourceFiles", "ConversionError", "is_tflite", "load_tflite",
+           "recommended_arena_bytes", "tflite_ops", "to_c_source", "to_micro", "to_tflite"]

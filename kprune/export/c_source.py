@@ -1,0 +1,142 @@
+"""TFLite flatbuffer -> C++ source for TFLite-Micro firmware.
+
+Writes `<name>.h` and `<name>.cc`: a 16-byte aligned `const unsigned char`
+array with the model, its length, and a recommended tensor arena size measured
+with the TFLite-Micro runtime (the smallest arena in which the model allocates
+and runs on the host, rounded up to 16 bytes, plus 16 bytes so an unaligned
+arena buffer still fits).
+
+Example:
+    >>> flat = kprune.export.to_tflite(pruned, "int8", representative_data=x[:200])
+    >>> files = kprune.export.to_c_source(flat, "pruned_model", "firmware/src")
+    >>> files.cc, files.h, files.arena_bytes
+    ('firmware/src/pruned_model.cc', 'firmware/src/pruned_model.h', 9024)
+
+Firmware then uses:
+
+    #include "pruned_model.h"
+    alignas(16) static uint8_t tensor_arena[pruned_model::kTensorArenaSize];
+    const tflite::Model* model = tflite::GetModel(g_pruned_model_data);
+"""
+
+import keyword
+import os
+import re
+from typing import NamedTuple, Optional
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CPP_KEYWORDS = {
+    "alignas", "alignof", "and", "asm", "auto", "bool", "break", "case", "catch", "char",
+    "class", "const", "constexpr", "continue", "default", "delete", "do", "double",
+    "else", "enum", "explicit", "export", "extern", "false", "float", "for", "friend",
+    "goto", "if", "inline", "int", "long", "mutable", "namespace", "new", "noexcept",
+    "not", "nullptr", "operator", "or", "private", "protected", "public", "register",
+    "return", "short", "signed", "sizeof", "static", "struct", "switch", "template",
+    "this", "throw", "true", "try", "typedef", "typename", "union", "unsigned", "using",
+    "virtual", "void", "volatile", "while", "xor"}
+
+
+class CSourceFiles(NamedTuple):
+    """Paths written by `to_c_source` and the figures in them."""
+
+    cc: str
+    h: str
+    model_bytes: int
+    arena_bytes: int
+
+
+def recommended_arena_bytes(tflite_bytes) -> int:
+    """The arena size `to_c_source` writes: smallest working TFLM arena on this
+    host, rounded up to 16 bytes, + 16 bytes alignment slack.
+
+    The host build is 64-bit; pointer-sized structs in the arena's persistent
+    part are smaller on a 32-bit microcontroller, so this is a safe figure for
+    the same kernels (optimized kernels such as CMSIS-NN may need scratch
+    buffers of a different size: check `print_allocations` on the device).
+    """
+    from kprune.bench import tflm
+
+    smallest = tflm.min_arena_bytes(tflite_bytes)
+    return ((smallest + 15) // 16) * 16 + 16
+
+
+def _paths(name: str, path: str):
+    base, ext = os.path.splitext(path)
+    if ext in (".cc", ".cpp", ".h", ".hpp"):
+        return base + ".cc", base + ".h"
+    return os.path.join(path, name + ".cc"), os.path.join(path, name + ".h")
+
+
+def to_c_source(tflite_bytes, name: str, path: str,
+                arena_size: Optional[int] = None) -> CSourceFiles:
+    """Writes the model as a C++ byte array for TFLite-Micro firmware.
+
+    Args:
+        tflite_bytes: a flatbuffer (e.g. from `to_tflite(..., 'int8')`).
+        name: a C identifier; symbols are `g_<name>_data`,
+            `g_<name>_data_len` and `<name>::kTensorArenaSize`.
+        path: a directory (files `<name>.cc` and `<name>.h` in it, created
+            if needed) or a path ending in `.cc`/`.h` (the pair shares its stem).
+        arena_size: the arena size to write; measured with the TFLite-Micro
+            runtime when None (raises if TFLM cannot run the model).
+
+    Returns:
+        `CSourceFiles(cc, h, model_bytes, arena_bytes)`.
+
+    Example:
+        >>> to_c_source(flat, "kws_model", "out/")
+        CSourceFiles(cc='out/kws_model.cc', h='out/kws_model.h', model_bytes=24248, arena_bytes=9024)
+    """
+    if not isinstance(name, str) or not _IDENT.match(name) or name in _CPP_KEYWORDS \
+            or keyword.iskeyword(name):
+        raise ValueError(f"name {name!r} is not a valid C/C++ identifier: use letters, "
+                         f"digits and '_', not starting with a digit, e.g. 'pruned_model'")
+    if not isinstance(tflite_bytes, (bytes, bytearray, memoryview)):
+        raise TypeError(f"tflite_bytes must be bytes (from kprune.export.to_tflite), got "
+                        f"{type(tflite_bytes).__name__}")
+    data = bytes(tflite_bytes)
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ValueError("tflite_bytes is not a TFLite flatbuffer (no 'TFL3' identifier); "
+                         "convert the model with kprune.export.to_tflite first")
+    if arena_size is None:
+        arena_size = recommended_arena_bytes(data)
+    elif int(arena_size) <= 0:
+        raise ValueError(f"arena_size must be positive, got {arena_size}")
+    arena_size = int(arena_size)
+
+    cc_path, h_path = _paths(name, os.fspath(path))
+    os.makedirs(os.path.dirname(os.path.abspath(cc_path)), exist_ok=True)
+    guard = f"KPRUNE_{name.upper()}_H_"
+    header = f"""// Generated by kprune.export.to_c_source: TFLite model '{name}'.
+#ifndef {guard}
+#define {guard}
+
+// The flatbuffer ({len(data)} bytes), 16-byte aligned as TFLite-Micro expects.
+extern const unsigned char g_{name}_data[];
+extern const unsigned int g_{name}_data_len;
+
+namespace {name} {{
+// Model size in bytes.
+constexpr unsigned int kModelSize = {len(data)};
+// Recommended tensor arena: the smallest arena in which the TFLite-Micro runtime
+// allocated and ran this model on the host (64-bit, reference kernels), rounded
+// up to 16 bytes, plus 16 bytes of alignment slack. Declare the arena as
+//   alignas(16) static unsigned char tensor_arena[{name}::kTensorArenaSize];
+constexpr unsigned int kTensorArenaSize = {arena_size};
+}}  // namespace {name}
+
+#endif  // {guard}
+"""
+    rows = []
+    for start in range(0, len(data), 12):
+        rows.append("    " + ", ".join(f"0x{b:02x}" for b in data[start:start + 12]) + ",")
+    source = (f"// Generated by kprune.export.to_c_source: TFLite model '{name}'.\n"
+              f"#include \"{os.path.basename(h_path)}\"\n\n"
+              f"alignas(16) const unsigned char g_{name}_data[] = {{\n"
+              + "\n".join(rows) +
+              f"\n}};\nconst unsigned int g_{name}_data_len = {len(data)};\n")
+    with open(h_path, "w") as f:
+        f.write(header)
+    with open(cc_path, "w") as f:
+        f.write(source)
+    return CSourceFiles(cc_path, h_path, len(data), arena_size)

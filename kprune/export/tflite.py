@@ -1,0 +1,299 @@
+"""Keras model -> LiteRT (TFLite) flatbuffer, for phones and microcontrollers.
+
+The model is converted with a fixed batch-1 input signature by default, so the
+graph carries no dynamic-shape ops (SHAPE, PACK, STRIDED_SLICE) that
+TFLite-Micro does not need and cannot always run. Four quantization modes:
+
+* ``None`` - float32 weights and activations;
+* ``'dynamic'`` - int8 weights, float activations (dynamic-range quantization);
+* ``'float16'`` - float16 weights, float32 compute;
+* ``'int8'`` - full-integer: int8 weights, activations, input and output, as
+  TFLite-Micro needs; calibrated on ``representative_data``.
+
+Only TFLite builtin ops are allowed (no Flex/Select TF ops: a microcontroller
+cannot run them); an op without a builtin kernel raises `ConversionError`
+naming the Keras layer that produced it.
+
+Example:
+    >>> flat = kprune.export.to_tflite(pruned, quantization="int8",
+    ...                                representative_data=x_train[:200],
+    ...                                path="pruned_int8.tflite")
+"""
+
+import os
+import re
+import warnings
+from typing import List, Optional, Union
+
+import numpy as np
+
+QUANTIZATIONS = (None, "dynamic", "float16", "int8")
+#: The name used for each quantization mode in reports and JSON.
+MODE_NAMES = {None: "float32", "dynamic": "dynamic", "float16": "float16", "int8": "int8"}
+#: Calibration uses at most this many representative samples.
+MAX_CALIBRATION_SAMPLES = 500
+
+
+class ConversionError(ValueError):
+    """A model (or one of its layers/ops) cannot be converted to TFLite."""
+
+
+def normalize_quantization(quantization) -> Optional[str]:
+    """Maps None/'none'/'float32' to None and validates the other modes."""
+    if quantization is None:
+        return None
+    if not isinstance(quantization, str):
+        raise ValueError(f"quantization must be None, 'dynamic', 'float16' or 'int8', "
+                         f"got {quantization!r}")
+    q = quantization.lower()
+    if q in ("none", "float32", "fp32"):
+        return None
+    if q not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}: use None (float32), "
+                         f"'dynamic', 'float16' or 'int8'")
+    return q
+
+
+def to_tflite(model, quantization: Optional[str] = None, representative_data=None,
+              batch_size: Optional[int] = 1, path: Optional[str] = None) -> bytes:
+    """Converts a Keras model to a TFLite flatbuffer.
+
+    Args:
+        model: a Keras 3 model (Functional, Sequential or a built subclass)
+            whose inputs have fully known shapes apart from the batch axis.
+        quantization: None (float32), 'dynamic', 'float16' or 'int8'.
+        representative_data: calibration inputs for 'int8': an array shaped
+            like a batch of the model's input, ``(N,) + input_shape[1:]``
+            (a list of arrays for a multi-input model); at most 500 samples
+            are used. Ignored by the other modes.
+        batch_size: the fixed batch size of the signature (default 1); None
+            keeps a dynamic batch axis (adds shape ops to the graph).
+        path: also write the flatbuffer to this file when given.
+
+    Returns:
+        The flatbuffer as bytes.
+
+    Raises:
+        ValueError: bad quantization mode, missing or mis-shaped
+            representative data, unknown input dimensions.
+        ConversionError: an op has no TFLite builtin kernel (the message
+            names the layer and the op) or the converter failed otherwise.
+
+    Example:
+        >>> flat = to_tflite(model)                                  # float32
+        >>> flat8 = to_tflite(model, "int8", representative_data=x[:100])
+        >>> len(flat8) < len(flat)
+        True
+    """
+    import tensorflow as tf
+
+    from kprune.export.capture import capture_fds
+
+    q = normalize_quantization(quantization)
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    shapes = _input_shapes(model)
+    calibration = None
+    if q == "int8":
+        calibration = _check_representative(representative_data, shapes, model)
+    fixed = _fixed_batch_model(model, batch_size, shapes)
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if q is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if q == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if q == "int8":
+        batch = batch_size or 1
+
+        names = [t.name for t in fixed.inputs]
+
+        def representative_dataset():
+            n = calibration[0].shape[0]
+            for start in range(0, n - batch + 1, batch):
+                samples = [c[start:start + batch] for c in calibration]
+                # Several inputs: keyed by signature name, since the flatbuffer's
+                # input order need not follow the Keras model's.
+                yield samples if len(samples) == 1 else dict(zip(names, samples))
+
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        with capture_fds() as cap, warnings.catch_warnings():
+            # Harmless: int8 input statistics come from the representative data.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            # The converter's own calibrator still uses tf.lite.Interpreter.
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+            flat = converter.convert()
+    except Exception as err:  # the converter raises several unrelated types
+        raise _conversion_error(err, model, q, cap.text) from err
+    flat = bytes(flat)
+    if path is not None:
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(flat)
+    return flat
+
+
+def _input_shapes(model) -> List[tuple]:
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(f"model '{model.name}' has no defined inputs (a subclassed "
+                         f"model?): wrap it as inp = keras.Input(shape=...); "
+                         f"keras.Model(inp, model(inp)) and convert that")
+    shapes = []
+    for tensor in inputs:
+        shape = tuple(tensor.shape)
+        unknown = [i for i, d in enumerate(shape[1:], start=1) if d is None]
+        if unknown:
+            raise ValueError(
+                f"input '{tensor.name}' of model '{model.name}' has shape {shape} with "
+                f"unknown dimension(s) at axis {unknown}; TFLite export needs a fixed "
+                f"shape: rebuild the model on keras.Input(shape=...) with every "
+                f"dimension given")
+        shapes.append(shape)
+    return shapes
+
+
+def _fixed_batch_model(model, batch_size, shapes):
+    """The model called on new inputs with a fixed batch axis (weights shared)."""
+    import keras
+
+    if batch_size is None or all(s[0] == batch_size for s in shapes):
+        return model
+    new_inputs = [keras.Input(batch_shape=(batch_size,) + s[1:], dtype=t.dtype,
+                              name=_clean_name(t.name))
+                  for s, t in zip(shapes, model.inputs)]
+    outputs = model(new_inputs[0] if len(new_inputs) == 1 else new_inputs)
+    return keras.Model(new_inputs, outputs, name=f"{model.name}_batch{batch_size}")
+
+
+def _clean_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name.split(":")[0]) or "input"
+
+
+def _check_representative(data, shapes, model) -> List[np.ndarray]:
+    expected = " and ".join(f"(N,) + {tuple(s[1:])}" for s in shapes)
+    if data is None:
+        raise ValueError(
+            f"quantization='int8' needs representative_data to calibrate activation "
+            f"ranges: pass about 100-500 real input samples shaped {expected} "
+            f"(for example x_train[:200])")
+    arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+    if len(arrays) != len(shapes):
+        raise ValueError(f"representative_data has {len(arrays)} arrays but model "
+                         f"'{model.name}' has {len(shapes)} inputs")
+    out = []
+    for i, (arr, shape) in enumerate(zip(arrays, shapes)):
+        try:
+            arr = np.asarray(arr, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"representative_data[{i}] is not numeric array data: {err}") from err
+        if arr.ndim != len(shape) or tuple(arr.shape[1:]) != tuple(shape[1:]):
+            raise ValueError(
+                f"representative_data shape {arr.shape} does not match input "
+                f"'{model.inputs[i].name}' of model '{model.name}': expected "
+                f"(N,) + {tuple(shape[1:])}, a batch of samples")
+        if arr.shape[0] == 0:
+            raise ValueError("representative_data is empty: pass at least one sample")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("representative_data contains NaN or infinite values")
+        out.append(arr[:MAX_CALIBRATION_SAMPLES])
+    return out
+
+
+_UNSUPPORTED_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
+_QUANT_UNSUPPORTED = re.compile(r"Quantization not yet supported for op: '?([\w.]+)'?")
+_LOC_PATH = re.compile(r'fused\["(\w+):", "([^"@]+)')
+
+
+def _layer_names(model) -> dict:
+    """name -> class name of every layer, nested models included."""
+    names = {}
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        for layer in getattr(m, "layers", []):
+            names.setdefault(layer.name, type(layer).__name__)
+            if getattr(layer, "layers", None):
+                stack.append(layer)
+    return names
+
+
+def _layer_for_op(op: str, text: str, names: dict) -> Optional[str]:
+    """The deepest Keras layer in the name scope of the failing op."""
+    for op_name, scope in _LOC_PATH.findall(text):
+        if op_name.lower() != op.lower():
+            continue
+        for segment in reversed(scope.split("/")):
+            for candidate in (segment, re.sub(r"_\d+$", "", segment)):
+                if candidate in names and not candidate.startswith("functional"):
+                    return candidate
+    return None
+
+
+def _conversion_error(err, model, q, captured: str) -> Exception:
+    text = f"{err}\n{captured}"
+    names = _layer_names(model)
+    ops = list(dict.fromkeys(_UNSUPPORTED_OP.findall(text)))
+    if ops:
+        parts = []
+        for op in ops:
+            layer = _layer_for_op(op, text, names)
+            where = (f"layer '{layer}' ({names[layer]})" if layer
+                     else f"model '{model.name}'")
+            parts.append(f"{where} uses TensorFlow op '{op}'")
+        return ConversionError(
+            f"cannot convert model '{model.name}' to TFLite builtins: "
+            + "; ".join(parts)
+            + ". No TFLite builtin kernel exists for it (and TFLite-Micro cannot run "
+              "Flex ops); replace the layer with one built from supported ops "
+              "(Conv/Dense/pooling/element-wise) or remove it before export.")
+    qops = list(dict.fromkeys(_QUANT_UNSUPPORTED.findall(text)))
+    if qops:
+        return ConversionError(
+            f"cannot quantize model '{model.name}' to {MODE_NAMES[q]}: no quantized "
+            f"kernel for op(s) {', '.join(qops)}; use quantization='dynamic' or "
+            f"'float16', or replace the layers that produce these ops.")
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ConversionError(
+        f"TFLite conversion of model '{model.name}' ({MODE_NAMES[q]}) failed: "
+        f"{type(err).__name__}: {first}")
+
+
+def tflite_ops(tflite_bytes: bytes) -> List[str]:
+    """The sorted set of builtin op names in a flatbuffer (e.g. ['CONV_2D', ...]).
+
+    Example:
+        >>> tflite_ops(to_tflite(model))
+        ['CONV_2D', 'FULLY_CONNECTED', 'MAX_POOL_2D', 'RESHAPE', 'SOFTMAX']
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kprune.export.capture import capture_fds
+
+    with capture_fds():
+        interpreter = Interpreter(model_content=bytes(tflite_bytes))
+    return sorted({d["op_name"] for d in interpreter._get_ops_details()})
+
+
+def is_tflite(data) -> bool:
+    """True when `data` (bytes) carries the TFLite flatbuffer identifier 'TFL3'."""
+    return isinstance(data, (bytes, bytearray, memoryview)) and bytes(data[4:8]) == b"TFL3"
+
+
+def load_tflite(path: Union[str, os.PathLike]) -> bytes:
+    """Reads a .tflite file and checks its flatbuffer identifier."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not is_tflite(data):
+        raise ValueError(f"'{path}' is not a TFLite flatbuffer (no 'TFL3' identifier)")
+    return data
+
+
+__all__ = ["ConversionError", "MODE_NAMES", "QUANTIZATIONS", "is_tflite", "load_tflite",
+           "normalize_quantization", "to_tflite", "tflite_ops"]

@@ -1,0 +1,153 @@
+"""AIAP: adaptive iterative activation-based pruning (AAP-style controller).
+
+One global threshold T. A group's threshold is ``T * P_g / sum(P)`` where P_g
+is the parameter count (MACs for a MACs target) of the group's member layers;
+a unit is removed when its activation score divided by the group's mean
+score is at or below it. Start at T = 0; after a round that keeps the target,
+``T += step``; after one that breaks it, go back to the last feasible model,
+halve the step and retry from that model's T. Stop after ``max_retries``
+failed retries at one round, at ``rounds`` tries, or when nothing is left to
+remove. A round that removes nothing at the current T does not retrain; T just
+advances (**kprune decision**).
+
+Targets:
+* ``accuracy_loss`` (default 0.01): validation top-1 may drop at most this much.
+* ``params_reduction`` / ``macs_reduction`` r: prune until the reduction is at
+  least r; a round that overshoots beyond ``r + tolerance`` counts as a
+  violation, so the controller lands close to the budget.
+"""
+
+import math
+
+
+
+from kprune.methods import selection
+from kprune.methods.context import PruneContext
+from kprune.methods.registry import register_method
+
+MAX_NOOP_STEPS = 200
+
+
+def group_shares(ctx, model, analysis, kind="params"):
+    """{group index: share of parameters (or MACs) of its member layers}."""
+    from kprune.profile import profile
+
+    prof = profile(model, graph=analysis.graph)
+    per_layer = {}
+    for lp in prof.layers:
+        per_layer[lp.name] = lp.macs if kind == "macs" else lp.params
+    sizes = {}
+    for g in analysis.groups:
+        sizes[g.index] = float(sum(per_layer.get(name, per_layer.get(name.rsplit("/", 1)[-1], 0))
+                                   for name in g.layers))
+    total = sum(sizes.values()) or 1.0
+    return {k: v / total for k, v in sizes.items()}
+
+
+def _at_floor(ctx, analysis):
+    for g in analysis.groups:
+        floor = selection.keep_floor(ctx.original_width(g), ctx.opts["min_channels"],
+                                     ctx.max_fraction_of(g), ctx.opts["round_to"])
+        if g.channels > floor:
+            return False
+    return True
+
+
+@register_method("aiap")
+def aiap(ctx: PruneContext):
+    """Run (or resume) the AIAP controller.
+
+    Options: ``step`` (threshold step; default auto = 0.25 / largest group
+    share, i.e. the largest group's threshold rises by a quarter of its mean
+    score per round), ``max_retries`` (3), ``tolerance`` (0.05, reduction
+    targets), ``rounds`` = maximum number of retraining rounds.
+
+    Example:
+        >>> kprune.prune(model, "aiap", train_data=(x, y), val_data=(xv, yv),
+        ...              target={"accuracy_loss": 0.01}, rounds=20)
+    """
+    c = ctx.controller
+    c.setdefault("next_T", 0.0)
+    c.setdefault("T_ok", 0.0)
+    c.setdefault("step", ctx.opts["step"])
+    c.setdefault("retries", 0)
+    c.setdefault("tries", 0)
+    c.setdefault("noop", 0)
+    kind, value = ctx.target if ctx.target else ("accuracy_loss", math.inf)
+    share_kind = "macs" if kind == "macs_reduction" else "params"
+    tol = float(ctx.opts["tolerance"])
+    while True:
+        if c["tries"] >= ctx.rounds:
+            return ctx.finish(_unreached(ctx, f"reached the maximum of {ctx.rounds} rounds"))
+        r = ctx.history[-1]["round"] + 1
+        model = ctx.current
+        analysis = ctx.analyze(model)
+        if _at_floor(ctx, analysis):
+            return ctx.finish(_unreached(ctx, "every group is at its minimum width"))
+        shares = group_shares(ctx, model, analysis, share_kind)
+        if c["step"] is None:
+            c["step"] = 0.25 / max(max(shares.values()), 1e-9)
+        weights = ctx.complexity_weights(model, analysis) or {}
+        T = float(c["next_T"])
+
+        def select(group, scores):
+            thr = T * shares[group.index] * float(weights.get(group.index, 1.0))
+            return selection.threshold_candidates(scores, thr)
+
+        proposal = ctx.propose(model, select, r, analysis)
+        if proposal.model is None:
+            c["noop"] += 1
+            if c["noop"] > MAX_NOOP_STEPS:
+                return ctx.finish(_unreached(ctx, "the threshold no longer removes channels"))
+            c["next_T"] = T + c["step"]
+            ctx.save_controller()
+            continue
+        c["noop"] = 0
+        entry = ctx.try_round(proposal, r, {"threshold": T, "step": c["step"]})
+        c["tries"] += 1
+        if entry["status"] == "nan_discarded":
+            holds = False
+        elif kind == "accuracy_loss":
+            holds = entry["feasible"]
+        else:
+            holds = ctx.reduction(entry, kind) <= value + tol
+        if holds:
+            entry["status"] = "accepted"
+            c["T_ok"] = T
+            c["next_T"] = T + c["step"]
+            c["retries"] = 0
+            ctx.commit(entry, proposal, best=True)
+            if kind != "accuracy_loss" and entry["feasible"]:
+                return ctx.finish(f"{kind} {value} reached at round {r}")
+            continue
+        if entry["status"] != "nan_discarded":
+            entry["status"] = "violated"
+        c["retries"] += 1
+        stop = c["retries"] > int(ctx.opts["max_retries"])
+        c["step"] = c["step"] / 2.0
+        c["next_T"] = c["T_ok"] + c["step"]
+        ctx.commit(entry, proposal, accept=False, best=False)
+        if stop:
+            return ctx.finish(_unreached(
+                ctx, f"round {r}: the target failed {c['retries']} times in a row "
+                f"(step halved to {c['step']:.4g}); keeping round {ctx.best_round}"))
+
+
+def _unreached(ctx, why):
+    if ctx.target and ctx.target[0] != "accuracy_loss":
+        kind, value = ctx.target
+        best = [e for e in ctx.history if e["round"] == ctx.best_round][0]
+        got = ctx.reduction(best, kind)
+        if got < value:
+            import warnings
+
+            msg = (f"{why}; target {kind}={value} not reached (best feasible: "
+                   f"{got:.3f} at round {ctx.best_round})")
+            warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
+            return msg
+    return why
+
+
+aiap.default_criterion = "mean_activation"
+
+

@@ -1,0 +1,91 @@
+"""`kprune.prune`: one call from a trained model to a smaller plain Keras model."""
+
+from kprune.methods.registry import get_method
+
+
+def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=10,
+          target=None, out_dir=None, fit_fn=None, tensorboard_dir=None, strategy=None,
+          on_round=None, **options):
+    """Prune `model` with an iterative structured method and retrain it.
+
+    Args:
+        model: a (trained) Functional or Sequential Keras model. It is not
+            modified unless ``pretrain_epochs`` > 0 (then it is trained in place).
+        method: ``'iap'`` (default), ``'ilp'``, ``'aiap'``, or any name in
+            ``kprune.methods.METHODS``.
+        train_data: ``(x, y)`` numpy arrays, a batched ``tf.data.Dataset`` of
+            ``(x, y)`` or a ``keras.utils.PyDataset``. Retraining and the
+            calibration slice for activation scores come from it.
+        val_data: same kinds; accuracy used for every decision. Default: a
+            seeded ``validation_split`` of numpy ``train_data``.
+        epochs: retraining epochs per round.
+        rounds: ILP/IAP: number of rounds; AIAP: maximum retraining rounds.
+        target: ``0.01`` / ``{'accuracy_loss': 0.01}`` (default: at most 1 point
+            of validation top-1 lost), ``{'params_reduction': 0.8}``,
+            ``{'macs_reduction': 0.5}``, or ``'none'`` (ILP/IAP: run every round).
+        out_dir: checkpoint directory; each round is saved atomically and a
+            second call with the same arguments resumes after the last
+            completed round.
+        fit_fn: ``fit_fn(model, train_data, epochs)`` training `model` in place,
+            instead of ``model.fit`` with the compiled optimizer/loss/metrics.
+        tensorboard_dir: write TensorBoard summaries of every round there
+            (accuracy, parameters, MACs, arena estimate, per-layer widths;
+            see `kprune.tensorboard.RoundLogger`).
+        strategy: a ``tf.distribute.Strategy`` (e.g. ``MirroredStrategy``):
+            the run happens in ``strategy.scope()``, so every rebuilt model
+            and optimizer is created under it and retraining is distributed;
+            activation statistics are gathered across replicas. A `model`
+            built outside the scope is copied into it first.
+        on_round: ``on_round(entry, model)`` called after every recorded
+            round (a history entry as in `PruneResult.history`).
+        **options: see ``kprune.methods.context.DEFAULT_OPTIONS``: ``rate``,
+            ``criterion`` ('l1', 'l2', 'mean_activation', 'attention', 'apoz'
+            or a callable), ``p``, ``aggregate``, ``round_to``,
+            ``min_channels``, ``max_fraction``, ``ignored_layers``, ``seed``,
+            ``retrain`` ('lr_rewind' | 'weight_rewind'), ``rewind_epoch``,
+            ``pretrain_epochs``, ``batch_size``, ``calibration_samples``,
+            ``recording`` ('calibration' | 'fit'), ``complexity_aware``,
+            ``step``, ``max_retries``, ``tolerance``, ``verbose``.
+
+    Returns:
+        `kprune.PruneResult` with ``.model``, ``.history`` and ``.summary()``.
+
+    Raises:
+        ValueError: data that does not fit the model, an uncompiled model
+            without `fit_fn`, unknown method or option values.
+
+    Example:
+        >>> result = kprune.prune(model, "iap", train_data=(x, y),
+        ...                       val_data=(xv, yv), epochs=2, rounds=5)
+        >>> print(result.summary())
+        >>> result.model.save("pruned.keras")
+    """
+    from kprune import distribute
+    from kprune.methods.context import PruneContext
+
+    fn = get_method(method)
+    distribute.check_strategy(strategy)
+    hooks, logger = [], None
+    if tensorboard_dir:
+        from kprune.tensorboard import RoundLogger
+
+        logger = RoundLogger(tensorboard_dir)
+        hooks.append(logger)
+    if on_round is not None:
+        hooks.append(on_round)
+    try:
+        with distribute.scope(strategy):
+            model = distribute.to_strategy(model, strategy)
+            ctx = PruneContext(model, method, train_data, val_data, epochs, rounds, target,
+                               out_dir, fit_fn, options,
+                               default_criterion=getattr(fn, "default_criterion", "l1"),
+                               target_default=getattr(fn, "default_target",
+                                                      ("accuracy_loss", 0.01)))
+            ctx.strategy = strategy
+            ctx.round_hooks = hooks
+            if ctx.start():
+                return ctx.finish(ctx.reason)
+            return fn(ctx)
+    finally:
+        if logger is not None:
+            logger.close()

@@ -1,0 +1,433 @@
+"""Training helpers shared by the pruning methods: data adapters, input
+validation, one retraining run with a fresh optimizer, top-1 evaluation.
+
+Data may be a ``(x, y)`` tuple of numpy arrays, a batched ``tf.data.Dataset``
+of ``(x, y)`` or a ``keras.utils.PyDataset``.
+
+Example:
+    >>> data = as_data((x_train, y_train))
+    >>> check_data(model, data, "train_data")
+    >>> cfg = compile_config_of(model)
+    >>> outcome = fit_once(model, data, epochs=2, compile_config=cfg)
+    >>> evaluate_accuracy(model, as_data((x_val, y_val)))
+    0.91
+"""
+
+import dataclasses
+import math
+import warnings
+from typing import Any, Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass
+class Data:
+    """A training/validation source in one of the supported kinds."""
+
+    kind: str  # 'numpy' | 'dataset' | 'pydataset'
+    x: Any = None
+    y: Any = None
+    source: Any = None
+    batch_size: int = 32
+
+    def __len__(self):
+        if self.kind == "numpy":
+            return len(self.y) if self.y is not None else len(_first(self.x))
+        raise TypeError("only numpy data has a known length")
+
+
+def _first(x):
+    return tf.nest.flatten(x)[0]
+
+
+def as_data(data, batch_size=32, name="data") -> Optional[Data]:
+    """Wraps a user data argument into `Data` (None stays None).
+
+    Accepts ``(x, y)`` numpy tuples (or a dict ``{'x':..., 'y':...}``), a
+    batched ``tf.data.Dataset`` and a ``keras.utils.PyDataset``.
+
+    Example:
+        >>> as_data((x, y)).kind
+        'numpy'
+    """
+    if data is None or isinstance(data, Data):
+        return data
+    if isinstance(data, tf.data.Dataset):
+        return Data("dataset", source=data, batch_size=batch_size)
+    if isinstance(data, keras.utils.PyDataset):
+        return Data("pydataset", source=data, batch_size=batch_size)
+    if isinstance(data, dict) and "x" in data:
+        data = (data["x"], data.get("y"))
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        x = tf.nest.map_structure(np.asarray, x)
+        y = None if y is None else np.asarray(y)
+        return Data("numpy", x=x, y=y, batch_size=batch_size)
+    if isinstance(data, np.ndarray):
+        raise ValueError(
+            f"{name}: got a single array; pass a tuple (x, y) of inputs and labels")
+    raise ValueError(
+        f"{name}: unsupported type {type(data).__name__}; pass (x, y) numpy arrays, "
+        "a batched tf.data.Dataset of (x, y), or a keras.utils.PyDataset")
+
+
+def first_batch(data: Data):
+    """(x, y) of the first batch (numpy)."""
+    if data.kind == "numpy":
+        n = min(data.batch_size, len(data))
+        x = tf.nest.map_structure(lambda a: a[:n], data.x)
+        return x, None if data.y is None else data.y[:n]
+    if data.kind == "dataset":
+        for element in data.source.take(1):
+            element = tf.nest.map_structure(lambda t: t.numpy(), element)
+            if isinstance(element, (tuple, list)):
+                return element[0], element[1] if len(element) > 1 else None
+            return element, None
+        raise ValueError("the tf.data.Dataset is empty")
+    element = data.source[0]
+    if isinstance(element, (tuple, list)):
+        return element[0], element[1] if len(element) > 1 else None
+    return element, None
+
+
+def check_data(model, data: Data, name="train_data", need_labels=True):
+    """Raises ValueError when `data` cannot feed `model` (checked on one batch).
+
+    Checks: inputs numeric, their per-sample shape equals the model's input
+    shape (known dims), labels present and, for sparse integer labels, within
+    the number of classes; numpy x and y of equal length.
+    """
+    x, y = first_batch(data)
+    xs = tf.nest.flatten(x)
+    if len(xs) != len(model.inputs):
+        raise ValueError(
+            f"{name}: the model has {len(model.inputs)} inputs but the data gives {len(xs)}")
+    for arr, inp in zip(xs, model.inputs):
+        arr = np.asarray(arr)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(
+                f"{name}: input dtype {arr.dtype} is not numeric; the model input "
+                f"'{inp.name}' expects {inp.dtype}")
+        if np.issubdtype(arr.dtype, np.complexfloating):
+            raise ValueError(f"{name}: complex input dtype {arr.dtype} is not supported "
+                             f"(model input '{inp.name}' expects {inp.dtype})")
+        expected = tuple(inp.shape[1:])
+        got = tuple(arr.shape[1:])
+        if len(got) != len(expected) or any(
+                e is not None and e != g for e, g in zip(expected, got)):
+            hint = ""
+            if data.kind == "dataset" and len(arr.shape) == len(expected):
+                hint = " (is the dataset batched? call .batch(n))"
+            raise ValueError(
+                f"{name}: samples have shape {got} but model input '{inp.name}' "
+                f"expects {expected}{hint}")
+    if data.kind == "numpy" and data.y is not None:
+        nx = len(xs[0]) if data.kind == "numpy" else None
+        nx = len(_first(data.x))
+        if nx != len(data.y):
+            raise ValueError(f"{name}: {nx} input samples but {len(data.y)} labels")
+    if need_labels:
+        if y is None:
+            raise ValueError(f"{name}: no labels; pass (x, y)")
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.number):
+            raise ValueError(f"{name}: labels of dtype {y.dtype} are not numeric")
+        n_classes = model.outputs[0].shape[-1]
+        if (n_classes and n_classes > 1 and np.issubdtype(y.dtype, np.integer)
+                and y.ndim <= 2 and (y.ndim == 1 or y.shape[-1] == 1)):
+            yy = np.asarray(data.y) if data.kind == "numpy" else y
+            if yy.min() < 0 or yy.max() >= n_classes:
+                raise ValueError(
+                    f"{name}: label values span [{yy.min()}, {yy.max()}] but the model "
+                    f"has {n_classes} output classes")
+
+
+def iterate_inputs(data, batch_size=256):
+    """Yields input batches (labels dropped) of numpy arrays or tensors."""
+    if not isinstance(data, Data):
+        if isinstance(data, np.ndarray):
+            data = Data("numpy", x=data, y=None, batch_size=batch_size)
+        else:
+            data = as_data(data, batch_size=batch_size)
+    if data.kind == "numpy":
+        n = len(_first(data.x))
+        for i in range(0, n, batch_size):
+            yield tf.nest.map_structure(lambda a: a[i:i + batch_size], data.x)
+    elif data.kind == "dataset":
+        for element in data.source:
+            yield element[0] if isinstance(element, (tuple, list)) else element
+    else:
+        for i in range(len(data.source)):
+            element = data.source[i]
+            yield element[0] if isinstance(element, (tuple, list)) else element
+
+
+def iterate_batches(data: Data, batch_size=256):
+    """Yields (x, y) numpy batches."""
+    if data.kind == "numpy":
+        n = len(data)
+        for i in range(0, n, batch_size):
+            yield (tf.nest.map_structure(lambda a: a[i:i + batch_size], data.x),
+                   data.y[i:i + batch_size])
+    elif data.kind == "dataset":
+        for x, y in data.source:
+            yield x, y.numpy()
+    else:
+        for i in range(len(data.source)):
+            x, y = data.source[i][:2]
+            yield x, np.asarray(y)
+
+
+def subset(data: Data, max_samples: int, seed: int = 0) -> Data:
+    """At most `max_samples` samples of `data` (numpy: a seeded random slice;
+    datasets: the first batches). Used for calibration data."""
+    if data.kind == "numpy":
+        n = len(data)
+        if n <= max_samples:
+            return data
+        idx = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
+        return Data("numpy", x=tf.nest.map_structure(lambda a: a[idx], data.x),
+                    y=None if data.y is None else data.y[idx], batch_size=data.batch_size)
+    xs, seen = [], 0
+    for x in iterate_inputs(data):
+        x = np.asarray(x)
+        xs.append(x)
+        seen += len(x)
+        if seen >= max_samples:
+            break
+    return Data("numpy", x=np.concatenate(xs)[:max_samples], y=None,
+                batch_size=data.batch_size)
+
+
+def split_validation(data: Data, fraction=0.1, seed=0):
+    """Split numpy `data` into (train, validation) with a seeded permutation."""
+    if data.kind != "numpy":
+        raise ValueError("val_data is required when train_data is not numpy arrays")
+    n = len(data)
+    idx = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    take = lambda ids: Data("numpy", x=tf.nest.map_structure(lambda a: a[ids], data.x),  # noqa: E731
+                            y=data.y[ids], batch_size=data.batch_size)
+    return take(np.sort(idx[n_val:])), take(np.sort(idx[:n_val]))
+
+
+def evaluate_accuracy(model, data: Data, batch_size=256) -> float:
+    """Top-1 accuracy of `model` on labelled `data` (no compile needed).
+
+    Sparse integer or one-hot labels; a single sigmoid output is thresholded at
+    0.5. Returns NaN if the model outputs non-finite values.
+
+    Example:
+        >>> evaluate_accuracy(model, as_data((x_val, y_val)))
+    """
+    data = as_data(data, batch_size=batch_size)
+    correct, total = 0, 0
+
+    def _batches():
+        if data.kind == "numpy":
+            # One predict call: Keras caches its predict function per model.
+            p = model.predict(data.x, batch_size=batch_size, verbose=0)
+            yield (p[0] if isinstance(p, (list, tuple)) else p), data.y
+            return
+        # Keras' predict_on_batch returns every replica's copy of the batch
+        # under a multi-replica tf.distribute strategy; predict splits it.
+        replicas = getattr(getattr(model, "distribute_strategy", None),
+                           "num_replicas_in_sync", 1)
+        for x, y in iterate_batches(data, batch_size):
+            p = model.predict_on_batch(x) if replicas == 1 else model.predict(x, verbose=0)
+            yield (p[0] if isinstance(p, (list, tuple)) else p), y
+
+    for p, y in _batches():
+        p = np.asarray(p)
+        if not np.all(np.isfinite(p)):
+            return float("nan")
+        y = np.asarray(y)
+        if p.shape[-1] == 1:
+            pred = (p.reshape(-1) > 0.5).astype(np.int64)
+            true = y.reshape(-1).astype(np.int64)
+        else:
+            pred = p.argmax(-1).reshape(-1)
+            true = y.argmax(-1).reshape(-1) if (y.ndim == p.ndim and y.shape[-1] == p.shape[-1]) \
+                else y.reshape(-1).astype(np.int64)
+        correct += int((pred == true).sum())
+        total += len(true)
+    return correct / max(total, 1)
+
+
+def compile_config_of(model):
+    """The model's compile configuration (loss, metrics, optimizer config), or
+    None when it is not compiled. Raises ValueError when it was compiled with
+    something that cannot be serialized (pass `fit_fn` instead)."""
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        return None
+    try:
+        cfg = model.get_compile_config()
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(
+            f"the compile configuration of model '{model.name}' cannot be "
+            f"serialized ({e}); pass fit_fn= to train it yourself") from e
+    if not cfg:
+        raise ValueError(
+            f"model '{model.name}' has no serializable compile configuration; "
+            "pass fit_fn= to train it yourself")
+    return cfg
+
+
+def recompile(model, compile_config):
+    """Compile `model` from `compile_config`: a fresh optimizer of the same
+    config (iterations 0, so a learning-rate schedule starts over)."""
+    model.compile_from_config(compile_config)
+    return model
+
+
+class _NaNStop(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.hit = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.hit = True
+            self.model.stop_training = True
+
+
+@dataclasses.dataclass
+class FitOutcome:
+    """What one retraining run produced."""
+
+    epochs: int
+    nan: bool
+    losses: list
+    stats: Any = None  # ActivationStats when recorded during fit
+
+
+def weights_finite(model) -> bool:
+    """True when every weight of `model` is finite."""
+    return all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def fit_once(model, data: Data, epochs: int, compile_config=None,
+             fit_fn: Optional[Callable] = None, callbacks=(), verbose=0,
+             record_groups=None, shuffle=True) -> FitOutcome:
+    """Train `model` in place for `epochs` with a fresh optimizer.
+
+    With `fit_fn`, calls ``fit_fn(model, data, epochs)`` where data is what the
+    user passed (numpy tuple, Dataset or PyDataset) and expects the model to be
+    trained in place. Otherwise recompiles from `compile_config` (fresh
+    optimizer: learning-rate rewinding) and calls `model.fit`. With
+    `record_groups`, trains through a `RecordingModel` and returns the
+    post-activation statistics of the last epoch's training passes.
+
+    Detects a NaN/inf loss or non-finite weights (``outcome.nan``).
+
+    Example:
+        >>> out = fit_once(model, as_data((x, y)), 2, compile_config_of(model))
+        >>> out.nan
+        False
+    """
+    if epochs <= 0:
+        return FitOutcome(0, not weights_finite(model), [])
+    if fit_fn is not None:
+        user = (data.x, data.y) if data.kind == "numpy" else data.source
+        with warnings.catch_warnings():
+            fit_fn(model, user, epochs)
+        return FitOutcome(epochs, not weights_finite(model), [])
+    if compile_config is None:
+        raise ValueError(
+            f"model '{model.name}' is not compiled: compile it (optimizer, loss, "
+            "metrics) or pass fit_fn= to train it yourself")
+    nan_cb = _NaNStop()
+    cbs = [nan_cb] + list(callbacks)
+    target = model
+    rec_cb = None
+    if record_groups is not None:
+        from kprune.recording import RecordingCallback, RecordingModel
+
+        target = RecordingModel(model, groups=record_groups)
+        rec_cb = RecordingCallback(target)
+        cbs.append(rec_cb)
+    recompile(target, compile_config)
+    if data.kind == "numpy":
+        hist = target.fit(data.x, data.y, batch_size=data.batch_size, epochs=epochs,
+                          shuffle=shuffle, verbose=verbose, callbacks=cbs)
+    else:
+        # Datasets bring their own order (Keras ignores shuffle for them).
+        hist = target.fit(data.source, epochs=epochs, verbose=verbose, callbacks=cbs,
+                          shuffle=False)
+    losses = [float(v) for v in hist.history.get("loss", [])]
+    nan = nan_cb.hit or any(not math.isfinite(v) for v in losses) or not weights_finite(model)
+    if target is not model:
+        recompile(model, compile_config)
+    return FitOutcome(epochs, nan, losses, rec_cb.result if rec_cb else None)
+
+
+def batchnorm_layers(model):
+    """The BatchNormalization layers of a (top-level) functional model."""
+    return [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+
+
+def recalibrate_batchnorm(model, data, batch_size=256, max_samples=None):
+    """Re-estimate every BatchNormalization layer's moving mean and variance
+    from `data` (**kprune decision**, applied after each retraining round).
+
+    A few retraining epochs after pruning leave the moving statistics partly
+    those of the unpruned network (momentum 0.99 keeps 46% of the old value
+    after 78 steps), which can cost many points of inference accuracy. This
+    runs training-mode forward passes (batch statistics, as during training)
+    through a weight-sharing view of the BN inputs, accumulates per-channel
+    sums and squares in float64 and sets the moving statistics to the exact
+    population mean and variance over `data`. Returns the number of layers set.
+
+    Example:
+        >>> recalibrate_batchnorm(model, x_train[:2000])
+        7
+    """
+    bns = [l for l in batchnorm_layers(model) if len(l._inbound_nodes) == 1]
+    if not bns:
+        return 0
+    view = keras.Model(model.inputs, [bn.input for bn in bns])
+    saved = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in bns]
+
+    def _axes(bn, rank):
+        keep = [a % rank for a in (bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis])]
+        return [a for a in range(rank) if a not in keep]
+
+    @tf.function(reduce_retracing=True)
+    def step(x):
+        outs = view(x, training=True)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        res = []
+        for bn, t in zip(bns, outs):
+            t = tf.cast(t, tf.float32)
+            axes = _axes(bn, len(t.shape))
+            res.append((tf.reduce_sum(t, axes), tf.reduce_sum(tf.square(t), axes),
+                        tf.cast(tf.size(t) // tf.size(tf.reduce_sum(t, axes)), tf.float32)))
+        return res
+
+    sums = [None] * len(bns)
+    seen = 0
+    for x in iterate_inputs(data, batch_size):
+        n = int(np.shape(tf.nest.flatten(x)[0])[0])
+        if max_samples is not None and seen >= max_samples:
+            break
+        for i, (s, sq, cnt) in enumerate(step(x)):
+            s, sq, cnt = s.numpy().astype(np.float64), sq.numpy().astype(np.float64), float(cnt)
+            if sums[i] is None:
+                sums[i] = [s, sq, cnt]
+            else:
+                sums[i][0] += s
+                sums[i][1] += sq
+                sums[i][2] += cnt
+        seen += n
+    if seen == 0:
+        return 0
+    for bn, (s, sq, cnt), (old_m, old_v) in zip(bns, sums, saved):
+        mean = s / cnt
+        var = np.maximum(sq / cnt - mean ** 2, 0.0)
+        bn.moving_mean.assign(mean.reshape(old_m.shape).astype(old_m.dtype))
+        bn.moving_variance.assign(var.reshape(old_v.shape).astype(old_v.dtype))
+    return len(bns)

@@ -1,0 +1,374 @@
+"""Writes the tutorial notebooks (tutorials/*.ipynb) from the cells below.
+
+    python tutorials/make_tutorials.py            # write the notebooks (no outputs)
+    python tutorials/make_tutorials.py --execute  # and run them, keeping outputs
+
+With ``KPRUNE_TUTORIAL_SMALL=1`` every notebook runs a few-second version of
+itself (fewer samples, epochs and rounds), which is what the test suite
+(tests/test_tutorials.py) executes. Outputs of ``--execute`` show which mode
+produced them.
+"""
+
+import os
+import sys
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SETUP = '''\
+import os, tempfile
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+import tensorflow as tf
+import keras
+tf.get_logger().setLevel("ERROR")  # no retracing / "Assets written" chatter
+import kprune
+import kprune.bench, kprune.datasets, kprune.export, kprune.plots, kprune.testing, kprune.zoo
+from kprune.prune import prune
+from IPython.display import Image, Markdown, display
+
+# KPRUNE_TUTORIAL_SMALL=1 (set by the test suite) runs a quick version:
+# fewer samples, epochs and rounds. Numbers from it are real but small-scale.
+SMALL = os.environ.get("KPRUNE_TUTORIAL_SMALL") == "1"
+OUT = os.environ.get("KPRUNE_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="kprune_tutorial_")
+os.makedirs(OUT, exist_ok=True)
+keras.utils.set_random_seed(0)
+print("mode:", "SMALL (quick check)" if SMALL else "full", "| outputs in", OUT)
+
+def table(rows, header):
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    display(Markdown("\\n".join(lines)))'''
+
+FASHION = '''\
+(x_all, y_all), (x_test, y_test) = kprune.datasets.load_fashion_mnist()
+n_train, n_val, n_test = (3000, 1000, 1000) if SMALL else (50000, 10000, 10000)
+x_train, y_train = x_all[:n_train], y_all[:n_train]
+x_val, y_val = x_all[50000:50000 + n_val], y_all[50000:50000 + n_val]
+x_test, y_test = x_test[:n_test], y_test[:n_test]
+print(x_train.shape, x_val.shape, x_test.shape)'''
+
+
+def lenet_iap():
+    return [
+        new_markdown_cell("""\
+# 1. Prune LeNet-5 with IAP and deploy it to a microcontroller
+
+We train LeNet-5 on Fashion-MNIST, prune it with **IAP** (iterative
+activation-based pruning: each round removes the channels whose mean
+post-activation output is smallest, then retrains), and turn the result into a
+C array for TensorFlow Lite for Microcontrollers, checking its tensor arena and
+its int8 accuracy on the TFLite-Micro interpreter itself."""),
+        new_code_cell(SETUP),
+        new_code_cell(FASHION),
+        new_markdown_cell("## Train the baseline"),
+        new_code_cell('''\
+model = kprune.zoo.lenet5()
+model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x_train, y_train, epochs=2 if SMALL else 8, batch_size=64, verbose=0)
+base_acc = model.evaluate(x_test, y_test, verbose=0)[1]
+print(f"baseline test accuracy: {base_acc:.4f}")
+print(kprune.profile(model))'''),
+        new_markdown_cell("""\
+## Prune with IAP
+
+`rate=0.2` removes the 20% least-active channels of every prunable group per
+round; `target=0.01` keeps the model within one point of the baseline's
+validation accuracy (the last round that satisfies it is returned).
+`tensorboard_dir` logs every round for TensorBoard."""),
+        new_code_cell('''\
+result = prune(model, "iap", train_data=(x_train, y_train), val_data=(x_val, y_val),
+               epochs=1 if SMALL else 2, rounds=2 if SMALL else 8, rate=0.2,
+               target=0.01, seed=0, calibration_samples=500,
+               tensorboard_dir=os.path.join(OUT, "tensorboard"))
+print(result.summary())'''),
+        new_code_cell('''\
+result.plot(os.path.join(OUT, "lenet5_iap.png"))
+display(Image(os.path.join(OUT, "lenet5_iap.png")))'''),
+        new_markdown_cell("""\
+## Deploy: int8 flatbuffer and C array
+
+`kprune.export.to_tflite(..., "int8")` calibrates on a few training images;
+`kprune.bench.tflm_arena_bytes` runs the flatbuffer on the real TFLite-Micro
+interpreter and reports the arena it allocated; `to_c_source` writes the
+`.cc`/`.h` pair with the model bytes and a recommended arena size."""),
+        new_code_cell('''\
+from kprune.bench import tflm
+from kprune.export import to_c_source, to_tflite
+
+rep = x_train[:200]
+rows, flats = [], {}
+n_eval = 200 if SMALL else 2000
+for name, m in (("original", model), ("pruned", result.model)):
+    flat = to_tflite(m, "int8", representative_data=rep)
+    flats[name] = flat
+    rows.append((name, f"{m.count_params():,}", f"{kprune.profile(m).macs:,}", f"{len(flat):,}",
+                 f"{tflm.tflm_arena_bytes(flat):,}",
+                 f"{tflm.accuracy(flat, x_test[:n_eval], y_test[:n_eval]):.4f}"))
+table(rows, ["model", "parameters", "MACs", "int8 flatbuffer bytes", "TFLM arena bytes",
+             f"TFLM int8 accuracy ({n_eval} test images)"])'''),
+        new_code_cell('''\
+files = to_c_source(flats["pruned"], "lenet5_pruned", os.path.join(OUT, "firmware"))
+print(files)
+print(open(files.h).read())'''),
+        new_markdown_cell("""\
+Copy `lenet5_pruned.cc`/`.h` into a TFLite-Micro project and use
+`lenet5_pruned::kTensorArenaSize` for the arena. The command line does the same:
+
+```
+kprune prune --model lenet5.keras --method iap --data fashion_mnist --out runs/lenet5 --tensorboard
+kprune export --model runs/lenet5/pruned.keras --data fashion_mnist --out firmware/
+```"""),
+    ]
+
+
+def aiap_resnet():
+    return [
+        new_markdown_cell("""\
+# 2. AIAP on a ResNet with a MACs target
+
+**AIAP** (adaptive iterative activation pruning) raises a per-group threshold
+on activation scores round by round, halving its step whenever a round breaks
+the target. Here the target is a reduction of multiply-accumulates
+(`{"macs_reduction": r}`), on a CIFAR-style ResNet-20 trained on Fashion-MNIST.
+Residual connections tie channels together: kprune's dependency analysis prunes
+every layer feeding one `Add` consistently."""),
+        new_code_cell(SETUP),
+        new_code_cell(FASHION),
+        new_markdown_cell("In small mode the images are subsampled to 14x14 and the network "
+                          "is 4 channels wide (16 in the full run) to keep the check fast."),
+        new_code_cell('''\
+if SMALL:
+    x_train, x_val, x_test = x_train[:1500, ::2, ::2], x_val[:, ::2, ::2], x_test[:, ::2, ::2]
+    y_train = y_train[:1500]
+model = kprune.zoo.resnet20(input_shape=x_train.shape[1:], width=4 if SMALL else 16)
+model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x_train, y_train, epochs=3 if SMALL else 6, batch_size=64, verbose=0)
+print(f"{model.count_params():,} parameters, {kprune.profile(model).macs:,} MACs, "
+      f"test accuracy {model.evaluate(x_test, y_test, verbose=0)[1]:.4f}")
+groups = kprune.dependency_groups(model)
+table([(g.name, g.channels, ", ".join(g.layers[:4]) + (" ..." if len(g.layers) > 4 else ""))
+       for g in groups[:8]], ["group", "channels", "layers (first 4)"])
+print(f"{len(groups)} prunable groups")'''),
+        new_code_cell('''\
+target = {"macs_reduction": 0.1 if SMALL else 0.5}
+result = prune(model, "aiap", train_data=(x_train, y_train), val_data=(x_val, y_val),
+               epochs=1 if SMALL else 2, rounds=3 if SMALL else 15, target=target, seed=0,
+               calibration_samples=128 if SMALL else 1000)
+print("\\n".join(result.summary().splitlines()[:6]))  # headline rows (per-layer rows follow)
+print("target reached:", result.target_reached, "|", result.reason)'''),
+        new_markdown_cell("""\
+Every round, including the rejected ones. A round that overshoots the MACs
+target by more than `tolerance` (0.05) is rejected and AIAP halves its threshold
+step; with the few rounds of the small mode it may stop short of the target
+(the warning above says so), the full run has 15 rounds to converge."""),
+        new_code_cell('''\
+base = result.baseline
+table([(e["round"], e["status"], f"{e.get('threshold', 0):.3f}", f"{e['params']:,}",
+        f"{e['macs']:,}", f"{100 * (1 - e['macs'] / base['macs']):.1f}%",
+        "-" if e["val_accuracy"] is None else f"{e['val_accuracy']:.4f}")
+       for e in result.history],
+      ["round", "status", "threshold", "parameters", "MACs", "MACs removed", "val accuracy"])
+print(f"test accuracy of the returned model: "
+      f"{result.model.evaluate(x_test, y_test, verbose=0)[1]:.4f}")'''),
+        new_code_cell('''\
+result.plot(os.path.join(OUT, "resnet_aiap.png"))
+display(Image(os.path.join(OUT, "resnet_aiap.png")))'''),
+    ]
+
+
+def memory_budget():
+    return [
+        new_markdown_cell("""\
+# 3. Memory-aware pruning to fit a tensor-arena budget
+
+On a microcontroller the binding limit is often RAM: TFLite-Micro places every
+intermediate tensor in one *tensor arena*. The **complexity** method in
+`memory` mode removes channels where activation memory is spent, until the
+peak int8 activation memory (`kprune.profile(...).peak_activation_bytes_int8`)
+fits `target_memory_bytes`; the pruned architecture is then trained from
+scratch. We check the result on the TFLite-Micro interpreter."""),
+        new_code_cell(SETUP),
+        new_code_cell(FASHION),
+        new_code_cell('''\
+model = kprune.zoo.lenet5()
+model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x_train, y_train, epochs=1 if SMALL else 8, batch_size=64, verbose=0)
+before = kprune.profile(model)
+budget = before.peak_activation_bytes_int8 // 2
+print(f"peak int8 activations: {before.peak_activation_bytes_int8:,} bytes "
+      f"(after '{before.peak_after}'); budget: {budget:,} bytes")'''),
+        new_code_cell('''\
+result = prune(model, "complexity", train_data=(x_train, y_train), val_data=(x_val, y_val),
+               mode="memory", target_memory_bytes=budget, memory_dtype="int8",
+               epochs=1 if SMALL else 8, seed=0, tensorboard_dir=os.path.join(OUT, "tb"))
+after = kprune.profile(result.model)
+print(result.summary())
+assert after.peak_activation_bytes_int8 <= budget'''),
+        new_markdown_cell("""\
+The estimate covers activations only; the TFLite-Micro arena also holds the
+interpreter's own bookkeeping. Both, measured on the real runtime:"""),
+        new_code_cell('''\
+from kprune.bench import tflm
+from kprune.export import to_tflite
+
+rows = []
+for name, m, prof in (("original", model, before), ("pruned", result.model, after)):
+    flat = to_tflite(m, "int8", representative_data=x_train[:200])
+    rows.append((name, f"{prof.params:,}", f"{prof.peak_activation_bytes_int8:,}",
+                 f"{tflm.tflm_arena_bytes(flat):,}",
+                 f"{m.evaluate(x_test, y_test, verbose=0)[1]:.4f}"))
+table(rows, ["model", "parameters", "peak int8 activations (estimate)",
+             "TFLM arena (measured)", "test accuracy"])'''),
+        new_code_cell('''\
+kprune.plots.plot_widths(model, result.model, os.path.join(OUT, "widths.png"))
+display(Image(os.path.join(OUT, "widths.png")))
+print("TensorBoard logs:", sorted(os.listdir(os.path.join(OUT, "tb"))))
+print("view them with: tensorboard --logdir", os.path.join(OUT, "tb"))'''),
+    ]
+
+
+def own_model():
+    return [
+        new_markdown_cell("""\
+# 4. Your own model: a custom criterion, `ignored_layers` and a custom layer handler
+
+kprune works on any Functional or Sequential Keras model. This notebook shows
+the three ways to adapt it:
+
+1. a **custom layer** (`ChannelScale`, a learned per-channel gain) that kprune
+   does not know, made prunable with a small **channel handler**;
+2. a **custom criterion**: any `fn(model, group)` returning one score per channel;
+3. **`ignored_layers`**: layers whose channels must not change."""),
+        new_code_cell(SETUP),
+        new_code_cell('''\
+from keras import layers
+
+@keras.saving.register_keras_serializable(package="tutorial")
+class ChannelScale(layers.Layer):
+    """y = x * scale, one learned scale per channel."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="scale")
+
+    def call(self, x):
+        return x * self.scale
+
+def build_model():
+    inp = keras.Input((8, 8, 1))
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="stem")(inp)
+    x = layers.Conv2D(24, 3, padding="same", name="conv")(x)
+    x = ChannelScale(name="gain")(x)
+    x = layers.ReLU(name="relu")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(32, activation="relu", name="fc")(x)
+    return keras.Model(inp, layers.Dense(10, activation="softmax", name="out")(x))
+
+model = build_model()
+print([g.name for g in kprune.dependency_groups(model)])'''),
+        new_markdown_cell("""\
+`conv` is missing: kprune stops at a layer it has no handler for (it cannot
+know which of `gain`'s weights follow the channels). A handler says so:"""),
+        new_code_cell('''\
+class ChannelScaleHandler(kprune.ChannelHandler):
+    layer_types = (ChannelScale,)
+
+    def propagate(self, call, ctx):
+        return [ctx.input_layout(call)]        # output channel c comes from input channel c
+
+    def weight_roles(self, layer, in_channels, out_channels):
+        return {"scale": ("in",)}              # slice `scale` along the input channels
+
+kprune.register_handler(ChannelScaleHandler())
+print([g.name for g in kprune.dependency_groups(model)])
+# Proof: removing channels equals zeroing them in the original (masked reference).
+kprune.testing.assert_surgery_equivalent(model, {"conv": [0, 5, 7]})
+print("surgery through ChannelScale is exact")'''),
+        new_markdown_cell("""\
+A criterion is any function of `(model, group)` returning one score per group
+unit (higher = keep). This one ranks `conv`'s channels by the learned gain
+times the filter norm; other groups by their filter L2 norm."""),
+        new_code_cell('''\
+def gain_times_norm(model, group):
+    scores = np.zeros(group.channels)
+    for name in group.producers:
+        kernel = model.get_layer(name).get_weights()[0]
+        norms = np.linalg.norm(kernel.reshape(-1, kernel.shape[-1]), axis=0)
+        if name == "conv":
+            norms = norms * np.abs(model.get_layer("gain").get_weights()[0])
+        units = group.channel_map(name)
+        np.add.at(scores, units[units >= 0], norms[units >= 0])
+    return scores
+
+from kprune.datasets import load_digits
+(x, y), (x_test, y_test) = load_digits()
+if SMALL:
+    x, y = x[:800], y[:800]
+model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x, y, epochs=12 if SMALL else 30, batch_size=32, verbose=0)
+print(f"baseline test accuracy: {model.evaluate(x_test, y_test, verbose=0)[1]:.4f}")'''),
+        new_code_cell('''\
+result = prune(model, "ilp", train_data=(x, y), epochs=2 if SMALL else 5,
+               rounds=2 if SMALL else 6, rate=0.25, criterion=gain_times_norm,
+               ignored_layers=["stem"], target="none", seed=0)
+before, after = result.baseline["widths"], result.final["widths"]
+table([(k, before[k], after[k]) for k in before], ["layer", "channels before", "after"])
+assert after["stem"] == before["stem"]     # ignored
+assert after["conv"] < before["conv"]      # pruned through the custom layer
+print("gain weights now:", result.model.get_layer("gain").get_weights()[0].shape)
+print(f"test accuracy after pruning: {result.model.evaluate(x_test, y_test, verbose=0)[1]:.4f}")'''),
+        new_code_cell('''\
+kprune.plots.plot_widths(before, after, os.path.join(OUT, "own_model_widths.png"))
+display(Image(os.path.join(OUT, "own_model_widths.png")))'''),
+    ]
+
+
+NOTEBOOKS = {
+    "01_lenet5_iap_microcontroller.ipynb": lenet_iap,
+    "02_aiap_resnet_macs_target.ipynb": aiap_resnet,
+    "03_memory_aware_arena_budget.ipynb": memory_budget,
+    "04_your_own_model.ipynb": own_model,
+}
+
+
+def write(name):
+    nb = new_notebook(cells=NOTEBOOKS[name]())
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    path = os.path.join(HERE, name)
+    nbformat.write(nb, path)
+    return path
+
+
+def execute(path, timeout=900):
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": HERE}}).execute()
+    for cell in nb.cells:  # drop TensorFlow's C++ start-up banner (not a result)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (
+                o.output_type == "stream" and o.name == "stderr" and _is_tf_banner(o.text))]
+    nbformat.write(nb, path)
+
+
+def _is_tf_banner(text):
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    noise = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard",
+             "To enable the following instructions", "TF_ENABLE_ONEDNN_OPTS")
+    return bool(lines) and all(any(n in ln for n in noise) for ln in lines)
+
+
+if __name__ == "__main__":
+    names = [a for a in sys.argv[1:] if not a.startswith("--")] or list(NOTEBOOKS)
+    for name in names:
+        p = write(name)
+        print("wrote", p)
+        if "--execute" in sys.argv:
+            execute(p)
+            print("executed", p)
