@@ -10,8 +10,10 @@ Conventions (what the numbers mean):
   element. Additions, activations and pooling count zero.
 * **Activation memory** is the largest total size of tensors that must be
   alive at once when the calls run one after another in graph order, at batch
-  1: a tensor lives from the call that makes it until its last reader has run
-  (model inputs and outputs live throughout). As on TFLite, layers that do
+  1: a tensor lives from the call that makes it (model inputs: from the
+  start) until its last reader has run; model outputs live to the end. This
+  is the lower bound of a TFLite-Micro arena's activation part (its planner
+  may place buffers less tightly). As on TFLite, layers that do
   nothing at inference (Dropout, Identity) and element-wise single-input
   layers whose input has no other reader (activations, BatchNormalization,
   which TFLite fuses into the previous op) reuse their input's buffer. Bytes
@@ -161,7 +163,7 @@ def _peak_memory(graph: Graph) -> Tuple[int, str]:
         for t in call.inputs:
             readers[t] += 1
             last_use[t] = call.index
-    pinned = set(graph.inputs) | set(graph.outputs)
+    pinned = set(graph.outputs)
     buffer_of = {}  # tensor -> buffer id
     size = {}
     refs = {}

@@ -142,11 +142,11 @@ every layer feeding one `Add` consistently."""),
                           "is 4 channels wide (16 in the full run) to keep the check fast."),
         new_code_cell('''\
 if SMALL:
-    x_train, x_val, x_test = x_train[:1500, ::2, ::2], x_val[:, ::2, ::2], x_test[:, ::2, ::2]
-    y_train = y_train[:1500]
+    x_train, x_val, x_test = x_train[:2000, ::2, ::2], x_val[:, ::2, ::2], x_test[:, ::2, ::2]
+    y_train = y_train[:2000]
 model = kprune.zoo.resnet20(input_shape=x_train.shape[1:], width=4 if SMALL else 16)
 model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-model.fit(x_train, y_train, epochs=3 if SMALL else 6, batch_size=64, verbose=0)
+model.fit(x_train, y_train, epochs=4 if SMALL else 6, batch_size=64, verbose=0)
 print(f"{model.count_params():,} parameters, {kprune.profile(model).macs:,} MACs, "
       f"test accuracy {model.evaluate(x_test, y_test, verbose=0)[1]:.4f}")
 groups = kprune.dependency_groups(model)
