@@ -131,23 +131,9 @@ def plot_history(history_or_out_dir, path: Optional[str] = None):
 def _widths_of(model_or_widths) -> Dict[str, int]:
     if isinstance(model_or_widths, dict):
         return {str(k): int(v) for k, v in model_or_widths.items()}
-    import keras
+    from kprune.methods.context import layer_widths
 
-    def leaves(m):
-        for layer in m.layers:
-            if isinstance(layer, keras.Model):
-                yield from leaves(layer)
-            else:
-                yield layer
-
-    widths = {}
-    for layer in leaves(model_or_widths):
-        for attr in ("filters", "units"):
-            v = getattr(layer, attr, None)
-            if isinstance(v, int):
-                widths[layer.name] = v
-                break
-    return widths
+    return layer_widths(model_or_widths)
 
 
 def _draw_widths(ax, before, after):
