@@ -12,11 +12,12 @@ SECTIONS = [
     ("surgery.md", "## Channel surgery cost\n\nCommand: `python benchmarks/surgery.py` "
      "(median of interleaved repeats in one process; peak RSS measured in child "
      "processes after the model is built). Target: kprune / clone ratio <= 1.5.\n"),
-    ("paper.md", None),
-    ("recording.md", "Command: `python benchmarks/recording_overhead.py`\n"),
+    ("BENCHMARKS_methods.md", None),
     ("complexity.md", None),
     ("edge.md", None),
 ]
+IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
+          "complexity.md": ("complexity.png",)}
 HEADER = """# kprune benchmarks
 
 Latest figures, each with the command that made it. Every number comes from a
@@ -40,6 +41,9 @@ def main():
         if intro:
             title, _, rest = text.partition("\n") if text.startswith("##") else ("", "", text)
             text = (title + "\n\n" if title else "") + intro + "\n" + rest.strip()
+        for image in IMAGES.get(name, ()):
+            if os.path.exists(os.path.join(RESULTS, image)):
+                text += f"\n\n![{image}](benchmarks/results/{image})"
         parts.append(text)
     notes = os.path.join(RESULTS, "notes.md")
     if os.path.exists(notes):

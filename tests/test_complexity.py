@@ -240,3 +240,12 @@ def test_prune_reduction_dict_targets_and_budgets():
         kprune.prune(model, "complexity", mode="params", target=1.0, **kw)
     with pytest.raises(ValueError, match="most that can be removed"):
         kprune.prune(model, "complexity", mode="memory", target=0.95, **kw)
+
+
+def test_prune_removing_everything_names_the_fraction():
+    model = lenet5()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    data = (np.zeros((8, 28, 28, 1), "float32"), np.zeros(8, "int64"))
+    with pytest.raises(ValueError, match=r"target=1.0 \(the fraction of complexity "
+                       "to remove\\).*impossible"):
+        kprune.prune(model, "complexity", mode="params", target=1.0, train_data=data)

@@ -63,8 +63,11 @@ DEFAULT_OPTIONS = {
 }
 
 
-def parse_target(target, default=("accuracy_loss", 0.01)):
-    """None | float (accuracy loss) | 'kind' | ('kind', value) | {'kind': value} -> (kind, value) or None."""
+def parse_target(target, default=("accuracy_loss", 0.01), number_means="accuracy_loss"):
+    """None | float | 'kind' | ('kind', value) | {'kind': value} -> (kind, value) or None.
+
+    A bare number is `number_means` (the accuracy loss for ILP/IAP/AIAP; the
+    fraction of the chosen complexity to remove for method='complexity')."""
     if target is None:
         return None if default is None else tuple(default)
     if target == "none":
@@ -86,7 +89,11 @@ def parse_target(target, default=("accuracy_loss", 0.01)):
         raise ValueError(f"unknown target kind {kind!r}; use one of {TARGET_KINDS}")
     value = float(value)
     if not (0 <= value < 1):
-        raise ValueError(f"target {kind} must be in [0, 1), got {value}")
+        what = (number_means if isinstance(target, (int, float))
+                and number_means != "accuracy_loss" else kind)
+        raise ValueError(f"target={target!r} ({what}) must be in [0, 1), got {value}"
+                         + ("; removing everything is impossible"
+                            if value >= 1 and what != "accuracy_loss" else ""))
     return (kind, value)
 
 
@@ -164,7 +171,10 @@ class PruneContext:
         self.method = method
         self.epochs = int(epochs)
         self.rounds = int(rounds)
-        self.target = parse_target(target, target_default)
+        self.target = parse_target(
+            target, target_default,
+            "the fraction of complexity to remove" if method == "complexity"
+            else "accuracy_loss")
         self.fit_fn = fit_fn
         self.verbose = opts["verbose"]
         if opts["retrain"] not in ("lr_rewind", "weight_rewind"):
