@@ -17,13 +17,12 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from keras import layers  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kprune import distribute  # noqa: E402
+from tests.prune_support import small_cnn  # noqa: E402
 
 
 _STRATEGY = []
@@ -38,21 +37,8 @@ def two_cpu_strategy():
 
 
 def tiny_cnn(seed=0, bn=True):
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input((8, 8, 1), name="image")
-    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
-    x = layers.Conv2D(8, 3, padding="same", name="conv2")(x)
-    if bn:  # (per-replica batch statistics under a strategy: not bit-equal)
-        x = layers.BatchNormalization(name="bn2")(x)
-    x = layers.ReLU(name="relu2")(x)
-    x = layers.MaxPooling2D(2, name="pool")(x)
-    x = layers.Flatten(name="flat")(x)
-    x = layers.Dense(16, activation="relu", name="fc1")(x)
-    out = layers.Dense(10, activation="softmax", name="out")(x)
-    model = keras.Model(inp, out, name="tiny_cnn")
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model
+    # (BN: per-replica batch statistics under a strategy, so not bit-equal.)
+    return small_cnn(seed, width=8, hidden=16, bn=bn, name="tiny_cnn")
 
 
 def digits(n_train=480, n_val=200):

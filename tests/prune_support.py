@@ -16,19 +16,21 @@ def digits():
     return (x[:1200], y[:1200]), (x[1200:], y[1200:]), (xt, yt)
 
 
-def small_cnn(seed=0):
-    """Conv 16 - Conv 16 - pool - Dense 64 - Dense 10 for 8x8x1 inputs (compiled)."""
+def small_cnn(seed=0, width=16, hidden=64, bn=True, name="small_cnn"):
+    """Conv w - Conv w - [BN] - pool - Dense h - Dense 10 for 8x8x1 inputs
+    (compiled)."""
     keras.utils.set_random_seed(seed)
     inp = keras.Input((8, 8, 1), name="image")
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inp)
-    x = layers.Conv2D(16, 3, padding="same", name="conv2")(x)
-    x = layers.BatchNormalization(name="bn2")(x)
+    x = layers.Conv2D(width, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = layers.Conv2D(width, 3, padding="same", name="conv2")(x)
+    if bn:
+        x = layers.BatchNormalization(name="bn2")(x)
     x = layers.ReLU(name="relu2")(x)
     x = layers.MaxPooling2D(2, name="pool")(x)
     x = layers.Flatten(name="flat")(x)
-    x = layers.Dense(64, activation="relu", name="fc1")(x)
+    x = layers.Dense(hidden, activation="relu", name="fc1")(x)
     out = layers.Dense(10, activation="softmax", name="out")(x)
-    model = keras.Model(inp, out, name="small_cnn")
+    model = keras.Model(inp, out, name=name)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
