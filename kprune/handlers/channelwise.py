@@ -44,8 +44,6 @@ class ActivationHandler(ChannelwiseHandler):
             layout = ctx.input_layout(call)
             ctx.fix(layout, f"{name} over channels in '{call.path}'")
             return [layout]
-        if isinstance(call.layer, layers.Activation) and name == "linear":
-            return super().propagate(call, ctx)
         return super().propagate(call, ctx)
 
 
@@ -168,7 +166,7 @@ except (ImportError, AttributeError):  # pragma: no cover - older Keras
     pass
 
 # PReLU is an activation whose alpha is per channel: ChannelwiseHandler's
-# weight_roles slices it. Softmax and UnitNormalization mix channels.
+# weight_roles slices it. Softmax and UnitNormalization mix channels:
 
 
 class MixingBoundaryHandler(ChannelHandler):

@@ -18,10 +18,7 @@ class ElementwiseOpHandler(ChannelHandler):
     layer_types = _classes(_np, (
         "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum",
         "Minimum", "Power", "Abs", "Negative", "Exp", "Log", "Sqrt", "Square",
-        "Tanh", "Sign", "Clip", "Absolute", "Reciprocal")) + _classes(_nn, (
-        "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu",
-        "Gelu", "LeakyRelu", "Elu", "Selu", "Softplus", "Swish", "HardSwish"))
-    is_activation = False
+        "Tanh", "Sign", "Clip", "Absolute", "Reciprocal"))
 
     def propagate(self, call, ctx):
         layouts = [ctx.layout(t) for t in call.inputs]
@@ -33,6 +30,8 @@ class ElementwiseOpHandler(ChannelHandler):
 
 
 class ActivationOpHandler(ElementwiseOpHandler):
+    """Activation functions from keras.ops.nn (x -> f(x), per element)."""
+
     layer_types = _classes(_nn, (
         "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu",
         "LeakyRelu", "Elu", "Selu", "Softplus", "Swish", "HardSwish"))
