@@ -149,14 +149,6 @@ class Graph:
         return [scope[id(kt)] for kt in _flat(fn._outputs_struct)]
 
     # -- queries ------------------------------------------------------------
-    def consumers(self) -> Dict[int, List[Call]]:
-        """tensor id -> calls that read it."""
-        result: Dict[int, List[Call]] = {t: [] for t in self.tensors}
-        for call in self.calls:
-            for t in call.inputs:
-                result[t].append(call)
-        return result
-
     def calls_of(self, layer) -> List[Call]:
         return [c for c in self.calls if c.layer is layer]
 

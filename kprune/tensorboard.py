@@ -35,7 +35,7 @@ def arena_estimate_bytes(model) -> int:
 
     Example:
         >>> arena_estimate_bytes(kprune.zoo.lenet5())
-        6664
+        5880
     """
     from kprune.profile import profile
 

@@ -145,11 +145,10 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0,
     if val is None:
         if not 0 < val_fraction < 1:
             raise CommandError(f"--val_fraction must be in (0, 1), got {val_fraction}")
-        idx = np.random.default_rng(seed).permutation(len(x))
-        n_val = max(1, int(round(len(x) * val_fraction)))
-        val = (x[np.sort(idx[:n_val])], y[np.sort(idx[:n_val])])
-        keep = np.sort(idx[n_val:])
-        x, y = x[keep], y[keep]
+        from kprune.training import as_data, split_validation
+
+        train_part, val_part = split_validation(as_data((x, y)), val_fraction, seed)
+        (x, y), val = (train_part.x, train_part.y), (val_part.x, val_part.y)
     if train_samples and train_samples < len(x):
         x, y = x[:train_samples], y[:train_samples]
     logging.info("data '%s': %d training, %d validation%s samples", spec, len(x), len(val[0]),

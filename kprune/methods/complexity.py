@@ -64,7 +64,7 @@ def measure(model, memory_dtype: str = "float32", graph=None) -> Dict[str, int]:
 
     Example:
         >>> measure(kprune.zoo.lenet5())
-        {'params': 61706, 'flops': 416520, 'memory': 26656}
+        {'params': 61706, 'flops': 416520, 'memory': 23520}
     """
     if memory_dtype not in ("float32", "int8"):
         raise ValueError(
