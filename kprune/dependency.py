@@ -396,7 +396,7 @@ class Analysis:
             if not calls[0].outputs:
                 raise ValueError(f"layer '{name}' has no output")
             rl = self.root_layout(calls[0].outputs[0])
-            idx = np.asarray(list(indices), dtype=np.int64).reshape(-1)
+            idx = channel_indices(indices, len(rl), path)
             if idx.size == 0:
                 continue
             bad = idx[(idx < 0) | (idx >= len(rl))]
@@ -470,6 +470,42 @@ class _BoundaryHandler:
 
 
 _BOUNDARY = _BoundaryHandler()
+
+
+def channel_indices(indices, n_channels: int, layer: str) -> np.ndarray:
+    """The int64 channel indices named by `indices` for a layer of `n_channels`.
+
+    Accepts integer indices (any sequence or array) or a boolean mask of
+    exactly `n_channels` entries (True = remove). Floats, strings and masks
+    of the wrong length raise, since reading them as indices would silently
+    remove other channels.
+
+    Example:
+        >>> channel_indices(np.array([True, False, True]), 3, "conv")
+        array([0, 2])
+    """
+    if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
+        indices = [indices]
+    try:
+        arr = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices))
+    except TypeError:
+        raise TypeError(f"channels to remove from layer '{layer}' must be a list of "
+                        f"indices or a boolean mask, got {indices!r}") from None
+    if arr.size == 0:
+        return np.zeros(0, np.int64)
+    if arr.dtype == bool:
+        if arr.ndim != 1 or arr.shape[0] != n_channels:
+            raise ValueError(
+                f"boolean mask for layer '{layer}' has shape {arr.shape} but the layer has "
+                f"{n_channels} output channels; pass a mask of length {n_channels} or a "
+                "list of indices")
+        return np.flatnonzero(arr).astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"channel indices for layer '{layer}' must be integers, got dtype {arr.dtype} "
+            f"({arr.reshape(-1)[:4].tolist()}...); pass ints (e.g. np.asarray(idx, int) "
+            "after checking they are whole numbers) or a boolean mask")
+    return np.unique(arr.reshape(-1).astype(np.int64))
 
 
 def analyze(model, ignored_layers: Sequence[str] = ()) -> Analysis:

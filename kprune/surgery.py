@@ -11,6 +11,7 @@ from typing import Dict, Optional, Sequence
 import keras
 import numpy as np
 
+from kprune._keras_compat import model_classes
 from kprune.dependency import Analysis, analyze
 from kprune.graph import functional_of, is_model
 
@@ -179,8 +180,11 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
     _edit_config(serialized["config"], model, keeps, changed)
     serialized.pop("build_config", None)
     compiled = serialized.pop("compile_config", None)
-    with keras.saving.custom_object_scope(_model_classes(model)):
-        new_model = keras.saving.deserialize_keras_object(serialized)
+    with keras.saving.custom_object_scope(model_classes(model)):
+        # The config comes from the live model, not from a file: a Lambda's
+        # code is the user's own, so safe mode (meant for untrusted files)
+        # would only refuse it.
+        new_model = keras.saving.deserialize_keras_object(serialized, safe_mode=False)
     if compiled is not None:
         _compile_like(new_model, compiled, model)
     _copy_weights(analysis, new_model, keeps, changed, mask_only)
@@ -192,7 +196,7 @@ def _compile_like(new_model, compile_config, model):
     `compile_from_config`, this does not build the optimizer's slot
     variables now; they are built on the first training step."""
     try:
-        with keras.saving.custom_object_scope(_model_classes(model)):
+        with keras.saving.custom_object_scope(model_classes(model)):
             kwargs = keras.saving.deserialize_keras_object(compile_config)
         new_model.compile(**kwargs)
     except Exception as e:  # noqa: BLE001 - custom losses that do not load
@@ -201,19 +205,6 @@ def _compile_like(new_model, compile_config, model):
         warnings.warn(
             f"the pruned model could not be compiled like the original ({e}); "
             "it is returned uncompiled: call compile() on it")
-
-
-def _model_classes(model):
-    """The model's own layer classes, so that custom layers that were never
-    registered still deserialize (the user's objects are already imported)."""
-    classes = {}
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        cls = type(layer)
-        if cls.__module__.startswith("keras."):
-            continue
-        classes[cls.__name__] = cls
-        classes[keras.saving.get_registered_name(cls)] = cls
-    return classes
 
 
 def _find(model, path):

@@ -100,6 +100,17 @@ def check_data(model, data: Data, name="train_data", need_labels=True):
     shape (known dims), labels present and, for sparse integer labels, within
     the number of classes; numpy x and y of equal length.
     """
+    if data.kind == "numpy" and len(_first(data.x)) == 0:
+        raise ValueError(f"{name} is empty (0 samples); pass at least one batch of (x, y)")
+    if data.kind == "dataset":
+        card = int(data.source.cardinality())
+        if card == int(tf.data.INFINITE_CARDINALITY):
+            raise ValueError(
+                f"{name} is an infinite tf.data.Dataset (.repeat() without a count); "
+                "kprune trains for whole passes over it, so pass a finite dataset: drop "
+                ".repeat() or bound it with .take(n_batches)")
+        if card == 0:
+            raise ValueError(f"{name} is an empty tf.data.Dataset")
     x, y = first_batch(data)
     xs = tf.nest.flatten(x)
     if len(xs) != len(model.inputs):
@@ -135,14 +146,83 @@ def check_data(model, data: Data, name="train_data", need_labels=True):
         y = np.asarray(y)
         if not np.issubdtype(y.dtype, np.number):
             raise ValueError(f"{name}: labels of dtype {y.dtype} are not numeric")
-        n_classes = model.outputs[0].shape[-1]
-        if (n_classes and n_classes > 1 and np.issubdtype(y.dtype, np.integer)
-                and y.ndim <= 2 and (y.ndim == 1 or y.shape[-1] == 1)):
-            yy = np.asarray(data.y) if data.kind == "numpy" else y
-            if yy.min() < 0 or yy.max() >= n_classes:
-                raise ValueError(
-                    f"{name}: label values span [{yy.min()}, {yy.max()}] but the model "
-                    f"has {n_classes} output classes")
+    _scan_values(model, data, name, need_labels)
+
+
+def _label_range_applies(model, y):
+    n_classes = model.outputs[0].shape[-1]
+    return (n_classes and n_classes > 1 and np.issubdtype(y.dtype, np.integer)
+            and y.ndim <= 2 and (y.ndim == 1 or y.shape[-1] == 1)), n_classes
+
+
+def _scan_values(model, data: Data, name, need_labels):
+    """Every input finite and every sparse label a valid class, over the whole
+    data (datasets of unknown cardinality: the first batch only, since they may
+    be endless generators)."""
+    if data.kind == "numpy":
+        batches = [(data.x, data.y)]
+    elif data.kind == "dataset" and int(data.source.cardinality()) < 0:
+        batches = [first_batch(data)]
+    else:
+        batches = iterate_batches(data)
+    lo = hi = None
+    start = 0
+    for x, y in batches:
+        for arr in tf.nest.flatten(x):
+            arr = np.asarray(arr)
+            if np.issubdtype(arr.dtype, np.floating):
+                bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+                if bad.any():
+                    raise ValueError(
+                        f"{name}: {int(bad.sum())} sample(s) have NaN or infinite inputs "
+                        f"(the first is sample {start + int(np.argmax(bad))}); clean or "
+                        "drop them before pruning")
+        if need_labels and y is not None:
+            y = np.asarray(y)
+            if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+                raise ValueError(f"{name}: labels contain NaN or infinite values")
+            applies, n_classes = _label_range_applies(model, y)
+            if applies and y.size:
+                lo = y.min() if lo is None else min(lo, y.min())
+                hi = y.max() if hi is None else max(hi, y.max())
+                if lo < 0 or hi >= n_classes:
+                    raise ValueError(
+                        f"{name}: label values span [{lo}, {hi}] but the model has "
+                        f"{n_classes} output classes (labels must be 0..{n_classes - 1}"
+                        f"{'; are they 1-based? subtract 1' if lo >= 1 and hi == n_classes else ''})")
+        start += len(tf.nest.flatten(x)[0])
+
+
+def check_label_format(model, data: Data, compile_config, name="train_data"):
+    """Sparse labels with a categorical loss, or one-hot labels with a sparse
+    loss, give a ValueError that says which to change."""
+    if not compile_config:
+        return
+    loss = compile_config.get("loss")
+    if isinstance(loss, dict):
+        loss = loss.get("class_name") or loss.get("config", {}).get("name")
+    if not isinstance(loss, str):
+        return
+    key = "".join(ch for ch in loss.lower() if ch.isalpha())
+    _, y = first_batch(data)
+    if y is None:
+        return
+    y = np.asarray(y)
+    n_classes = model.outputs[0].shape[-1]
+    if not n_classes or n_classes < 2:
+        return
+    one_hot = y.ndim >= 2 and y.shape[-1] == n_classes
+    sparse = y.ndim == 1 or (y.ndim == 2 and y.shape[-1] == 1)
+    if key.startswith("sparsecategorical") and one_hot:
+        raise ValueError(
+            f"{name}: labels have shape {y.shape[1:]} (one-hot) but the loss is {loss}; "
+            "pass integer class ids (y.argmax(-1)) or compile with "
+            "categorical_crossentropy")
+    if key.startswith("categorical") and sparse:
+        raise ValueError(
+            f"{name}: labels are integer class ids (shape {y.shape[1:]}) but the loss is "
+            f"{loss}; one-hot them (keras.utils.to_categorical(y, {n_classes})) or compile "
+            "with sparse_categorical_crossentropy")
 
 
 def iterate_inputs(data, batch_size=256):
@@ -273,6 +353,19 @@ def compile_config_of(model):
         raise ValueError(
             f"model '{model.name}' has no serializable compile configuration; "
             "pass fit_fn= to train it yourself")
+    for key in ("loss", "metrics", "optimizer"):
+        if cfg.get(key) is None:
+            continue
+        try:  # kprune recompiles every round from this config: it must load back
+            keras.saving.deserialize_keras_object(cfg[key]) if key != "metrics" else [
+                keras.metrics.get(m) for m in keras.tree.flatten(cfg[key])
+                if m is not None]
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(
+                f"model '{model.name}' was compiled with a {key} that kprune cannot "
+                f"re-create for retraining ({str(e).splitlines()[0] if str(e) else e}); "
+                "register it with @keras.saving.register_keras_serializable(), or pass "
+                "fit_fn=(model, data, epochs) to train it yourself") from e
     return cfg
 
 

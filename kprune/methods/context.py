@@ -15,7 +15,6 @@ Methods drive rounds through a `PruneContext`:
 """
 
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -29,6 +28,7 @@ from kprune import training
 from kprune.checkpoint import Checkpointer
 from kprune.dependency import analyze
 from kprune.methods import selection
+from kprune.methods.fingerprint import run_fingerprint
 from kprune.surgery import remove_channels
 
 TARGET_KINDS = ("accuracy_loss", "params_reduction", "macs_reduction")
@@ -109,15 +109,6 @@ class Proposal:
     @property
     def total_removed(self):
         return int(sum(self.removed.values()))
-
-
-def _fingerprint(model, method, opts, epochs, rounds, target):
-    keep = {k: v for k, v in opts.items() if k not in ("verbose",)}
-    blob = json.dumps({"method": method, "opts": keep, "epochs": epochs, "rounds": rounds,
-                       "target": target, "params": int(model.count_params()),
-                       "layers": [l.name for l in model.layers]},
-                      sort_keys=True, default=repr)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def layer_widths(model) -> Dict[str, int]:
@@ -212,21 +203,19 @@ class PruneContext:
         if val is None:
             train, val = training.split_validation(train, opts["validation_split"], opts["seed"] or 0)
         training.check_data(model, val, "val_data")
+        for data, what in ((train, "train_data"), (val, "val_data")):
+            training.check_label_format(model, data, self.compile_config, what)
         self.train, self.val = train, val
         self.user_train = train_data
         self.calibration = training.subset(train, int(opts["calibration_samples"]), opts["seed"] or 0)
-        # Determinism.
-        if opts["seed"] is not None and opts["deterministic"]:
-            import tensorflow as tf
-
-            tf.config.experimental.enable_op_determinism()
         # State.
         self.original = model
-        self.ckpt = Checkpointer(out_dir) if out_dir else None
+        self.ckpt = Checkpointer(out_dir, model) if out_dir else None
         self.out_dir = self.ckpt.out_dir if self.ckpt else None
-        self.fingerprint = _fingerprint(model, method, {k: v for k, v in opts.items()
-                                                        if k != "rewind_weights"},
-                                        epochs, rounds, self.target)
+        # Only a run with out_dir needs its identity (it hashes weights and data).
+        self.fingerprint = run_fingerprint(
+            model, method, {k: v for k, v in opts.items() if k != "rewind_weights"},
+            epochs, rounds, self.target, data=(train, val)) if self.ckpt else None
         self.history = []
         self.controller = {}
         self.current = None
@@ -253,8 +242,10 @@ class PruneContext:
     def _resume(self, state):
         if state.get("fingerprint") != self.fingerprint:
             raise ValueError(
-                f"out_dir '{self.out_dir}' holds a run with other settings (method "
-                f"{state.get('method')!r}); use a new out_dir or the same arguments to resume")
+                f"out_dir '{self.out_dir}' holds another run (method "
+                f"{state.get('method')!r}): its model weights, data or settings differ from "
+                "this call's; use a new out_dir, or the same model, data and arguments to "
+                "resume")
         self.history = state["history"]
         self.controller = state["controller"]
         self.best_round = state["best_round"]
