@@ -211,8 +211,8 @@ def test_export_tflite_and_micro(tmp_path, capsys):
     header = (out / "tiny_net.h").read_text()
     assert "g_tiny_net_data" in header and "32000" in header
     assert (out / "tiny_net.tflite").read_bytes()[4:8] == b"TFL3"
-    assert sorted(os.listdir(out)) == ["export.json", "m.tflite", "tiny_net.cc", "tiny_net.h",
-                                       "tiny_net.tflite"]
+    assert sorted(os.listdir(out)) == [".kprune-out.json", "export.json", "m.tflite",
+                                       "tiny_net.cc", "tiny_net.h", "tiny_net.tflite"]
 
 
 def test_bench_compares_two_models(tmp_path, capsys):
@@ -233,3 +233,51 @@ def test_bench_compares_two_models(tmp_path, capsys):
     text = json.dumps(record)
     assert str(original.count_params()) in text and str(pruned.count_params()) in text
     assert (tmp_path / "b" / "bench.txt").read_text().strip() == capsys.readouterr().out.strip()
+
+
+def test_out_never_overwrites_inputs_or_foreign_files(tmp_path, capsys):
+    """`--out` that holds the input model, files kprune does not write, or
+    another run's results is refused before any work (unless --overwrite);
+    the input itself can never be written over."""
+    data = tiny_npz(str(tmp_path / "d.npz"))
+    run = tmp_path / "run"
+    run.mkdir()
+    model = str(run / "pruned.keras")  # the model to prune IS the output name
+    tiny_model(model)
+    before = (run / "pruned.keras").read_bytes()
+    args = ["kprune", "prune", "--model", model, "--data", data, "--out", str(run),
+            "--method", "ilp", "--rounds", "1", "--target", "none", "--noplots"]
+    for extra in ([], ["--overwrite"]):
+        assert cli.main(args + extra) == 2
+        assert "would be overwritten. Choose another --out" in capsys.readouterr().err
+    assert (run / "pruned.keras").read_bytes() == before
+    # Foreign files in --out.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    model2 = str(tmp_path / "m.keras")
+    tiny_model(model2)
+    args2 = ["kprune", "prune", "--model", model2, "--data", data, "--out", str(other),
+             "--method", "ilp", "--rounds", "1", "--target", "none", "--noplots"]
+    assert cli.main(args2) == 2
+    assert "holds files this command does not write (notes.txt); pass --overwrite" in \
+        capsys.readouterr().err
+    assert sorted(os.listdir(other)) == ["notes.txt"]
+    # An input inside --out.
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    tiny_model(str(inside / "model.keras"))
+    assert cli.main(["kprune", "bench", "--model", str(inside / "model.keras"), "--out",
+                     str(inside), "--data", data]) == 2
+    assert "contains the input" in capsys.readouterr().err
+    # Another command's results.
+    exp = tmp_path / "exp"
+    assert cli.main(["kprune", "export", "--model", model2, "--format", "tflite",
+                     "--quantization", "float32", "--out", str(exp)]) == 0
+    assert cli.main(["kprune", "bench", "--model", model2, "--out", str(exp),
+                     "--data", data]) == 2
+    assert "holds files this command does not write" in capsys.readouterr().err
+    # --overwrite lets a run write next to foreign files (they stay).
+    assert cli.main(args2 + ["--overwrite", "--batch_size", "32"]) == 0
+    assert (other / "notes.txt").read_text() == "mine"
+    assert (other / "pruned.keras").is_file()

@@ -5,7 +5,8 @@ import os
 
 from absl import flags, logging
 
-from kprune.cli.common import CommandError, OutDir, load_data, load_model, write_json
+from kprune.cli.common import (CommandError, OutDir, load_data, load_model, write_json,
+                               write_text)
 
 DOC = """\
 kprune bench: measure a model on LiteRT and TFLite-Micro (kprune.bench).
@@ -48,6 +49,9 @@ def define_flags(fv):
                       flag_values=fv)
     flags.DEFINE_bool("min_arena", True, "binary-search the smallest working TFLM arena",
                       flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "write into an --out that holds other files, the "
+                      "input, or another run's results (never over the input itself)",
+                      flag_values=fv)
     flags.DEFINE_bool("unsafe_load", False, "allow model files that run code when loaded "
                       "(Lambda layers); only for files you trust", flag_values=fv)
 
@@ -63,7 +67,10 @@ def _model_arg(path, unsafe):
 def execute(fv) -> int:
     from kprune.bench import TFLMError, compare, measure
 
-    out = OutDir(fv.out)
+    out = OutDir(fv.out, "bench", ("bench.txt", "bench.json"),
+                 inputs=[fv.model, fv.compare] + ([fv.data] if fv.data and
+                                                  os.path.isfile(fv.data) else []),
+                 overwrite=fv.overwrite)
     model = _model_arg(fv.model, fv.unsafe_load)
     other = _model_arg(fv.compare, fv.unsafe_load) if fv.compare else None
     eval_data = calibration = None
@@ -88,8 +95,7 @@ def execute(fv) -> int:
         raise CommandError(f"kprune bench: {e}") from e
     text = str(result)
     print(text)
-    with open(out("bench.txt"), "w") as f:
-        f.write(text + "\n")
+    write_text(out("bench.txt"), text + "\n")
     write_json(out("bench.json"), result.to_dict())
     logging.info("wrote %s", out.path)
     return 0

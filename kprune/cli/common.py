@@ -158,30 +158,114 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0,
 
 # -- output ----------------------------------------------------------------------
 class OutDir:
-    """The only place a subcommand writes to."""
+    """The only place a subcommand writes to, guarded against data loss.
 
-    def __init__(self, path: str):
+    `outputs` are the names (files or directories) the command writes. The
+    directory is refused when an input file is one of those outputs (it would
+    be overwritten: always refused), when an input lies inside it, when it
+    holds files the command does not write, or when it holds another input's
+    results; the last three pass with ``overwrite=True`` (``--overwrite``).
+    A rerun of the same command on the same inputs reuses it (``kprune prune``
+    then resumes from its checkpoints). With ``exclusive=False`` (``kprune
+    export``: several models into one firmware directory) earlier runs of the
+    same command may have had other inputs, and their files are not foreign.
+    A marker file records the command, its inputs and what it wrote.
+
+    Example:
+        >>> out = OutDir("runs/lenet", "prune", ("pruned.keras", "result.json"),
+        ...              inputs=["model.keras"])
+        >>> out("result.json")
+        '/abs/runs/lenet/result.json'
+    """
+
+    MARKER = ".kprune-out.json"
+
+    def __init__(self, path: str, command: str = "", outputs=(), inputs=(),
+                 overwrite: bool = False, exclusive: bool = True):
         if not path:
             raise CommandError("--out is required: the directory every output is written to")
         self.path = os.path.abspath(path)
+        self._marker_record = None
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise CommandError(f"--out '{path}' exists and is not a directory")
-        os.makedirs(self.path, exist_ok=True)
+        inputs = [os.path.abspath(p) for p in inputs if p]
+        for inp in inputs:
+            for name in outputs:
+                if inp == os.path.join(self.path, name):
+                    raise CommandError(
+                        f"--out '{path}': the input '{inp}' is where this command writes "
+                        f"'{name}'; it would be overwritten. Choose another --out")
+        previous = self._marker() if os.path.isdir(self.path) else {}
+        if os.path.isdir(self.path) and not overwrite:
+            self._check_reuse(path, command, outputs, inputs, previous, exclusive)
+        written = set(outputs)
+        if previous.get("command") == command and not exclusive:
+            written |= set(previous.get("written", ()))
+        # Written with the first output (not now: a later input error must
+        # leave the directory as it was).
+        self._marker_record = ({"command": command, "inputs": inputs,
+                                "written": sorted(written)} if command else None)
+
+    def _marker(self):
+        import json
+
+        try:
+            with open(os.path.join(self.path, self.MARKER)) as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {"command": "?"}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {"command": "?"}
+
+    def _check_reuse(self, path, command, outputs, inputs, previous, exclusive):
+        hint = "; pass --overwrite to write there anyway, or choose another --out"
+        for inp in inputs:
+            if os.path.commonpath([inp, self.path]) == self.path:
+                raise CommandError(f"--out '{path}' contains the input '{inp}'{hint}")
+        allowed = set(outputs) | {self.MARKER}
+        if previous.get("command") == command and not exclusive:
+            allowed |= set(previous.get("written", ()))
+        foreign = sorted(n for n in os.listdir(self.path)
+                         if n not in allowed and not n.startswith(".tmp_"))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise CommandError(f"--out '{path}' already holds files this command does not "
+                               f"write ({shown}){hint}")
+        if previous:
+            if previous.get("command") != command or (exclusive and
+                                                      previous.get("inputs") != inputs):
+                raise CommandError(
+                    f"--out '{path}' holds the results of 'kprune {previous.get('command')}' "
+                    f"on {previous.get('inputs')}, not of 'kprune {command}' on {inputs}{hint}")
+        elif any(os.path.exists(self(n)) for n in outputs):
+            raise CommandError(f"--out '{path}' holds outputs of an unknown earlier run{hint}")
 
     def __call__(self, *parts) -> str:
         p = os.path.abspath(os.path.join(self.path, *parts))
         if os.path.commonpath([p, self.path]) != self.path:
             raise CommandError(f"refusing to write '{p}' outside --out '{self.path}'")
+        os.makedirs(self.path, exist_ok=True)
+        if self._marker_record is not None:
+            record, self._marker_record = self._marker_record, None
+            write_json(os.path.join(self.path, self.MARKER), record)
         return p
 
 
 def write_json(path: str, data) -> None:
+    """`data` as indented JSON, written atomically."""
     import json
 
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
+    from kprune.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default))
+
+
+def write_text(path: str, text: str) -> None:
+    """`text` written atomically."""
+    from kprune.atomic import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def _json_default(o):

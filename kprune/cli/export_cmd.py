@@ -40,6 +40,9 @@ def define_flags(fv):
                         "file name)", flag_values=fv)
     flags.DEFINE_integer("arena_size", None, "micro: tensor arena size to write instead of "
                          "the measured one", lower_bound=1, flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "write into an --out that holds other files, the "
+                      "input, or another run's results (never over the input itself)",
+                      flag_values=fv)
     flags.DEFINE_bool("unsafe_load", False, "allow model files that run code when loaded "
                       "(Lambda layers); only for files you trust", flag_values=fv)
 
@@ -48,9 +51,12 @@ def execute(fv) -> int:
     from kprune.bench.tflm import TFLMError
     from kprune.export import to_micro, to_tflite
 
-    out = OutDir(fv.out)
+    name = fv.name or c_identifier(os.path.splitext(os.path.basename(fv.model or ""))[0])
+    out = OutDir(fv.out, "export", [name + ext for ext in (".tflite", ".cc", ".h")]
+                 + ["export.json"], inputs=[fv.model] + ([fv.data] if fv.data and
+                                                         os.path.isfile(fv.data) else []),
+                 overwrite=fv.overwrite, exclusive=False)
     model = load_model(fv.model, fv.unsafe_load, compile=False)
-    name = fv.name or c_identifier(os.path.splitext(os.path.basename(fv.model))[0])
     int8 = fv.format == "micro" or fv.quantization == "int8"
     if fv.format == "micro" and fv.quantization != "int8":
         raise CommandError("--format micro is always int8 (TFLite-Micro); drop "
@@ -64,7 +70,7 @@ def execute(fv) -> int:
     record = {"model": os.path.abspath(fv.model), "format": fv.format, "name": name}
     try:
         if fv.format == "micro":
-            files = to_micro(model, name, out.path, calibration, arena_size=fv.arena_size)
+            files = to_micro(model, name, out(), calibration, arena_size=fv.arena_size)
             record.update({"tflite": out(name + ".tflite"), "cc": files.cc, "h": files.h,
                            "model_bytes": files.model_bytes,
                            "arena_bytes": files.arena_bytes, "quantization": "int8"})

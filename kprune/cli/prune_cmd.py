@@ -6,8 +6,9 @@ import time
 
 from absl import flags, logging
 
+from kprune.atomic import atomic_save_model
 from kprune.cli.common import (CommandError, OutDir, load_data, load_model, parse_option,
-                               write_json)
+                               write_json, write_text)
 
 DOC = """\
 kprune prune: structured (channel) pruning of a saved Keras model.
@@ -22,6 +23,8 @@ widths.png (--plots, needs matplotlib).
 """
 
 METHODS = ("iap", "ilp", "aiap", "complexity")
+OUTPUTS = ("pruned.keras", "result.json", "summary.txt", "checkpoints", "tensorboard",
+           "history.png", "widths.png")
 
 
 def define_flags(fv):
@@ -84,6 +87,9 @@ def define_flags(fv):
                       flag_values=fv)
     flags.DEFINE_bool("progress", True, "show Keras progress output while retraining",
                       flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "write into an --out that holds other files, the "
+                      "input, or another run's results (never over the input itself)",
+                      flag_values=fv)
     flags.DEFINE_bool("unsafe_load", False,
                       "allow model files that run code when loaded (Lambda layers); only "
                       "for files you trust", flag_values=fv)
@@ -137,7 +143,8 @@ def execute(fv) -> int:
     from kprune.prune import prune
     from kprune.training import as_data, evaluate_accuracy
 
-    out = OutDir(fv.out)
+    out = OutDir(fv.out, "prune", OUTPUTS, inputs=[fv.model] + (
+        [fv.data] if fv.data and os.path.isfile(fv.data) else []), overwrite=fv.overwrite)
     model = load_model(fv.model, fv.unsafe_load)
     data = load_data(fv.data, fv.val_fraction, fv.seed, fv.train_samples)
     if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
@@ -182,15 +189,14 @@ def execute(fv) -> int:
     if test is not None:
         record["test_accuracy"] = {"before": test_before,
                                    "after": evaluate_accuracy(result.model, test)}
-    result.model.save(out("pruned.keras"))
+    atomic_save_model(result.model, out("pruned.keras"))
     write_json(out("result.json"), record)
     summary = result.summary()
     if "test_accuracy" in record:
         t = record["test_accuracy"]
         summary += (f"\ntest accuracy: {t['before']:.4f} -> {t['after']:.4f} "
                     f"({100 * (t['after'] - t['before']):+.2f} pt)")
-    with open(out("summary.txt"), "w") as f:
-        f.write(summary + "\n")
+    write_text(out("summary.txt"), summary + "\n")
     print(summary)
     if fv.plots:
         try:

@@ -24,6 +24,8 @@ import os
 import re
 from typing import NamedTuple, Optional
 
+from kprune.atomic import atomic_write_text
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CPP_KEYWORDS = {
     "alignas", "alignof", "and", "asm", "auto", "bool", "break", "case", "catch", "char",
@@ -135,8 +137,6 @@ constexpr unsigned int kTensorArenaSize = {arena_size};
               f"alignas(16) const unsigned char g_{name}_data[] = {{\n"
               + "\n".join(rows) +
               f"\n}};\nconst unsigned int g_{name}_data_len = {len(data)};\n")
-    with open(h_path, "w") as f:
-        f.write(header)
-    with open(cc_path, "w") as f:
-        f.write(source)
+    atomic_write_text(h_path, header)
+    atomic_write_text(cc_path, source)
     return CSourceFiles(cc_path, h_path, len(data), arena_size)

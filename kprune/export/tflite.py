@@ -27,6 +27,8 @@ from typing import List, Optional, Union
 
 import numpy as np
 
+from kprune.atomic import atomic_write_bytes
+
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 #: The name used for each quantization mode in reports and JSON.
 MODE_NAMES = {None: "float32", "dynamic": "dynamic", "float16": "float16", "int8": "int8"}
@@ -134,8 +136,7 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
     if path is not None:
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(flat)
+        atomic_write_bytes(path, flat)
     return flat
 
 
