@@ -7,7 +7,13 @@ Conventions (what the numbers mean):
   Normalization layers count one MAC per output element (their scale and
   shift; BatchNormalization folds into the preceding conv on deployment, so
   this is an upper bound). An element-wise `Multiply` counts one per output
-  element. Additions, activations and pooling count zero.
+  element. Additions, activations and pooling count zero. Recurrent layers
+  count their gate matrix products at every time step (SimpleRNN 1, GRU 3,
+  LSTM 4 gates; Bidirectional twice); MultiHeadAttention its four
+  projections plus the score and weighted-sum products; Attention its two
+  products; EinsumDense one MAC per kernel use. A layer with a weight matrix
+  whose cost kprune does not model (ConvLSTM, a custom layer) is listed in
+  `Profile.uncounted` and a warning says so, instead of a silent 0.
 * **Activation memory** is the largest total size of tensors that must be
   alive at once when the calls run one after another in graph order, at batch
   1: a tensor lives from the call that makes it (model inputs: from the
@@ -68,6 +74,8 @@ class Profile:
     peak_activation_bytes: int  # float32
     peak_activation_bytes_int8: int
     peak_after: str  # the call after which the peak is reached
+    #: layers with weight matrices whose MACs are not modelled (counted as 0)
+    uncounted: List[str] = dataclasses.field(default_factory=list)
 
     @property
     def flops(self) -> int:
@@ -138,7 +146,55 @@ def call_macs(call, graph: Graph) -> int:
     if isinstance(layer, L.Multiply) or (
             type(layer).__name__ == "Multiply" and len(call.inputs) > 1):
         return out
-    return 0
+    shapes = [tensors[t].shape for t in call.inputs]
+    return _sequence_macs(layer, shapes, out_shape) or 0
+
+
+_GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
+
+
+def _rnn_macs(layer, in_shape) -> Optional[int]:
+    if isinstance(layer, keras.layers.Bidirectional):
+        return sum(_rnn_macs(sub, in_shape) or 0
+                   for sub in (layer.forward_layer, layer.backward_layer))
+    gates = _GATES.get(type(layer).__name__)
+    if gates is None or not isinstance(layer, keras.layers.RNN) or len(in_shape) != 2:
+        return None
+    steps, features = in_shape
+    units = layer.cell.units
+    return int(steps) * gates * (int(features) * units + units * units)
+
+
+def _sequence_macs(layer, shapes, out_shape) -> Optional[int]:
+    """MACs of recurrent, attention and einsum layers (None: not one of them)."""
+    L = keras.layers
+    if isinstance(layer, (L.RNN, L.Bidirectional)):
+        return _rnn_macs(layer, shapes[0])
+    if isinstance(layer, L.MultiHeadAttention):
+        q, v = shapes[0], shapes[1]
+        k = shapes[2] if len(shapes) > 2 else v
+        heads, kd = layer.num_heads, layer.key_dim
+        vd = layer.value_dim or kd
+        tq, tk = _prod(q[:-1]), _prod(k[:-1])
+        proj = (tq * q[-1] * heads * kd + tk * k[-1] * heads * kd
+                + _prod(v[:-1]) * v[-1] * heads * vd)
+        return int(proj + heads * tq * tk * (kd + vd) + tq * heads * vd * out_shape[-1])
+    if isinstance(layer, L.Attention):
+        q, v = shapes[0], shapes[1]
+        return int(2 * _prod(q[:-1]) * _prod(v[:-1]) * q[-1])
+    if isinstance(layer, L.EinsumDense):
+        inputs, output = layer.equation.split("->")
+        kernel_letters = inputs.split(",")[1]
+        contracted = [d for c, d in zip(kernel_letters, layer.kernel.shape) if c not in output]
+        return _prod(out_shape) * _prod(contracted)
+    return None
+
+
+def _uncounted(layer, macs) -> bool:
+    """A layer that owns a weight matrix but got 0 MACs: its cost is not modelled."""
+    if macs or isinstance(layer, (keras.layers.Embedding, keras.Model)):
+        return False
+    return any(len(w.shape) >= 2 for w in layer.weights)
 
 
 def _aliases(call, graph: Graph, readers: Dict[int, int]) -> bool:
@@ -218,6 +274,7 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
     """
     graph = graph or Graph.from_model(model)
     rows: Dict[str, LayerProfile] = {}
+    uncounted: List[str] = []
     seen_params = set()
     for call in graph.calls:
         layer = call.layer
@@ -232,20 +289,29 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
                       for t in call.inputs + call.outputs)
         row = rows.get(call.path)
         out_shape = graph.tensors[call.outputs[0]].shape if call.outputs else ()
+        macs = call_macs(call, graph)
+        if _uncounted(layer, macs) and call.path not in uncounted:
+            uncounted.append(call.path)
         if row is None:
             rows[call.path] = LayerProfile(call.path, call.class_name, params,
-                                           call_macs(call, graph), wbytes, act,
-                                           out_shape)
+                                           macs, wbytes, act, out_shape)
         else:
-            row.macs += call_macs(call, graph)
+            row.macs += macs
             row.activation_bytes += act
     peak, after = _peak_memory(graph)
     layers = list(rows.values())
+    if uncounted:
+        import warnings
+
+        warnings.warn(
+            f"kprune.profile: the MACs of {', '.join(uncounted)} are not modelled and count "
+            "as 0, so the MAC total is a lower bound (see Profile.uncounted); register a "
+            "handler or count them yourself", RuntimeWarning, stacklevel=2)
     return Profile(layers=layers,
                    params=sum(r.params for r in layers),
                    macs=sum(r.macs for r in layers),
                    weight_bytes=sum(r.weight_bytes for r in layers),
                    peak_activation_bytes=4 * peak,
                    peak_activation_bytes_int8=peak,
-                   peak_after=after)
+                   peak_after=after, uncounted=uncounted)
 

@@ -82,3 +82,33 @@ def test_unknown_dimension_is_a_clear_error():
     model = keras.Model(inp, layers.Conv2D(2, 3)(inp))
     with pytest.raises(ValueError, match="unknown dimension.*fixed input shape"):
         kprune.profile(model)
+
+
+def test_recurrent_attention_and_einsum_macs_by_hand():
+    L = keras.layers
+    i = keras.Input((10, 8))
+    x = L.LSTM(16, return_sequences=True, name="lstm")(i)          # 10*4*(8*16+16*16)
+    x = L.Bidirectional(L.GRU(4, return_sequences=True), name="bi")(x)  # 2*10*3*(16*4+4*4)
+    x = L.SimpleRNN(5, return_sequences=True, name="rnn")(x)       # 10*(8*5+5*5)
+    a = L.MultiHeadAttention(num_heads=2, key_dim=3, name="mha")(x, x)
+    e = L.EinsumDense("abc,cd->abd", output_shape=(10, 7), name="ein")(a)  # 10*7*5
+    model = keras.Model(i, e)
+    p = kprune.profile(model)
+    assert p.layer("lstm").macs == 10 * 4 * (8 * 16 + 16 * 16)
+    assert p.layer("bi").macs == 2 * 10 * 3 * (16 * 4 + 4 * 4)
+    assert p.layer("rnn").macs == 10 * (8 * 5 + 5 * 5)
+    # q, k, v projections (10*5*2*3 each), scores + weighted sum (2*10*10*(3+3)),
+    # output projection back to 5 features (10*2*3*5).
+    assert p.layer("mha").macs == 3 * 10 * 5 * 2 * 3 + 2 * 10 * 10 * 6 + 10 * 2 * 3 * 5
+    assert p.layer("ein").macs == 10 * 7 * 5
+    assert p.uncounted == []
+
+
+def test_unmodelled_layers_are_named_not_silently_zero():
+    L = keras.layers
+    i = keras.Input((4, 6, 3))
+    x = L.ConvLSTM1D(2, 3, name="convlstm")(i)
+    model = keras.Model(i, L.Dense(2)(L.Flatten()(x)))
+    with pytest.warns(RuntimeWarning, match="MACs of convlstm are not modelled.*lower bound"):
+        p = kprune.profile(model)
+    assert p.uncounted == ["convlstm"]
