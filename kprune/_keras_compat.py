@@ -68,3 +68,35 @@ def has_lambda(model) -> bool:
 
     return any(isinstance(layer, keras.layers.Lambda)
                for layer in model._flatten_layers(include_self=False, recursive=True))
+
+
+class _DropRetracing:
+    """logging filter: drops TensorFlow's "triggered tf.function retracing" warning."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_retracing():
+    """Silence TensorFlow's retracing warning for the ``with`` block only.
+
+    Every pruning round builds a new (smaller) model, whose first
+    ``predict`` traces a new function by design; TensorFlow then warns about
+    "excessive retracing" once per round. The user's own code after the block
+    keeps the warning.
+
+    Example:
+        >>> with quiet_retracing():
+        ...     for m in pruned_models:
+        ...         m.predict(x)
+    """
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    f = _DropRetracing()
+    logger.addFilter(f)
+    try:
+        yield
+    finally:
+        logger.removeFilter(f)

@@ -61,7 +61,7 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
         >>> result.model.save("pruned.keras")
     """
     from kprune import distribute
-    from kprune._keras_compat import op_determinism
+    from kprune._keras_compat import op_determinism, quiet_retracing
     from kprune.arguments import check_prune_arguments
     from kprune.methods.context import PruneContext
 
@@ -78,7 +78,8 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
     if on_round is not None:
         hooks.append(on_round)
     try:
-        with op_determinism(bool(deterministic)), distribute.scope(strategy):
+        with op_determinism(bool(deterministic)), quiet_retracing(), \
+                distribute.scope(strategy):
             model = distribute.to_strategy(model, strategy)
             ctx = PruneContext(model, method, train_data, val_data, epochs, rounds, target,
                                out_dir, fit_fn, options,

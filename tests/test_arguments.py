@@ -178,3 +178,22 @@ def test_remove_channels_refuses_float_and_string_indices():
         kprune.remove_channels(model, {"conv1": None})
     # A single int and numpy ints are fine.
     assert kprune.remove_channels(model, {"conv1": np.int64(3)}).get_layer("conv1").filters == 15
+
+
+def test_no_retracing_warning_per_round_but_the_users_stays(caplog):
+    """Each round's new model traces new functions by design; kprune keeps
+    TensorFlow's retracing warning out of its run, not out of the process."""
+    from kprune._keras_compat import quiet_retracing
+
+    tf_logger = tf.get_logger()
+    (x, y), (xv, yv), _ = digits()
+    with caplog.at_level("WARNING"):
+        prune(small_cnn(), "ilp", train_data=(x[:128], y[:128]), val_data=(xv[:64], yv[:64]),
+              rounds=6, target="none", rate=0.2, calibration_samples=64)
+    assert "retracing" not in caplog.text
+    with quiet_retracing():
+        pass
+    assert not tf_logger.filters
+    with caplog.at_level("WARNING"):
+        tf_logger.warning("5 out of the last 5 calls to f triggered tf.function retracing.")
+    assert "retracing" in caplog.text

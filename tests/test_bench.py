@@ -200,3 +200,27 @@ def test_console_script_entry_point():
     cfg.read(os.path.join(os.path.dirname(__file__), "..", "setup.cfg"))
     assert "kprune-bench = kprune.bench.cli:run" in cfg["options.entry_points"]["console_scripts"]
     assert callable(cli.run)
+
+
+def test_bench_bad_inputs_are_named_before_any_timing(tmp_path):
+    """Off-by-one labels, an unknown latency mode and a truncated .tflite file
+    are errors that name the argument/file and the fix, not wrong figures."""
+    import kprune
+    from tests.prune_support import small_cnn
+
+    model = small_cnn()
+    x = np.random.default_rng(0).random((20, 8, 8, 1), dtype=np.float32)
+    y = np.arange(20) % 10
+    fast = dict(runs=1, warmup=0, rounds=1, tflm_arena=False, quantizations=["float32"])
+    with pytest.raises(ValueError, match=r"labels span \[1, 10\].*10 output classes.*1-based"):
+        kprune.bench.measure(model, eval_data=(x, y + 1), **fast)
+    with pytest.raises(ValueError, match=r"latency_modes \['int4'\] unknown; use some of"):
+        kprune.bench.measure(model, latency_modes=["int4"], **fast)
+    flat = kprune.export.to_tflite(model)
+    path = tmp_path / "cut.tflite"
+    path.write_bytes(flat[: len(flat) // 2])
+    with pytest.raises(ValueError, match=r"cut.tflite' is not a complete TFLite flatbuffer.*"
+                                         r"convert the model again"):
+        kprune.bench.measure(str(path), **fast)
+    with pytest.raises(ValueError, match="given TFLite bytes is not a complete"):
+        kprune.bench.measure(flat[:-16], **fast)

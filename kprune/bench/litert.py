@@ -230,6 +230,26 @@ def interleaved_latency(flatbuffers: Sequence[bytes], num_threads: int = 1,
     return stats
 
 
+def check_flatbuffer(tflite_bytes, what: str = "the model") -> bytes:
+    """`tflite_bytes` if LiteRT can read them, else a ValueError naming `what`
+    (a truncated or damaged file passes the 'TFL3' identifier check but not
+    this one)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kprune.export.capture import capture_fds
+
+    data = bytes(tflite_bytes)
+    try:
+        with capture_fds():
+            Interpreter(model_content=data)
+    except ValueError as err:
+        raise ValueError(
+            f"{what} is not a complete TFLite flatbuffer ({len(data):,} bytes; LiteRT: "
+            f"{err}); it is truncated or damaged: convert the model again "
+            "(kprune.export.to_tflite) or copy the file again") from err
+    return data
+
+
 def flatbuffer_mode(tflite_bytes) -> str:
     """Guesses the quantization of a flatbuffer from its tensor types:
     'int8' (integer input), 'float16', 'dynamic' (int8 weights, float input) or
@@ -251,5 +271,5 @@ def flatbuffer_mode(tflite_bytes) -> str:
     return "float32"
 
 
-__all__ = ["LatencyStats", "dequantize_output", "flatbuffer_mode", "interleaved_latency",
+__all__ = ["LatencyStats", "check_flatbuffer", "dequantize_output", "flatbuffer_mode", "interleaved_latency",
            "latency", "make_interpreter", "predict", "quantize_input"]

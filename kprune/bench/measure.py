@@ -116,7 +116,8 @@ class _Prepared:
 def _load(model_or_tflite):
     """(keras model or None, flatbuffer or None, name) from a model, bytes or a path."""
     if isinstance(model_or_tflite, (bytes, bytearray, memoryview)):
-        return None, bytes(model_or_tflite), "tflite"
+        return None, litert.check_flatbuffer(model_or_tflite, "the given TFLite bytes"), \
+            "tflite"
     if isinstance(model_or_tflite, (str, os.PathLike)):
         path = os.fspath(model_or_tflite)
         if not os.path.exists(path):
@@ -124,7 +125,7 @@ def _load(model_or_tflite):
         name = os.path.splitext(os.path.basename(path))[0]
         if path.endswith(".tflite"):
             from kprune.export.tflite import load_tflite
-            return None, load_tflite(path), name
+            return None, litert.check_flatbuffer(load_tflite(path), f"'{path}'"), name
         import keras
         try:
             return keras.saving.load_model(path, compile=False), None, name
@@ -153,6 +154,30 @@ def _split_eval(eval_data, eval_samples):
 
 def _labels(y):
     return y.argmax(axis=-1) if y.ndim > 1 else y.reshape(-1)
+
+
+def _check_labels(eval_y, prep):
+    """Integer labels must be classes of the model's output (an off-by-one
+    labelling would otherwise report a wrong accuracy, not an error)."""
+    if eval_y.ndim > 1 and eval_y.shape[-1] > 1:
+        return  # one-hot
+    if prep.model is not None:
+        n = prep.model.outputs[0].shape[-1]
+    else:
+        fb = next(iter(prep.flatbuffers.values()))
+        n = litert.make_interpreter(fb).get_output_details()[0]["shape"][-1]
+    labels = _labels(eval_y)
+    if not n or n < 2 or not len(labels):
+        return
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.mod(labels, 1) == 0):
+            raise ValueError("eval_data labels must be integer class ids or one-hot rows")
+    lo, hi = labels.min(), labels.max()
+    if lo < 0 or hi >= n:
+        raise ValueError(
+            f"eval_data labels span [{lo:g}, {hi:g}] but '{prep.measurement.name}' has {n} "
+            f"output classes (0..{n - 1})"
+            + ("; are they 1-based? subtract 1" if lo >= 1 and hi == n else ""))
 
 
 def _prepare(model_or_tflite, quantizations, representative_data, eval_x, name):
@@ -243,9 +268,16 @@ def measure_many(models: Sequence, names: Optional[Sequence[Optional[str]]] = No
     """
     names = list(names) if names is not None else [None] * len(models)
     with_tflm = tflm_arena
+    known = sorted(set(MODE_NAMES.values()))
+    unknown = [m for m in latency_modes if m not in known]
+    if unknown:
+        raise ValueError(f"latency_modes {unknown} unknown; use some of {known}")
     eval_x, eval_y = _split_eval(eval_data, eval_samples)
     preps = [_prepare(mdl, quantizations, representative_data, eval_x, nm)
              for mdl, nm in zip(models, names)]
+    if eval_y is not None:
+        for prep in preps:
+            _check_labels(eval_y, prep)
     # Latency: every (model, mode) timed interleaved in one session.
     jobs: List[Tuple[_Prepared, str]] = []
     for prep in preps:
