@@ -106,10 +106,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = measure(args.model, **kwargs)
     print(result)
     if args.json:
+        from kprune.atomic import atomic_write_text
+
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result.to_dict(), f, indent=2)
+        atomic_write_text(args.json, json.dumps(result.to_dict(), indent=2))
         print(f"wrote {args.json}")
     return 0
 
