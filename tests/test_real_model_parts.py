@@ -141,3 +141,36 @@ def test_resume_refuses_other_weights_or_data_and_accepts_a_callable_criterion(t
     with pytest.raises(ValueError, match="holds another run"):
         run(_model("custom"), xs=x[128:256])
     assert "0x" not in json.dumps(stable({"c": criterion}))
+
+
+def test_disk_full_mid_round_keeps_every_completed_round(tmp_path, monkeypatch):
+    """A write that fails half-way (disk full) leaves the committed rounds
+    intact and no temporary file behind; the same call then resumes."""
+    import errno
+
+    (x, y), (xv, yv), _ = digits()
+    kw = dict(train_data=(x[:128], y[:128]), val_data=(xv[:64], yv[:64]), rounds=3,
+              target="none", rate=0.25, out_dir=str(tmp_path), calibration_samples=64)
+    real_save = keras.Model.save
+    calls = {"n": 0}
+
+    def failing_save(self, path, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # baseline, round 1, then round 2 fails half-way
+            with open(path, "wb") as f:
+                f.write(b"PK\x03\x04 half a zip")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, path, *a, **k)
+
+    monkeypatch.setattr(keras.Model, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        prune(_model("custom"), "ilp", **kw)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert [e["round"] for e in state["history"]] == [0, 1]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp_")]
+    keras.saving.load_model(str(tmp_path / state["current_file"]), compile=False,
+                            custom_objects={"Scale": Scale})
+    monkeypatch.setattr(keras.Model, "save", real_save)
+    done = prune(_model("custom"), "ilp", **kw)
+    assert [e["round"] for e in done.history] == [0, 1, 2, 3]
+    assert done.history[1] == state["history"][1]
