@@ -110,5 +110,5 @@ def test_finished_out_dir_returns_without_training(tmp_path):
     assert len(calls) == n  # nothing retrained
     assert _strip(again.history) == _strip(first.history)
     assert again.model.count_params() == first.model.count_params()
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="holds another run.*settings differ"):
         prune(trained_cnn(), "ilp", **dict(kwargs, rate=0.3))
