@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune.bench import cli, compare, litert, measure, tflm, tflm_arena_bytes
+from kprune.bench import compare, litert, measure, tflm, tflm_arena_bytes
+from kprune.cli.main import bench_main
 from kprune.export import to_tflite
 from kprune.export.capture import capture_fds
 
@@ -172,14 +173,14 @@ def test_cli_compare_json(models, data, tmp_path, capsys):
     pruned.save(b)
     npz = tmp_path / "data.npz"
     np.savez(npz, x=data[0], y=data[1])
-    out = tmp_path / "res" / "out.json"
-    rc = cli.main([str(b), "--compare", str(a), "--json", str(out), "--eval-data", str(npz),
-                   "--quantizations", "float32,int8", "--runs", "10", "--warmup", "1",
-                   "--rounds", "2", "--no-min-arena"])
+    out = tmp_path / "res"
+    rc = bench_main(["kprune-bench", str(b), "--compare", str(a), "--out", str(out), "--data",
+                     str(npz), "--quantizations", "float32,int8", "--runs", "10",
+                     "--warmup", "1", "--rounds", "2", "--nomin_arena"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "original" in printed and "pruned" in printed and "ratio" in printed
-    result = json.loads(out.read_text())
+    result = json.loads((out / "bench.json").read_text())
     assert result["before"]["name"] == "original" and result["after"]["name"] == "pruned"
     assert result["ratios"]["macs"] > 2
     assert set(result["after"]["flatbuffer_bytes"]) == {"float32", "int8"}
@@ -187,19 +188,47 @@ def test_cli_compare_json(models, data, tmp_path, capsys):
     assert result["after"]["tflm_min_arena_bytes"] is None
 
 
-def test_cli_bad_data_file(models, tmp_path):
+def test_cli_bad_data_file_and_old_flags(models, tmp_path, capsys):
     path = tmp_path / "m.keras"
     models[1].save(path)
-    with pytest.raises(SystemExit, match="neither"):
-        cli.main([str(path), "--eval-data", str(tmp_path / "missing.npz")])
+    assert bench_main(["kprune-bench", str(path), "--data", str(tmp_path / "missing.npz")]) == 2
+    assert "is neither one of fashion_mnist, mnist, digits" in capsys.readouterr().err
+    # The former argparse flags name their replacement instead of failing obscurely.
+    assert bench_main(["kprune-bench", str(path), "--eval-data", "digits"]) == 2
+    assert "--eval-data is now --data" in capsys.readouterr().err
+    assert bench_main(["kprune-bench", "--runs", "1"]) == 2
+    assert "--model is required" in capsys.readouterr().err
+
+
+def test_one_bench_cli_print_only(models, data, tmp_path, capsys):
+    """`kprune-bench MODEL` and `kprune bench --model MODEL` are one command;
+    without --out nothing is written; an .npz of x and y is evaluation data."""
+    from kprune.cli.main import main
+
+    path = tmp_path / "m.keras"
+    models[1].save(path)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=data[0], y=data[1])
+    fast = ["--quantizations", "float32", "--latency_modes", "float32", "--runs", "2",
+            "--warmup", "0", "--rounds", "1", "--notflm", "--data", str(npz)]
+    assert bench_main(["kprune-bench", str(path)] + fast) == 0
+    a = capsys.readouterr().out
+    assert main(["kprune", "bench", "--model", str(path)] + fast) == 0
+    b = capsys.readouterr().out
+    assert "keras_float32" in a and a.splitlines()[0] == b.splitlines()[0]
+    assert sorted(os.listdir(tmp_path)) == ["d.npz", "m.keras"]
 
 
 def test_console_script_entry_point():
     import configparser
+
+    from kprune.cli import main
+
     cfg = configparser.ConfigParser()
     cfg.read(os.path.join(os.path.dirname(__file__), "..", "setup.cfg"))
-    assert "kprune-bench = kprune.bench.cli:run" in cfg["options.entry_points"]["console_scripts"]
-    assert callable(cli.run)
+    scripts = cfg["options.entry_points"]["console_scripts"]
+    assert "kprune-bench = kprune.cli.main:run_bench" in scripts
+    assert callable(main.run_bench)
 
 
 def test_bench_bad_inputs_are_named_before_any_timing(tmp_path):

@@ -91,7 +91,7 @@ def test_missing_required_inputs_are_named(tmp_path, capsys):
     assert "--data is required" in capsys.readouterr().err
     assert cli.main(["kprune", "prune", "--model", model, "--data", "nope.npz",
                      "--out", out]) == 2
-    assert "neither one of fashion_mnist nor an existing .npz" in capsys.readouterr().err
+    assert "neither one of fashion_mnist, mnist, digits nor an existing .npz" in capsys.readouterr().err
 
 
 def test_lambda_model_needs_unsafe_load(tmp_path, capsys):

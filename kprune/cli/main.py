@@ -90,5 +90,42 @@ def run():
     sys.exit(main())
 
 
+#: Flags of the former argparse ``kprune-bench`` and what replaced them.
+_OLD_BENCH_FLAGS = {"--eval-data": "--data", "--json": "--out (writes OUT/bench.json)",
+                    "--calibration-data": "--data", "--eval-samples": "--eval_samples",
+                    "--calibration-samples": "--calibration_samples",
+                    "--latency-modes": "--latency_modes", "--no-tflm": "--notflm",
+                    "--no-min-arena": "--nomin_arena"}
+
+
+def bench_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``kprune-bench MODEL [--flag ...]``: the same command as ``kprune bench``
+    (one set of flags), with the model as an optional first argument.
+
+    Example:
+        >>> bench_main(["kprune-bench", "pruned.keras", "--compare", "lenet.keras",
+        ...             "--data", "fashion_mnist"])
+        0
+    """
+    argv = list(sys.argv if argv is None else argv)
+    args = argv[1:]
+    for a in args:
+        old = a.split("=", 1)[0]
+        if old in _OLD_BENCH_FLAGS:
+            sys.stderr.write(f"kprune-bench: {old} is now {_OLD_BENCH_FLAGS[old]}; "
+                             "kprune-bench takes the flags of 'kprune bench' "
+                             "(see 'kprune bench --help')\n")
+            return 2
+    if args and not args[0].startswith("-"):
+        args = ["--model", args[0]] + args[1:]
+    return main(["kprune", "bench"] + args)
+
+
+def run_bench():
+    """Console-script entry point of ``kprune-bench``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.exit(bench_main())
+
+
 if __name__ == "__main__":
     run()
