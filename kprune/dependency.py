@@ -221,6 +221,10 @@ class Analysis:
                 handler = _BOUNDARY
             self.handlers[id(call.layer)] = handler
             outs = handler.propagate(call, self)
+            mixing = getattr(handler, "mixing_activation", None)
+            mixing = mixing(call.layer) if mixing is not None else None
+            if mixing is not None:
+                outs = self._freeze_mixing_outputs(call, outs, mixing)
             if len(outs) != len(call.outputs):
                 raise RuntimeError(
                     f"{handler.describe()} returned {len(outs)} layouts for "
@@ -243,9 +247,32 @@ class Analysis:
             if id(call.layer) in ignored:
                 for tid in call.outputs:
                     self.fix(self.layouts[tid], f"'{call.path}' is in ignored_layers")
+        # A nested model called at several places has one InputLayer per
+        # input: what each call feeds it must keep the same channels, even
+        # when no leaf layer ties them (an input passed straight through).
+        for calls in graph.model_calls.values():
+            for args in calls[1:]:
+                for a, b in zip(calls[0], args):
+                    self.couple(self.layouts[a], self.layouts[b])
         for tid in graph.outputs:
             self.fix(self.layouts[tid], "model output")
         self._finalize()
+
+    def _freeze_mixing_outputs(self, call, outs, activation):
+        """A layer whose activation mixes channels: its output channels are
+        frozen (fresh frozen channels where the activation changes the
+        width, as glu does)."""
+        reason = (f"'{call.path}' ({call.class_name}) applies activation "
+                  f"'{activation}', which mixes channels")
+        result = []
+        for k, (tid, layout) in enumerate(zip(call.outputs, outs)):
+            self.fix(layout, reason)
+            width = self.graph.tensors[tid].channels
+            if len(layout) != width:
+                layout = self.uf.make(width)
+                self.fix(layout, reason)
+            result.append(layout)
+        return result
 
     def _finalize(self):
         roots = self.uf.labels()

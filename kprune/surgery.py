@@ -168,6 +168,9 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
     (or, with mask_only, at full width with their contributions zeroed)."""
     model = analysis.model
     keeps = _layer_keeps(analysis, removed)
+    if mask_only:  # nested models keep their input widths too
+        keeps["tensors"] = {t: np.arange(analysis.graph.tensors[t].channels)
+                            for t in keeps["tensors"]}
     changed = set()
     if not mask_only:
         for key, value in keeps.items():
@@ -181,7 +184,7 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
     compiled = serialized.pop("compile_config", None)
     with keras.saving.custom_object_scope(_model_classes(model)):
         new_model = keras.saving.deserialize_keras_object(serialized)
-    if compiled is not None:
+    if compiled:  # Keras gives {} for a model that was never compiled
         _compile_like(new_model, compiled, model)
     _copy_weights(analysis, new_model, keeps, changed, mask_only)
     return new_model
