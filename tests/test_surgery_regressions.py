@@ -78,6 +78,9 @@ def test_op_with_per_channel_constant_is_frozen_with_a_reason():
     x = x * np.array([1., 2., 3., 4.], "float32")
     m = keras.Model(i, L.Dense(2, name="d")(L.Flatten()(x)))
     assert "c" not in [g.name for g in kprune.dependency_groups(m)]
+    frozen = {g.name: g.frozen for g in kprune.dependency_groups(m, include_frozen=True)}
+    assert "constant of shape (4,)" in frozen["c"]
+    assert "frozen: " in repr(kprune.dependency_groups(m, include_frozen=True)[-1])
     with pytest.raises(ValueError, match=r"channel 0 of layer 'c'.*constant of shape \(4,\)"):
         kprune.remove_channels(m, {"c": [0]})
 
@@ -152,6 +155,8 @@ def test_norm_over_a_spatial_axis_freezes_only_its_group(norm):
     m = keras.Model(i, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
     names = [g.name for g in kprune.dependency_groups(m)]
     assert "c" not in names and "d" in names
+    frozen = {g.name: g.frozen for g in kprune.dependency_groups(m, include_frozen=True)}
+    assert "'bn'" in frozen["c"] and frozen["d"] is None
     with pytest.raises(ValueError, match="'bn'.*axis 1, not the channel axis"):
         kprune.remove_channels(m, {"c": [0]})
     assert_surgery_equivalent(m, {"d": [1, 3]})
