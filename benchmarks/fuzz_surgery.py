@@ -2,7 +2,7 @@
 each pruned and checked against the masked reference, the unchanged input
 model and the `.keras` round trip (`tests/surgery_fuzz.py`).
 
-    python benchmarks/fuzz_surgery.py --graphs 2000 --seed 0 \
+    python benchmarks/fuzz_surgery.py --graphs 2000 --seed 0 [--jobs 2] \
         [--failures benchmarks/results/fuzz_failures] [--out benchmarks/results]
 
 Graph k is built from seed `seed + k`, so any failure is reproduced with
@@ -58,7 +58,7 @@ def run(graphs: int, seed: int, failure_dir: str, log_every: int = 100,
         keras.backend.clear_session(free_memory=False)
         if (k + 1) % collect_every == 0:
             gc.collect()
-        if k == 0 or (k + 1) % log_every == 0:
+        if k == 0 or (k + 1) % log_every == 0 or k + 1 == graphs:
             rss.append((k + 1, round(_rss_mib(), 1)))
             print(f"{k + 1}/{graphs} graphs, {dict(counts)}, "
                   f"rss {rss[-1][1]} MiB, {time.time() - start:.0f} s",
@@ -66,6 +66,39 @@ def run(graphs: int, seed: int, failure_dir: str, log_every: int = 100,
     return {"graphs": graphs, "seed": seed, "counts": dict(counts),
             "failures": failures, "seconds": round(time.time() - start, 1),
             "rss_mib": rss, "rss_start_mib": rss[0][1], "rss_end_mib": rss[-1][1]}
+
+
+def run_parallel(graphs: int, seed: int, failure_dir: str, jobs: int) -> dict:
+    """`run` split over `jobs` worker processes, each on a consecutive block
+    of seeds; RSS figures are per worker."""
+    import subprocess
+    import tempfile
+
+    start = time.time()
+    sizes = [graphs // jobs + (1 if k < graphs % jobs else 0) for k in range(jobs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        procs, first = [], seed
+        for k, n in enumerate(sizes):
+            out = os.path.join(tmp, str(k))
+            procs.append(subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--graphs", str(n),
+                 "--seed", str(first), "--failures", failure_dir, "--out", out]))
+            first += n
+        for proc in procs:
+            proc.wait()
+        parts = []
+        for k in range(jobs):
+            with open(os.path.join(tmp, str(k), "fuzz_surgery.json")) as f:
+                parts.append(json.load(f))
+    counts = collections.Counter()
+    for part in parts:
+        counts.update(part["counts"])
+    return {"graphs": graphs, "seed": seed, "jobs": jobs, "counts": dict(counts),
+            "failures": [f for part in parts for f in part["failures"]],
+            "seconds": round(time.time() - start, 1),
+            "rss_mib": [part["rss_mib"] for part in parts],
+            "rss_start_mib": [part["rss_start_mib"] for part in parts],
+            "rss_end_mib": [part["rss_end_mib"] for part in parts]}
 
 
 def _markdown(summary, command) -> str:
@@ -78,9 +111,10 @@ def _markdown(summary, command) -> str:
         f"- graphs: {n} (seeds {summary['seed']} to {summary['seed'] + n - 1})",
         f"- failures (mismatch, crash, generator error): {bad}",
         "- outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-        f"- time: {summary['seconds']} s ({summary['seconds'] / max(n, 1):.2f} s per graph)",
-        f"- resident memory: {summary['rss_start_mib']} MiB after the first "
-        f"graph, {summary['rss_end_mib']} MiB at the end", "",
+        f"- time: {summary['seconds']} s wall ({summary['seconds'] / max(n, 1):.2f} s "
+        f"per graph) with {summary.get('jobs', 1)} worker process(es)",
+        f"- resident memory (per worker): {summary['rss_start_mib']} MiB after "
+        f"the first graph, {summary['rss_end_mib']} MiB at the end", "",
         "'ok': pruned model equals the masked reference, the input model is "
         "unchanged and the `.keras` round trip gives the same outputs; "
         "'vacuous': the same, but masking did not change the outputs; "
@@ -96,10 +130,16 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--failures", default="benchmarks/results/fuzz_failures")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes (each on its own seeds)")
     args = parser.parse_args(argv)
-    summary = run(args.graphs, args.seed, args.failures)
+    if args.jobs > 1:
+        summary = run_parallel(args.graphs, args.seed, args.failures, args.jobs)
+    else:
+        summary = run(args.graphs, args.seed, args.failures)
     command = ("python benchmarks/fuzz_surgery.py --graphs "
-               f"{args.graphs} --seed {args.seed}")
+               f"{args.graphs} --seed {args.seed}"
+               + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "fuzz_surgery.json"), "w") as f:
         json.dump(summary, f, indent=1, default=str)

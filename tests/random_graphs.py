@@ -23,7 +23,7 @@ MIXING_ACTS = ["softmax", "log_softmax", "sparsemax"]
 
 BLOCKS = ("conv", "conv", "transpose", "depthwise", "separable", "dense",
           "norm", "norm", "activation", "merge", "merge", "self_concat",
-          "ops", "nested", "shared", "structural")
+          "ops", "nested", "shared", "structural", "boundary")
 
 
 class _Builder:
@@ -271,6 +271,15 @@ class _Builder:
         if kind == "noise":
             return L.GaussianNoise(0.1, name=name)(x)
         return L.Identity(name=name)(x)
+
+    def boundary(self, x):
+        """A layer kprune has no handler for, or a reshape that moves the
+        channel axis: the channels on both sides are frozen."""
+        if self.dims == 2:
+            return L.Permute((2, 1, 3), name=self.name("permute"))(x)
+        y = L.Permute((2, 1), name=self.name("permute"))(x)
+        y = L.Conv1D(self.width(), 1, name=self.name("conv"))(y)
+        return L.Permute((2, 1), name=self.name("permute"))(y)
 
     # -- the model ---------------------------------------------------------
     def head(self, x):

@@ -69,6 +69,6 @@ def test_generator_covers_real_model_features():
         "Minimum", "Concatenate", "Functional", "Sequential",
         "model called twice", "shared layer", "several inputs",
         "several outputs", "Conv2D:strides", "Conv1D:dilation_rate",
-        "Activation", "Multiply", "Conv2D:softmax",
+        "Activation", "Conv2D:softmax", "Permute",
     }
     assert wanted <= found, f"never generated: {sorted(wanted - found)}"
