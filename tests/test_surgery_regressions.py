@@ -85,6 +85,18 @@ def test_op_with_per_channel_constant_is_frozen_with_a_reason():
         kprune.remove_channels(m, {"c": [0]})
 
 
+def test_op_with_a_column_constant_as_long_as_the_channels_is_frozen():
+    # Keras's TensorFlow `add` treats a (C, 1) constant as a per-channel bias
+    # when the channel axis also has C entries (not numpy's broadcasting):
+    # slicing the channels would change what it adds.
+    i = keras.Input((8, 3))
+    x = L.Conv1D(8, 1, name="c")(i)
+    x = x + np.arange(8, dtype="float32").reshape(8, 1)
+    m = keras.Model(i, L.Dense(2, name="d")(L.Flatten()(x)))
+    with pytest.raises(ValueError, match=r"'c'.*constant of shape \(8, 1\)"):
+        kprune.remove_channels(m, {"c": [0]})
+
+
 def test_op_with_scalar_or_broadcast_constant_stays_prunable():
     i = keras.Input((8, 8, 3))
     x = L.Conv2D(4, 3, name="c")(i)
@@ -168,3 +180,4 @@ def test_analysis_reasons_name_the_layer():
     m = keras.Model(i, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
     reasons = set(analyze(m).fixed.values())
     assert any("'c'" in r and "softmax" in r for r in reasons)
+

@@ -15,8 +15,11 @@ def _classes(module, names):
 
 
 def _per_channel_constant(call, channels: int):
-    """The shape of a constant argument of `call` (not a graph tensor) whose
-    last axis has more than one entry and meets the channel axis, or None."""
+    """The shape of a constant argument of `call` (not a graph tensor) that
+    acts per channel, or None: its last axis has more than one entry, or it
+    is a vector of `channels` values in another shape ((C, 1): Keras's
+    TensorFlow `add` applies such a constant along the channel axis, as a
+    bias, whatever numpy broadcasting would say)."""
     node_args = getattr(call.node, "arguments", None)
     if node_args is None:
         return None
@@ -26,7 +29,8 @@ def _per_channel_constant(call, channels: int):
                 value, (int, float, bool, str, type(None))):
             continue
         shape = tuple(getattr(value, "shape", np.shape(value)))
-        if shape and shape[-1] != 1:
+        longer = [d for d in shape if d != 1]
+        if shape and (shape[-1] != 1 or longer == [channels]):
             return shape
     return None
 
