@@ -115,10 +115,21 @@ def _markdown(summary, command) -> str:
         f"per graph) with {summary.get('jobs', 1)} worker process(es)",
         f"- resident memory (per worker): {summary['rss_start_mib']} MiB after "
         f"the first graph, {summary['rss_end_mib']} MiB at the end", "",
-        "'ok': pruned model equals the masked reference, the input model is "
-        "unchanged and the `.keras` round trip gives the same outputs; "
+        "Each graph comes from `tests/random_graphs.py` (1-D and 2-D "
+        "convolutions with strides, dilation and padding variants, transposed, "
+        "depthwise and separable ones with multipliers; every normalization "
+        "with and without center/scale, also over other axes; softmax-like "
+        "activations; merges over 2-4 branches; self-concatenation; keras.ops "
+        "with constants; nested Functional/Sequential models called once or "
+        "twice with pass-through inputs; shared layers; several inputs and "
+        "outputs; boundaries). A random 20-70 percent of every exact prunable "
+        "group is removed.", "",
+        "'ok': the pruned model equals the masked reference, the input model "
+        "is unchanged and the `.keras` round trip gives the same outputs; "
         "'vacuous': the same, but masking did not change the outputs; "
-        "'no_removal': the graph has no exact prunable group.", ""]
+        "'no_removal': the graph has no exact prunable group (everything "
+        "frozen or inexact). A failure's model, removal and traceback go to "
+        "`--failures`; `tests.surgery_fuzz.check_seed(seed)` reproduces it.", ""]
     for f in summary["failures"]:
         lines.append(f"- seed {f['seed']}: {f['status']}: {str(f.get('error'))[:200]}")
     return "\n".join(lines) + "\n"

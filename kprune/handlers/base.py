@@ -9,7 +9,10 @@ A handler tells kprune three things about a layer type:
 * `weight_roles`: for each weight, which axes are indexed by input channels
   ('in'), output channels ('out') or input channels expanded by a depth
   multiplier ('in*m'); kprune slices those axes;
-* `update_config`: how the layer's config changes with the new widths.
+* `update_config`: how the layer's config changes with the new widths;
+* `mixing_activation` (a trait, read from `layer.activation` by default):
+  whether the layer ends with an activation that mixes channels (softmax),
+  whose output channels kprune then freezes.
 
 Supporting a new layer type, or your own custom layer, is one subclass:
 
