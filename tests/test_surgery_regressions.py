@@ -8,7 +8,7 @@ from keras import layers as L
 
 import kprune
 from kprune.dependency import analyze
-from kprune.testing import assert_surgery_equivalent
+from kprune.testing import assert_surgery_equivalent, random_removal
 
 
 def _group_of(model, layer):
@@ -181,3 +181,20 @@ def test_analysis_reasons_name_the_layer():
     reasons = set(analyze(m).fixed.values())
     assert any("'c'" in r and "softmax" in r for r in reasons)
 
+
+
+def test_random_removal_never_empties_a_layer_inside_a_wider_group():
+    # pw1's 3 channels are 3 of the 10 units of the group that Add joins:
+    # drawing 9 of 10 units often takes all of them (fuzzer seed 1707).
+    i = keras.Input((6, 6, 3))
+    a = L.Conv2D(3, 1, name="pw1")(i)
+    b = L.Conv2D(7, 1, name="pw2")(i)
+    c = L.Conv2D(10, 1, name="pw3")(i)
+    x = L.Add()([L.Concatenate()([a, b]), c])
+    m = keras.Model(i, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    analysis = analyze(m)
+    for seed in range(20):
+        removal = random_removal(m, fraction=0.9, seed=seed, analysis=analysis)
+        assert sum(len(v) for v in removal.values()) >= 8
+        analysis.resolve_removal(removal)  # raises if a layer loses everything
+    assert_surgery_equivalent(m, random_removal(m, fraction=0.9, seed=3))
