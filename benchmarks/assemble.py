@@ -12,6 +12,7 @@ SECTIONS = [
     ("surgery.md", "## Channel surgery cost\n\nCommand: `python benchmarks/surgery.py` "
      "(median of interleaved repeats in one process; peak RSS measured in child "
      "processes after the model is built). Target: kprune / clone ratio <= 1.5.\n"),
+    ("fuzz_surgery.md", None),
     ("BENCHMARKS_methods.md", None),
     ("complexity.md", None),
     ("edge.md", None),

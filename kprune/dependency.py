@@ -97,7 +97,12 @@ class Group:
         channels: number of removable channel units of the group.
         exact: False when removing channels changes a statistic computed over
             channels (LayerNormalization over channels).
+        frozen: None for a prunable group; for a group listed by
+            `dependency_groups(model, include_frozen=True)` whose channels
+            cannot be removed, why (the first reason found).
     """
+
+    frozen = None
 
     def __init__(self, index, producers, members, roots, maps, inexact, score_points):
         self.index = index
@@ -149,7 +154,9 @@ class Group:
         shown = self.layers if len(self.layers) <= 6 else (
             self.layers[:5] + [f"... {len(self.layers) - 5} more"])
         exact = "" if self.exact else ", inexact (normalized over channels)"
-        return f"Group({self.name!r}, channels={self.channels}, layers={shown}{exact})"
+        frozen = f", frozen: {self.frozen}" if self.frozen else ""
+        return (f"Group({self.name!r}, channels={self.channels}, "
+                f"layers={shown}{exact}{frozen})")
 
 
 class Analysis:
@@ -221,6 +228,10 @@ class Analysis:
                 handler = _BOUNDARY
             self.handlers[id(call.layer)] = handler
             outs = handler.propagate(call, self)
+            mixing = getattr(handler, "mixing_activation", None)
+            mixing = mixing(call.layer) if mixing is not None else None
+            if mixing is not None:
+                outs = self._freeze_mixing_outputs(call, outs, mixing)
             if len(outs) != len(call.outputs):
                 raise RuntimeError(
                     f"{handler.describe()} returned {len(outs)} layouts for "
@@ -243,9 +254,32 @@ class Analysis:
             if id(call.layer) in ignored:
                 for tid in call.outputs:
                     self.fix(self.layouts[tid], f"'{call.path}' is in ignored_layers")
+        # A nested model called at several places has one InputLayer per
+        # input: what each call feeds it must keep the same channels, even
+        # when no leaf layer ties them (an input passed straight through).
+        for calls in graph.model_calls.values():
+            for args in calls[1:]:
+                for a, b in zip(calls[0], args):
+                    self.couple(self.layouts[a], self.layouts[b])
         for tid in graph.outputs:
             self.fix(self.layouts[tid], "model output")
         self._finalize()
+
+    def _freeze_mixing_outputs(self, call, outs, activation):
+        """A layer whose activation mixes channels: its output channels are
+        frozen (fresh frozen channels where the activation changes the
+        width, as glu does)."""
+        reason = (f"'{call.path}' ({call.class_name}) applies activation "
+                  f"'{activation}', which mixes channels")
+        result = []
+        for k, (tid, layout) in enumerate(zip(call.outputs, outs)):
+            self.fix(layout, reason)
+            width = self.graph.tensors[tid].channels
+            if len(layout) != width:
+                layout = self.uf.make(width)
+                self.fix(layout, reason)
+            result.append(layout)
+        return result
 
     def _finalize(self):
         roots = self.uf.labels()
@@ -316,10 +350,10 @@ class Analysis:
 
         unit_index = np.full(n, -1, dtype=np.int64)
         groups = []
+        self.frozen_groups: List[Group] = []
         for g, plist in producers.items():
             rs = np.asarray(unit_roots[g], dtype=np.int64)
-            if self.fixed_mask[rs].any():
-                continue
+            frozen = rs[self.fixed_mask[rs]]
             unit_index[rs] = np.arange(len(rs))
             gmaps = {}
             for path in members[g]:
@@ -328,6 +362,12 @@ class Analysis:
                     gmaps[path] = np.where(group_label[rl] == g, unit_index[rl], -1) \
                         if len(rl) else rl
             inexact = {self.inexact[r] for r in rs.tolist() if r in self.inexact}
+            if frozen.size:
+                group = Group(len(self.frozen_groups), plist, members[g],
+                              rs.tolist(), gmaps, inexact, [])
+                group.frozen = self.fixed[int(frozen[0])]
+                self.frozen_groups.append(group)
+                continue
             group = Group(len(groups), plist, members[g], rs.tolist(), gmaps,
                           inexact, [])
             group._label = g
@@ -513,18 +553,28 @@ def analyze(model, ignored_layers: Sequence[str] = ()) -> Analysis:
     return Analysis(model, ignored_layers)
 
 
-def dependency_groups(model, ignored_layers: Sequence[str] = ()) -> List[Group]:
+def dependency_groups(model, ignored_layers: Sequence[str] = (),
+                      include_frozen: bool = False) -> List[Group]:
     """The prunable channel dependency groups of a Functional/Sequential model.
 
     Each group lists its member layers (producers first), its number of
     removable channels and, for activation-based scoring, the tensors on
     which its channels are post-activation. Channels reaching a model output,
     a model input, an ignored layer or a layer kprune has no handler for are
-    not prunable, and groups containing them are left out.
+    not prunable (nor are channels that meet a softmax-like activation, a
+    per-channel constant, or statistics over another axis), and groups
+    containing them are left out; with `include_frozen=True` they follow the
+    prunable groups, each with `group.frozen` saying why.
 
     Example:
         >>> for group in kprune.dependency_groups(model):
         ...     print(group.layers, group.channels)
+        >>> [(g.name, g.frozen) for g in kprune.dependency_groups(
+        ...     model, include_frozen=True) if g.frozen]
+        [('predictions', 'model output')]
     """
-    return analyze(model, ignored_layers).groups
+    analysis = analyze(model, ignored_layers)
+    if include_frozen:
+        return analysis.groups + analysis.frozen_groups
+    return analysis.groups
 

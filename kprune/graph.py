@@ -101,6 +101,9 @@ class Graph:
         self.outputs: List[int] = []
         self.layer_paths: Dict[int, str] = {}  # id(layer) -> path
         self.model_inputs: Dict[int, List[int]] = {}  # id(sub-model) -> tids
+        # id(sub-model) -> the argument tids of each of its calls: one
+        # InputLayer serves them all, so they must keep equal widths.
+        self.model_calls: Dict[int, List[List[int]]] = {}
         self.layers_by_path: Dict[str, object] = {}
 
     @classmethod
@@ -134,6 +137,7 @@ class Graph:
                 args = [scope[id(kt)] for kt in node.arguments.keras_tensors]
                 if is_model(op):
                     self.model_inputs.setdefault(id(op), args)
+                    self.model_calls.setdefault(id(op), []).append(args)
                     sub = functional_of(op)
                     outs = self._inline(sub, args, prefix + op.name + "/")
                     for kt, tid in zip(node.outputs, outs):

@@ -169,6 +169,9 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
     (or, with mask_only, at full width with their contributions zeroed)."""
     model = analysis.model
     keeps = _layer_keeps(analysis, removed)
+    if mask_only:  # nested models keep their input widths too
+        keeps["tensors"] = {t: np.arange(analysis.graph.tensors[t].channels)
+                            for t in keeps["tensors"]}
     changed = set()
     if not mask_only:
         for key, value in keeps.items():
@@ -185,7 +188,7 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
         # code is the user's own, so safe mode (meant for untrusted files)
         # would only refuse it.
         new_model = keras.saving.deserialize_keras_object(serialized, safe_mode=False)
-    if compiled is not None:
+    if compiled:  # Keras gives {} for a model that was never compiled
         _compile_like(new_model, compiled, model)
     _copy_weights(analysis, new_model, keeps, changed, mask_only)
     return new_model

@@ -24,10 +24,14 @@ def random_removal(model, fraction: float = 0.3, seed: int = 0,
                    exact_only: bool = False, analysis=None,
                    ignored_layers: Sequence[str] = ()) -> Dict[str, List[int]]:
     """About `fraction` of the units of every prunable group, chosen at
-    random (each group keeps at least one), as a `remove_channels` argument."""
+    random, as a `remove_channels` argument. Each group keeps at least one
+    unit, and so does every layer output: a layer that holds only some of a
+    group's units (one input of a Concatenate added to a wider tensor) gets
+    one of its units back when all of them were drawn."""
     analysis = analysis or analyze(model, ignored_layers)
     rng = np.random.default_rng(seed)
-    removal: Dict[str, List[int]] = {}
+    chosen = {}
+    unit_of_root = {}
     for group in analysis.groups:
         if exact_only and not group.exact:
             continue
@@ -35,6 +39,24 @@ def random_removal(model, fraction: float = 0.3, seed: int = 0,
         if n <= 0:
             continue
         units = rng.choice(group.channels, size=n, replace=False)
+        chosen[group.index] = set(units.tolist())
+        for unit in units.tolist():
+            unit_of_root[int(group._roots[unit])] = (group.index, unit)
+    gone = np.zeros(len(analysis.roots), dtype=bool)
+    gone[list(unit_of_root)] = True
+    for call in analysis.graph.calls:
+        for tid in call.outputs:
+            rl = analysis.roots[analysis.layouts[tid]]
+            if len(rl) and gone[rl].all():
+                root = int(rl[0])
+                gone[root] = False
+                g, unit = unit_of_root[root]
+                chosen[g].discard(unit)
+    removal: Dict[str, List[int]] = {}
+    for group in analysis.groups:
+        units = sorted(chosen.get(group.index, ()))
+        if not units:
+            continue
         for layer, idx in group.to_layer_indices(units).items():
             removal.setdefault(layer, []).extend(idx)
     return removal

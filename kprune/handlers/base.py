@@ -9,7 +9,10 @@ A handler tells kprune three things about a layer type:
 * `weight_roles`: for each weight, which axes are indexed by input channels
   ('in'), output channels ('out') or input channels expanded by a depth
   multiplier ('in*m'); kprune slices those axes;
-* `update_config`: how the layer's config changes with the new widths.
+* `update_config`: how the layer's config changes with the new widths;
+* `mixing_activation` (a trait, read from `layer.activation` by default):
+  whether the layer ends with an activation that mixes channels (softmax),
+  whose output channels kprune then freezes.
 
 Supporting a new layer type, or your own custom layer, is one subclass:
 
@@ -55,6 +58,17 @@ class ChannelHandler:
     def update_config(self, config: dict, layer, in_keep, out_keep) -> None:
         """Mutates `config` (the layer's get_config()) for the new widths."""
 
+    def mixing_activation(self, layer) -> Optional[str]:
+        """The name of the activation `layer` applies to its output when that
+        activation mixes channels (softmax over the channel axis), else None.
+
+        kprune freezes the output channels of such a layer: removing one
+        would change every other channel's value. The default reads
+        `layer.activation` (Conv, Dense, Activation, ...); see
+        `mixing_activation_name`.
+        """
+        return mixing_activation_name(getattr(layer, "activation", None))
+
     def describe(self) -> str:
         return type(self).__name__
 
@@ -97,6 +111,53 @@ def find_handler(layer) -> Optional[ChannelHandler]:
         if isinstance(layer, h.layer_types):
             return h
     return None
+
+
+#: keras.activations that act on each element separately.
+ELEMENTWISE_ACTIVATIONS = frozenset((
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
+    "sigmoid", "hard_sigmoid", "log_sigmoid", "sparse_sigmoid", "silu",
+    "swish", "hard_silu", "hard_swish", "mish", "tanh", "hard_tanh",
+    "tanh_shrink", "hard_shrink", "soft_shrink", "softplus", "softsign",
+    "sparse_plus", "squareplus", "exponential", "threshold"))
+
+
+def mixing_activation_name(activation) -> Optional[str]:
+    """None when `activation` (a function, a name or None) acts element by
+    element; otherwise its name. Softmax-like activations (softmax,
+    log_softmax, sparsemax, glu) and activations kprune does not know mix
+    channels, as far as kprune can tell.
+
+    Example:
+        >>> mixing_activation_name(keras.activations.get("softmax"))
+        'softmax'
+        >>> mixing_activation_name("relu") is None
+        True
+    """
+    if activation is None:
+        return None
+    name = activation if isinstance(activation, str) else getattr(
+        activation, "__name__", type(activation).__name__)
+    if name in ELEMENTWISE_ACTIVATIONS:
+        return None
+    return name
+
+
+def input_shape_of(layer) -> Tuple[Optional[int], ...]:
+    """The shape (batch axis first) a built layer was built for."""
+    shapes = getattr(layer, "_build_shapes_dict", None) or {}
+    for shape in shapes.values():
+        if isinstance(shape, (list, tuple)) and (
+                not shape or not isinstance(shape[0], (list, tuple))):
+            return tuple(shape)
+    return tuple(layer.input.shape)
+
+
+def normalized_axes(axis, rank: int) -> List[int]:
+    """`axis` (int or sequence; rank counts the batch axis) as non-negative
+    axis indices, in the given order."""
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    return [int(a) % rank for a in axes]
 
 
 def channels_last_axis(axis, rank: int) -> bool:

@@ -3,12 +3,19 @@ activations, pooling, padding, dropout, preprocessing."""
 
 from keras import layers
 
-from kprune.handlers.base import ChannelHandler, channels_last_axis, register_handler
+from kprune.handlers.base import (ChannelHandler, channels_last_axis,
+                                  input_shape_of, normalized_axes,
+                                  register_handler)
 
 
 class ChannelwiseHandler(ChannelHandler):
-    """Output channel c depends on input channel c only; weights whose last
-    axis has one entry per channel are sliced."""
+    """Output channel c depends on input channel c only.
+
+    Weights are sliced along the channel axis only: `weight_axes` names the
+    input axes a layer's weights span (normalization layers: their `axis`);
+    by default weights broadcast against the input's trailing axes, so their
+    last axis, when it has one entry per channel, is the channel axis.
+    """
 
     layer_types = ()
 
@@ -20,31 +27,52 @@ class ChannelwiseHandler(ChannelHandler):
                 f"'{fmt}'; kprune supports channels_last models only")
         return [ctx.input_layout(call)]
 
+    def weight_axes(self, layer):
+        """The input axes (as given to the layer, batch axis 0, negative
+        allowed) that each weight spans, in order; None when weights
+        broadcast against the input's trailing axes."""
+        return None
+
     def weight_roles(self, layer, in_channels, out_channels):
+        axes = self.weight_axes(layer)
+        if axes is not None:
+            rank = len(input_shape_of(layer))
+            axes = normalized_axes(axes, rank)
         roles = {}
         for w in layer.weights:
             shape = tuple(w.shape)
-            if shape and shape[-1] == in_channels:
-                roles[w.name] = (None,) * (len(shape) - 1) + ("in",)
+            if not shape:
+                continue
+            if axes is None:
+                if shape[-1] == in_channels:
+                    roles[w.name] = (None,) * (len(shape) - 1) + ("in",)
+            elif len(shape) == len(axes) and rank - 1 in axes:
+                k = axes.index(rank - 1)
+                if shape[k] == in_channels:
+                    roles[w.name] = tuple("in" if i == k else None
+                                          for i in range(len(shape)))
         return roles
 
 
+def _freeze_unless_channel_axis(call, ctx, what):
+    """Channel-wise layers whose statistics run over another axis (so over
+    the channels too) cannot lose channels: their channels are frozen."""
+    layout = ctx.input_layout(call)
+    rank = len(ctx.tensor(call.inputs[0]).shape)
+    if not channels_last_axis(call.layer.axis, rank):
+        ctx.fix(layout, f"{call.class_name} '{call.path}' {what} axis "
+                f"{call.layer.axis}, not the channel axis, so its statistics "
+                "mix channels")
+    return layout
+
+
 class ActivationHandler(ChannelwiseHandler):
-    """Element-wise activations; softmax-like ones mix channels: boundary."""
+    """Element-wise activations. A softmax-like `Activation` mixes channels:
+    `mixing_activation` makes kprune freeze its channels."""
 
     layer_types = (layers.ReLU, layers.LeakyReLU, layers.ELU, layers.PReLU,
                    layers.Activation)
     is_activation = True
-
-    def propagate(self, call, ctx):
-        name = getattr(call.layer, "activation", None)
-        name = getattr(name, "__name__", name)
-        if isinstance(call.layer, layers.Activation) and name in (
-                "softmax", "log_softmax"):
-            layout = ctx.input_layout(call)
-            ctx.fix(layout, f"{name} over channels in '{call.path}'")
-            return [layout]
-        return super().propagate(call, ctx)
 
 
 class StructuralHandler(ChannelwiseHandler):
@@ -70,13 +98,10 @@ class BatchNormHandler(ChannelwiseHandler):
     layer_types = (layers.BatchNormalization,)
 
     def propagate(self, call, ctx):
-        rank = len(ctx.tensor(call.inputs[0]).shape)
-        if not channels_last_axis(call.layer.axis, rank):
-            raise ValueError(
-                f"layer '{call.path}' (BatchNormalization) normalizes axis "
-                f"{call.layer.axis}, not the channel axis; kprune supports "
-                "channels_last models only")
-        return [ctx.input_layout(call)]
+        return [_freeze_unless_channel_axis(call, ctx, "normalizes")]
+
+    def weight_axes(self, layer):
+        return [layer.axis]
 
 
 class LayerNormHandler(ChannelwiseHandler):
@@ -95,6 +120,9 @@ class LayerNormHandler(ChannelwiseHandler):
                              "normalizes over the channels")
         return [layout]
 
+    def weight_axes(self, layer):
+        return layer.axis
+
 
 class GroupNormHandler(ChannelwiseHandler):
     """GroupNormalization: channels of one normalization group are removed
@@ -103,12 +131,10 @@ class GroupNormHandler(ChannelwiseHandler):
     layer_types = (layers.GroupNormalization,)
 
     def propagate(self, call, ctx):
-        layout = ctx.input_layout(call)
+        layout = _freeze_unless_channel_axis(call, ctx, "groups")
         rank = len(ctx.tensor(call.inputs[0]).shape)
         if not channels_last_axis(call.layer.axis, rank):
-            raise ValueError(
-                f"layer '{call.path}' (GroupNormalization) groups axis "
-                f"{call.layer.axis}; kprune supports the channel axis only")
+            return [layout]
         groups = call.layer.groups
         channels = len(layout)
         if groups not in (-1, channels):
@@ -119,11 +145,13 @@ class GroupNormHandler(ChannelwiseHandler):
                     ctx.union(block[0], c)
         return [layout]
 
+    def weight_axes(self, layer):
+        return [layer.axis]
+
     def update_config(self, config, layer, in_keep, out_keep):
         groups = config["groups"]
-        channels = layer.gamma.shape[0] if layer.gamma is not None else None
-        if channels is None:
-            channels = layer.beta.shape[0]
+        shape = input_shape_of(layer)
+        channels = shape[normalized_axes(layer.axis, len(shape))[0]]
         if groups != -1 and groups != channels:
             config["groups"] = len(out_keep) // (channels // groups)
         elif groups == channels:
@@ -134,6 +162,22 @@ class RescalingHandler(ChannelwiseHandler):
     """Rescaling / Normalization with scalar or per-channel parameters."""
 
     layer_types = (layers.Rescaling, layers.Normalization)
+
+    def propagate(self, call, ctx):
+        if isinstance(call.layer, layers.Normalization):
+            axes = call.layer.axis
+            rank = len(ctx.tensor(call.inputs[0]).shape) + 1
+            if axes is not None and rank - 1 not in normalized_axes(axes, rank):
+                layout = ctx.input_layout(call)
+                ctx.fix(layout, f"Normalization '{call.path}' keeps axis "
+                        f"{axes}, not the channel axis")
+                return [layout]
+        return super().propagate(call, ctx)
+
+    def weight_axes(self, layer):
+        if isinstance(layer, layers.Normalization) and layer.axis is not None:
+            return layer.axis
+        return None
 
     def update_config(self, config, layer, in_keep, out_keep):
         for key in ("scale", "offset", "mean", "variance"):

@@ -1,6 +1,8 @@
 """`keras.ops` operations that appear inside functional graphs (for example
 `x + 3.0` or `x * y` in MobileNetV3's hard-swish)."""
 
+import keras
+import numpy as np
 from keras.src.ops import nn as _nn
 from keras.src.ops import numpy as _np
 
@@ -10,6 +12,27 @@ from kprune.handlers.merge import couple_elementwise
 
 def _classes(module, names):
     return tuple(getattr(module, n) for n in names if hasattr(module, n))
+
+
+def _per_channel_constant(call, channels: int):
+    """The shape of a constant argument of `call` (not a graph tensor) that
+    acts per channel, or None: its last axis has more than one entry, or it
+    is a vector of `channels` values in another shape ((C, 1): Keras's
+    TensorFlow `add` applies such a constant along the channel axis, as a
+    bias, whatever numpy broadcasting would say)."""
+    node_args = getattr(call.node, "arguments", None)
+    if node_args is None:
+        return None
+    values = list(node_args.args) + list(node_args.kwargs.values())
+    for value in keras.tree.flatten(values):
+        if isinstance(value, keras.KerasTensor) or isinstance(
+                value, (int, float, bool, str, type(None))):
+            continue
+        shape = tuple(getattr(value, "shape", np.shape(value)))
+        longer = [d for d in shape if d != 1]
+        if shape and (shape[-1] != 1 or longer == [channels]):
+            return shape
+    return None
 
 
 class ElementwiseOpHandler(ChannelHandler):
@@ -22,6 +45,15 @@ class ElementwiseOpHandler(ChannelHandler):
 
     def propagate(self, call, ctx):
         layouts = [ctx.layout(t) for t in call.inputs]
+        out_len = ctx.tensor(call.outputs[0]).channels
+        constant = _per_channel_constant(call, out_len)
+        if constant is not None:
+            # kprune does not rewrite constants stored in the graph: the
+            # channels they meet keep their width.
+            for layout in layouts:
+                ctx.fix(layout, f"'{call.path}' ({call.class_name}) combines "
+                        f"them with a constant of shape {constant}, one "
+                        "value per channel, which kprune does not slice")
         if len(layouts) == 1:
             out_len = ctx.tensor(call.outputs[0]).channels
             if len(layouts[0]) == out_len:
