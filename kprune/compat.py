@@ -1,0 +1,543 @@
+"""Keras 3 <-> tf_keras (Keras 2) bridge.
+
+tensorflow-model-optimization (QAT) only accepts tf_keras models, and many
+TensorFlow users still have tf_keras models (``.h5`` files, TF <= 2.15 code).
+A Keras 3 model's JSON does not load in tf_keras (``InputLayer``
+``batch_shape``, dtype-policy dicts, new config keys), so the bridge rebuilds
+the model layer by layer: each layer's config is translated to the other
+library's constructor, the functional graph is replayed node by node (nested
+models and shared layers included: a layer called twice becomes one layer
+called twice), and the weights are copied.
+
+* Keras layers: same class name in the other library, translated config.
+* Keras 3 operations in a functional graph (``x * keras.ops.sigmoid(x)``)
+  become tf_keras ``Lambda`` layers calling the same Keras 3 operation (exact
+  on the TensorFlow backend) and turn back into the operation on the way back.
+* tf_keras ``TFOpLambda`` layers (``tf.nn.relu(x)``, ``x + y``) become the
+  matching ``keras.ops`` call where one exists, else a Keras 3 ``Lambda``.
+
+Neither ``tf_keras`` nor tensorflow-model-optimization is imported by
+``import kprune``; tf_keras is imported on the first conversion.
+
+Example:
+    >>> import keras, kprune
+    >>> m3 = kprune.zoo.lenet5()
+    >>> m2 = kprune.compat.to_tf_keras(m3)           # a tf_keras.Model
+    >>> back = kprune.compat.from_tf_keras(m2)       # a keras.Model again
+    >>> kprune.compat.is_tf_keras(m2), kprune.compat.is_tf_keras(back)
+    (True, False)
+"""
+
+import inspect
+import sys
+from typing import Dict, List
+
+import numpy as np
+
+__all__ = ["UnsupportedLayerError", "from_tf_keras", "is_tf_keras", "to_tf_keras"]
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer (or config option) has no equivalent in the other Keras."""
+
+
+# Keyword arguments every tf_keras / Keras 3 base Layer accepts.
+_TFK_BASE_KWARGS = {"name", "trainable", "dtype", "dynamic", "input_dim", "input_shape",
+                    "batch_input_shape", "batch_size", "weights", "activity_regularizer",
+                    "autocast", "implementation"}
+_K3_BASE_KWARGS = {"name", "trainable", "dtype", "autocast", "input_dim", "input_shape",
+                   "activity_regularizer"}
+# Values that mean "option unused", so a key the other library lacks can go.
+_NEUTRAL = (None, False, 0, {}, [], "")
+
+
+def is_tf_keras(obj) -> bool:
+    """True for a tf_keras (Keras 2) layer or model; never imports tf_keras."""
+    return any(c.__module__.split(".")[0] == "tf_keras" for c in type(obj).__mro__)
+
+
+def _is_keras3(obj) -> bool:
+    return any(c.__module__.split(".")[0] == "keras" for c in type(obj).__mro__)
+
+
+def _tf_keras():
+    try:
+        import tf_keras
+    except ImportError as err:  # pragma: no cover - tf_keras is a dependency
+        raise ImportError("kprune.compat needs tf_keras: pip install 'tf_keras>=2.21,<2.22'") from err
+    return tf_keras
+
+
+# --------------------------------------------------------------------- configs
+def _plain_object(value):
+    """A Keras 3 / tf_keras serialized object -> {'class_name', 'config'}."""
+    if isinstance(value, dict) and "class_name" in value and "config" in value:
+        config = value["config"]
+        if isinstance(config, dict):
+            config = {k: _plain_object(v) for k, v in config.items()}
+        return {"class_name": value["class_name"], "config": config}
+    return value
+
+
+def _dtype_name(value):
+    if isinstance(value, dict):  # Keras 3 DTypePolicy / FloatDTypePolicy dict
+        cfg = value.get("config", {})
+        return cfg.get("name", "float32")
+    return value
+
+
+def _defaults(cls) -> dict:
+    out = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        try:
+            params = inspect.signature(init).parameters if init else {}
+        except (TypeError, ValueError):
+            continue
+        out.update({k: p.default for k, p in params.items() if p.default is not p.empty})
+    return out
+
+
+def _accepted(cls) -> set:
+    """Constructor keywords of `cls` (and of the parents its **kwargs reach)."""
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            continue
+        names.update(p for p in params if p not in ("self", "args", "kwargs"))
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return names  # this __init__ does not forward to its parents'
+        if klass.__module__.startswith(("keras.src.layers.layer", "keras.src.ops.operation",
+                                        "tf_keras.src.engine.base_layer")):
+            break
+    return names | {"__base__"}
+
+
+# (class name, to tf_keras?) -> {source key: target key}
+_RENAMES = {
+    ("LeakyReLU", True): {"negative_slope": "alpha"},
+    ("LeakyReLU", False): {"alpha": "negative_slope"},
+}
+
+
+def _untrack(value):
+    """tf.Module wrappers (ListWrapper, _DictWrapper) -> plain lists/dicts."""
+    if isinstance(value, dict) or type(value).__name__ == "_DictWrapper":
+        return {k: _untrack(v) for k, v in value.items()}
+    if isinstance(value, list) or type(value).__name__ == "ListWrapper":
+        return [_untrack(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_untrack(v) for v in value)
+    return value
+
+
+def _translate_config(layer, target_cls, to_tfk: bool) -> dict:
+    config = _untrack(dict(layer.get_config()))
+    if not to_tfk and target_cls.__name__ == "BatchNormalization":
+        axis = config.get("axis")
+        if isinstance(axis, list) and len(axis) == 1:  # tf_keras keeps [axis]
+            config["axis"] = axis[0]
+    config["dtype"] = _dtype_name(config.get("dtype"))
+    if config["dtype"] is None:
+        config.pop("dtype")
+    for drop in ("batch_input_shape", "batch_shape", "input_shape"):
+        config.pop(drop, None)
+    for old, new in _RENAMES.get((target_cls.__name__, to_tfk), {}).items():
+        if old in config:
+            config[new] = config.pop(old)
+    accepted = _accepted(target_cls)
+    if "__base__" in accepted:  # **kwargs reach the base Layer
+        accepted |= _TFK_BASE_KWARGS if to_tfk else _K3_BASE_KWARGS
+    out = {}
+    target = "tf_keras" if to_tfk else "Keras 3"
+    defaults = _defaults(type(layer))
+    for key, value in config.items():
+        if key not in accepted:
+            if key in defaults and _same(defaults[key], value):
+                continue
+            if key.endswith("_initializer"):
+                continue  # unused by the target class; the weights are copied anyway
+            if value in _NEUTRAL if not isinstance(value, (list, dict, np.ndarray)) else not value:
+                continue
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' ({type(layer).__name__}) sets {key}={value!r}, which "
+                f"{target}'s {target_cls.__name__} does not support: rebuild the layer "
+                f"without it before converting")
+        kind = key.rsplit("_", 1)[-1]
+        if kind in ("initializer", "regularizer", "constraint") and isinstance(value, dict):
+            value = _translate_object(layer, key, value, kind, to_tfk)
+        elif key == "activation":
+            value = _plain_object(value)
+        out[key] = value
+    return out
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b) or (isinstance(a, (list, tuple)) and list(a) == list(b))
+    except Exception:  # arrays and other odd values
+        return False
+
+
+def _translate_object(layer, key, value, kind, to_tfk):
+    """A serialized initializer/regularizer/constraint -> an instance in the target."""
+    lib = _tf_keras() if to_tfk else __import__("keras")
+    module = getattr(lib, kind + "s")
+    name = value.get("class_name")
+    cls = getattr(module, name, None)
+    if cls is None:
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}': {key} is {name}, which has no "
+            f"{'tf_keras' if to_tfk else 'Keras 3'} equivalent: use a built-in {kind}")
+    config = dict(value.get("config") or {})
+    accepted = _accepted(cls)
+    for k in list(config):
+        if k not in accepted:
+            if config[k] in _NEUTRAL if not isinstance(config[k], (list, dict)) else not config[k]:
+                del config[k]
+            else:
+                raise UnsupportedLayerError(
+                    f"layer '{layer.name}': {key} {name} sets {k}={config[k]!r}, which "
+                    f"{'tf_keras' if to_tfk else 'Keras 3'} does not support")
+    return cls(**config)
+
+
+# ------------------------------------------------------- layer construction
+class _Converter:
+    """One conversion: caches converted layers (shared layers stay shared)."""
+
+    def __init__(self, to_tfk: bool):
+        self.to_tfk = to_tfk
+        self.tfk = _tf_keras()
+        import keras
+        self.keras = keras
+        self.layers: Dict[int, object] = {}
+        self.pairs: List[tuple] = []  # (source layer, converted layer) for weights
+
+    @property
+    def target(self):
+        return self.tfk if self.to_tfk else self.keras
+
+    def layer(self, layer):
+        key = id(layer)
+        if key in self.layers:
+            return self.layers[key]
+        if self._is_model(layer):
+            new = self.model(layer)
+        else:
+            new = self._new_layer(layer)
+            self.pairs.append((layer, new))
+        self.layers[key] = new
+        return new
+
+    def _is_model(self, layer):
+        src = self.keras if self.to_tfk else self.tfk
+        return isinstance(layer, src.Model)
+
+    def _new_layer(self, layer):
+        name = type(layer).__name__
+        source_ok = _is_keras3(layer) if self.to_tfk else is_tf_keras(layer)
+        if self.to_tfk and not isinstance(layer, self.keras.layers.Layer):
+            return _OpLambda.wrap(self.tfk, layer)
+        if not self.to_tfk and name == "Lambda" and hasattr(layer, "_kprune_op"):
+            op, rebuild = layer._kprune_op, layer._kprune_rebuild
+
+            def call_op(inputs):
+                args, kwargs = rebuild(inputs)
+                return op(*args, **kwargs)
+
+            return call_op
+        if not self.to_tfk and name in ("TFOpLambda", "SlicingOpLambda"):
+            return _tf_op_to_keras3(self.keras, layer)
+        cls = getattr(self.target.layers, name, None)
+        builtin = type(layer).__module__.startswith(("keras.", "tf_keras."))
+        if cls is None or not source_ok or not builtin:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' ({type(layer).__module__}.{name}) has no "
+                f"{'tf_keras' if self.to_tfk else 'Keras 3'} equivalent: the bridge converts "
+                f"the built-in Keras layers kprune supports; replace this layer (or, for a "
+                f"custom layer, write it for both libraries) before converting")
+        if name == "Lambda":
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' is a Lambda layer: its Python function cannot be "
+                f"translated between Keras versions; replace it with built-in layers")
+        config = _translate_config(layer, cls, self.to_tfk)
+        try:
+            return cls.from_config(config)
+        except Exception as err:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' ({name}) could not be rebuilt in "
+                f"{'tf_keras' if self.to_tfk else 'Keras 3'} from config {config}: {err}") from err
+
+    # ------------------------------------------------------------------ models
+    def model(self, model):
+        if type(model).__name__ == "Sequential":
+            return self._sequential(model)
+        inputs = getattr(model, "inputs", None)
+        if not inputs or not hasattr(model, "_nodes_by_depth"):
+            raise UnsupportedLayerError(
+                f"model '{model.name}' ({type(model).__name__}) is not a built Functional or "
+                f"Sequential model (a subclassed model?): only graph models can be converted; "
+                f"build it with keras.Input(...) and keras.Model(inputs, outputs)")
+        new_inputs = [self._input(t) for t in inputs]
+        outputs = self._replay(model, new_inputs)
+        new = self.target.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0],
+                                outputs, name=model.name)
+        return new
+
+    def _input(self, tensor):
+        shape = tuple(tensor.shape)
+        if self.to_tfk:
+            name = tensor._keras_history.operation.name
+            dtype = tensor.dtype
+        else:
+            name = tensor._keras_history.layer.name
+            dtype = tensor.dtype.name
+        return self.target.Input(batch_shape=shape, dtype=dtype, name=name)
+
+    def _sequential(self, model):
+        if not model.built or not getattr(model, "inputs", None):
+            raise UnsupportedLayerError(
+                f"Sequential model '{model.name}' is not built: give it a keras.Input "
+                f"(or call model.build(input_shape)) before converting")
+        layers = [self._input(model.inputs[0])]
+        layers += [self.layer(l) for l in model.layers]
+        return self.target.Sequential(layers, name=model.name)
+
+    def _replay(self, model, new_inputs):
+        tensors = {id(x): y for x, y in zip(model.inputs, new_inputs)}
+        nodes_by_depth = model._nodes_by_depth
+        for depth in sorted(nodes_by_depth, reverse=True):
+            for node in nodes_by_depth[depth]:
+                op = node.operation if self.to_tfk else node.layer
+                if op is None or node.is_input:
+                    continue
+                ins = node.input_tensors if self.to_tfk else node.keras_inputs
+                if any(id(x) not in tensors for x in ins):
+                    continue
+                if self.to_tfk:
+                    args, kwargs = node.arguments.fill_in(tensors)
+                    outs_ref = node.outputs
+                else:
+                    args, kwargs = _fill_tfk(self.tfk, node.call_args, node.call_kwargs, tensors)
+                    outs_ref = self.tfk.backend.tf.nest.flatten(node.outputs) \
+                        if hasattr(self.tfk.backend, "tf") else _flatten(node.outputs)
+                new_op = self.layer(op)
+                outputs = new_op(*args, **kwargs)
+                for x, y in zip(outs_ref, _flatten(outputs)):
+                    tensors[id(x)] = y
+        outs = [tensors[id(x)] for x in model.outputs]
+        return outs if len(outs) > 1 else outs[0]
+
+    def copy_weights(self):
+        for src, dst in self.pairs:
+            if not hasattr(dst, "get_weights") or not hasattr(src, "get_weights"):
+                continue  # a Keras 3 operation or tf op: no weights
+            values = src.get_weights()
+            shapes = [w.shape for w in dst.get_weights()]
+            if [tuple(v.shape) for v in values] != [tuple(s) for s in shapes]:
+                raise UnsupportedLayerError(
+                    f"layer '{src.name}' ({type(src).__name__}): weight shapes "
+                    f"{[tuple(v.shape) for v in values]} do not match the converted layer's "
+                    f"{[tuple(s) for s in shapes]}")
+            if values:
+                dst.set_weights(values)
+
+
+def _flatten(value):
+    if isinstance(value, (list, tuple)):
+        out = []
+        for v in value:
+            out.extend(_flatten(v))
+        return out
+    if isinstance(value, dict):
+        return [x for k in sorted(value) for x in _flatten(value[k])]
+    return [value]
+
+
+def _fill_tfk(tfk, args, kwargs, tensors):
+    import tensorflow as tf
+    from tf_keras.src.engine.keras_tensor import KerasTensor
+
+    def sub(x):
+        return tensors[id(x)] if isinstance(x, KerasTensor) else x
+
+    return tf.nest.map_structure(sub, args), tf.nest.map_structure(sub, kwargs)
+
+
+class _OpLambda:
+    """tf_keras Lambda layers that call a Keras 3 operation."""
+
+    @staticmethod
+    def wrap(tfk, op):
+        def call(*args, **kwargs):
+            return op(*args, **kwargs)
+
+        layer = _MultiArgLambda(tfk, call, op)
+        return layer
+
+
+def _MultiArgLambda(tfk, fn, op):
+    """A tf_keras Lambda taking the operation's positional arguments as a list."""
+    state = {}
+
+    def unpack(inputs):
+        args, kwargs = state["args"](inputs)
+        return fn(*args, **kwargs)
+
+    class Caller:
+        """Calls the Lambda on the tensors of (args, kwargs), constants captured."""
+
+        def __init__(self):
+            self.layer = tfk.layers.Lambda(unpack, name=_unique(op.name))
+            self.layer._kprune_op = op
+
+        def __call__(self, *args, **kwargs):
+            import tensorflow as tf
+            flat = tf.nest.flatten((args, kwargs))
+            idx = [i for i, v in enumerate(flat) if tf.is_tensor(v) or hasattr(v, "_keras_history")]
+            structure = (args, kwargs)
+
+            def rebuild(inputs):
+                inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+                values = list(flat)
+                for i, t in zip(idx, inputs):
+                    values[i] = t
+                return tf.nest.pack_sequence_as(structure, values)
+
+            state["args"] = rebuild
+            self.layer._kprune_rebuild = rebuild
+            tensors = [flat[i] for i in idx]
+            return self.layer(tensors if len(tensors) > 1 else tensors[0])
+
+        def get_weights(self):
+            return []
+
+    return Caller()
+
+
+_NAMES: Dict[str, int] = {}
+
+
+def _unique(name):
+    _NAMES[name] = _NAMES.get(name, 0) + 1
+    return name if _NAMES[name] == 1 else f"{name}_{_NAMES[name]}"
+
+
+# tf_keras TFOpLambda symbol -> keras.ops function name.
+_TF_SYMBOLS = {
+    "__operators__.add": "add", "math.add": "add", "__operators__.sub": "subtract",
+    "math.subtract": "subtract", "__operators__.mul": "multiply", "math.multiply": "multiply",
+    "__operators__.truediv": "true_divide", "math.truediv": "true_divide",
+    "math.divide": "divide", "math.maximum": "maximum", "math.minimum": "minimum",
+    "math.abs": "abs", "math.negative": "negative", "__operators__.neg": "negative",
+    "math.exp": "exp", "math.log": "log", "math.sqrt": "sqrt", "math.square": "square",
+    "math.sign": "sign", "math.reciprocal": "reciprocal", "math.pow": "power",
+    "nn.relu": "relu", "nn.relu6": "relu6", "math.sigmoid": "sigmoid", "nn.sigmoid": "sigmoid",
+    "math.tanh": "tanh", "nn.tanh": "tanh", "nn.silu": "silu", "nn.swish": "silu",
+    "nn.gelu": "gelu", "math.softplus": "softplus", "nn.softplus": "softplus",
+    "nn.elu": "elu", "nn.selu": "selu", "nn.softmax": "softmax",
+    "clip_by_value": "clip", "reshape": "reshape", "concat": "concatenate",
+}
+
+
+def _tf_op_to_keras3(keras, layer):
+    """A tf_keras TFOpLambda -> a callable building the Keras 3 equivalent."""
+    symbol = getattr(layer, "symbol", "")
+    fname = _TF_SYMBOLS.get(symbol)
+    if fname is None:
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' is the TensorFlow op tf.{symbol} (a TFOpLambda) with no "
+            f"Keras 3 equivalent known to kprune.compat: replace it with a Keras layer")
+    fn = getattr(keras.ops, fname)
+
+    def call(*args, **kwargs):
+        kwargs = {k: v for k, v in kwargs.items() if k != "name"}
+        if fname == "clip":
+            x, lo, hi = (list(args) + [kwargs.pop("clip_value_min", None),
+                                       kwargs.pop("clip_value_max", None)])[:3]
+            return fn(x, lo, hi)
+        if fname == "concatenate":
+            return fn(args[0], axis=kwargs.get("axis", args[1] if len(args) > 1 else 0))
+        if fname == "reshape":
+            shape = kwargs.get("shape", args[1] if len(args) > 1 else None)
+            return fn(args[0], shape)
+        if fname == "softmax":
+            return fn(args[0], axis=kwargs.get("axis", -1))
+        kwargs.pop("features", None)
+        return fn(*args, **{k: v for k, v in kwargs.items() if k in ("axis",)})
+
+    return call
+
+
+# ------------------------------------------------------------------ public API
+def to_tf_keras(model):
+    """Rebuilds a Keras 3 model in tf_keras (Keras 2), weights included.
+
+    Args:
+        model: a built Keras 3 Functional or Sequential model; nested models
+            and shared layers are kept as such.
+
+    Returns:
+        A ``tf_keras.Model`` whose outputs equal the original's (float32
+        round-off: within 1e-5).
+
+    Raises:
+        TypeError: `model` is not a Keras 3 model (a tf_keras model is
+            returned by `from_tf_keras`'s inverse: pass it unchanged).
+        UnsupportedLayerError: a layer (named in the message) has no tf_keras
+            equivalent, or the model is subclassed / not built.
+
+    Example:
+        >>> m2 = kprune.compat.to_tf_keras(kprune.zoo.lenet5())
+        >>> type(m2).__module__.startswith("tf_keras")
+        True
+    """
+    import keras
+    if is_tf_keras(model):
+        raise TypeError(f"to_tf_keras expects a Keras 3 model, got the tf_keras model "
+                        f"'{model.name}': it is already tf_keras")
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"to_tf_keras expects a keras.Model, got {type(model).__name__}")
+    conv = _Converter(to_tfk=True)
+    new = conv.model(model)
+    conv.copy_weights()
+    return new
+
+
+def from_tf_keras(model):
+    """Rebuilds a tf_keras (Keras 2) model in Keras 3, weights included.
+
+    Args:
+        model: a built tf_keras Functional or Sequential model (e.g. loaded
+            from an ``.h5`` file with ``tf_keras.models.load_model``).
+
+    Returns:
+        A ``keras.Model`` whose outputs equal the original's within 1e-5.
+
+    Raises:
+        TypeError: `model` is not a tf_keras model.
+        UnsupportedLayerError: a layer (named in the message) has no Keras 3
+            equivalent, or the model is subclassed / not built.
+
+    Example:
+        >>> import tf_keras
+        >>> m2 = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)])
+        >>> kprune.compat.from_tf_keras(m2).layers[-1].units
+        2
+    """
+    if not is_tf_keras(model):
+        raise TypeError(f"from_tf_keras expects a tf_keras model, got "
+                        f"{type(model).__module__}.{type(model).__name__}")
+    tfk = sys.modules.get("tf_keras") or _tf_keras()
+    if not isinstance(model, tfk.Model):
+        raise TypeError(f"from_tf_keras expects a tf_keras.Model, got {type(model).__name__}")
+    conv = _Converter(to_tfk=False)
+    new = conv.model(model)
+    conv.copy_weights()
+    return new
