@@ -34,7 +34,8 @@ from typing import Dict, List
 
 import numpy as np
 
-__all__ = ["UnsupportedLayerError", "from_tf_keras", "is_tf_keras", "to_tf_keras"]
+__all__ = ["UnsupportedLayerError", "compile_like", "from_tf_keras", "is_tf_keras",
+           "to_tf_keras"]
 
 
 class UnsupportedLayerError(ValueError):
@@ -177,6 +178,11 @@ def _translate_config(layer, target_cls, to_tfk: bool) -> dict:
     return out
 
 
+def _what(obj) -> str:
+    kind = "model" if hasattr(obj, "layers") else "layer"
+    return f"{kind} '{obj.name}' ({type(obj).__name__})"
+
+
 def _same(a, b) -> bool:
     try:
         return bool(a == b) or (isinstance(a, (list, tuple)) and list(a) == list(b))
@@ -184,17 +190,25 @@ def _same(a, b) -> bool:
         return False
 
 
-def _translate_object(layer, key, value, kind, to_tfk):
+def _translate_object(layer, key, value, kind, to_tfk, module=None):
     """A serialized initializer/regularizer/constraint -> an instance in the target."""
     lib = _tf_keras() if to_tfk else __import__("keras")
-    module = getattr(lib, kind + "s")
+    module = module or getattr(lib, kind + "s")
     name = value.get("class_name")
     cls = getattr(module, name, None)
     if cls is None:
         raise UnsupportedLayerError(
-            f"layer '{layer.name}': {key} is {name}, which has no "
+            f"{_what(layer)}: {key} is {name}, which has no "
             f"{'tf_keras' if to_tfk else 'Keras 3'} equivalent: use a built-in {kind}")
-    config = dict(value.get("config") or {})
+    config = _untrack(dict(value.get("config") or {}))
+    if config.get("reduction") == "auto":  # tf_keras' default, Keras 3 lacks it
+        config.pop("reduction")
+    config.pop("fn", None)  # a loss wrapper's function: implied by the class
+    lr = config.get("learning_rate")
+    if isinstance(lr, dict) and "class_name" in lr:
+        config["learning_rate"] = _translate_object(layer, key + ".learning_rate", lr,
+                                                    "schedule", to_tfk,
+                                                    lib.optimizers.schedules)
     accepted = _accepted(cls)
     for k in list(config):
         if k not in accepted:
@@ -202,7 +216,7 @@ def _translate_object(layer, key, value, kind, to_tfk):
                 del config[k]
             else:
                 raise UnsupportedLayerError(
-                    f"layer '{layer.name}': {key} {name} sets {k}={config[k]!r}, which "
+                    f"{_what(layer)}: {key} {name} sets {k}={config[k]!r}, which "
                     f"{'tf_keras' if to_tfk else 'Keras 3'} does not support")
     return cls(**config)
 
@@ -475,13 +489,81 @@ def _tf_op_to_keras3(keras, layer):
     return call
 
 
+# ------------------------------------------------------------------- compile
+def _compile_objects(source, to_tfk):
+    """The compile() arguments of `source`, rebuilt in the target library
+    (loss, metrics, loss weights and a fresh optimizer of the same class and
+    config), or None when `source` is not compiled."""
+    if not getattr(source, "optimizer", None) or not getattr(source, "compiled", True):
+        return None
+    try:
+        config = source.get_compile_config()
+    except Exception:  # noqa: BLE001 - not compiled / custom objects
+        return None
+    if not config or config.get("loss") is None and config.get("optimizer") is None:
+        return None
+    lib = _tf_keras() if to_tfk else __import__("keras")
+
+    def obj(value, module, what):
+        if isinstance(value, str) or value is None:
+            return value
+        if isinstance(value, (list, tuple)):
+            return [obj(v, module, what) for v in value]
+        if isinstance(value, dict) and "class_name" in value:
+            return _translate_object(source, what, value, what, to_tfk, module)
+        if isinstance(value, dict):
+            return {k: obj(v, module, what) for k, v in value.items()}
+        return value
+
+    kwargs = {
+        "optimizer": obj(config.get("optimizer"), lib.optimizers, "optimizer"),
+        "loss": obj(config.get("loss"), lib.losses, "loss"),
+        "metrics": obj(config.get("metrics"), lib.metrics, "metrics"),
+        "loss_weights": _untrack(config.get("loss_weights")),
+        "weighted_metrics": obj(config.get("weighted_metrics"), lib.metrics, "metrics"),
+    }
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def compile_like(target, source) -> bool:
+    """Compiles `target` like `source` (loss, metrics, a fresh optimizer of
+    the same class and config) across Keras versions; a warning and False
+    when `source` is compiled with something the other Keras lacks.
+
+    Example:
+        >>> compile_like(to_tf_keras(model), model)
+        True
+    """
+    import warnings
+    try:
+        kwargs = _compile_objects(source, to_tfk=is_tf_keras(target))
+    except Exception as err:  # noqa: BLE001 - custom losses/metrics/optimizers
+        warnings.warn(f"model '{source.name}' could not be compiled the same way in the other "
+                      f"Keras ({err}); '{target.name}' is returned uncompiled: call compile() "
+                      f"on it")
+        return False
+    if kwargs is None:
+        return False
+    target.compile(**kwargs)
+    return True
+
+
 # ------------------------------------------------------------------ public API
-def to_tf_keras(model):
+def keras3_of(model):
+    """`model` itself for a Keras 3 model, its Keras 3 copy for a tf_keras one
+    (how kprune's entry points accept tf_keras models)."""
+    return from_tf_keras(model) if is_tf_keras(model) else model
+
+
+
+def to_tf_keras(model, compile: bool = True):
     """Rebuilds a Keras 3 model in tf_keras (Keras 2), weights included.
 
     Args:
         model: a built Keras 3 Functional or Sequential model; nested models
             and shared layers are kept as such.
+        compile: when `model` is compiled, compile the copy the same way
+            (loss, metrics, a fresh optimizer of the same class and config).
 
     Returns:
         A ``tf_keras.Model`` whose outputs equal the original's (float32
@@ -507,15 +589,18 @@ def to_tf_keras(model):
     conv = _Converter(to_tfk=True)
     new = conv.model(model)
     conv.copy_weights()
+    if compile:
+        compile_like(new, model)
     return new
 
 
-def from_tf_keras(model):
+def from_tf_keras(model, compile: bool = True):
     """Rebuilds a tf_keras (Keras 2) model in Keras 3, weights included.
 
     Args:
         model: a built tf_keras Functional or Sequential model (e.g. loaded
             from an ``.h5`` file with ``tf_keras.models.load_model``).
+        compile: when `model` is compiled, compile the copy the same way.
 
     Returns:
         A ``keras.Model`` whose outputs equal the original's within 1e-5.
@@ -540,4 +625,6 @@ def from_tf_keras(model):
     conv = _Converter(to_tfk=False)
     new = conv.model(model)
     conv.copy_weights()
+    if compile:
+        compile_like(new, model)
     return new

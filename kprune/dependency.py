@@ -473,8 +473,10 @@ _BOUNDARY = _BoundaryHandler()
 
 
 def analyze(model, ignored_layers: Sequence[str] = ()) -> Analysis:
-    """Analyzes `model`'s channel dependencies (see module docstring)."""
-    return Analysis(model, ignored_layers)
+    """Analyzes `model`'s channel dependencies (see module docstring).
+    A tf_keras model is analyzed through its Keras 3 copy (same layer names)."""
+    from kprune.compat import keras3_of
+    return Analysis(keras3_of(model), ignored_layers)
 
 
 def dependency_groups(model, ignored_layers: Sequence[str] = ()) -> List[Group]:
@@ -484,7 +486,8 @@ def dependency_groups(model, ignored_layers: Sequence[str] = ()) -> List[Group]:
     removable channels and, for activation-based scoring, the tensors on
     which its channels are post-activation. Channels reaching a model output,
     a model input, an ignored layer or a layer kprune has no handler for are
-    not prunable, and groups containing them are left out.
+    not prunable, and groups containing them are left out. A tf_keras
+    (Keras 2) model is accepted too (see `kprune.compat`).
 
     Example:
         >>> for group in kprune.dependency_groups(model):

@@ -139,3 +139,68 @@ def test_import_kprune_imports_neither_tfmot_nor_tf_keras():
                          env=env, cwd=os.path.dirname(os.path.dirname(kprune.__file__)))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[] None"
+
+
+# ----------------------------------------------------- tf_keras models as input
+def tf_keras_lenet():
+    import tf_keras as k
+    inp = k.Input((28, 28, 1))
+    x = k.layers.Conv2D(6, 5, padding="same", activation="relu", name="conv1")(inp)
+    x = k.layers.MaxPooling2D(2, name="pool1")(x)
+    x = k.layers.Conv2D(16, 5, activation="relu", name="conv2")(x)
+    x = k.layers.Flatten(name="flat")(k.layers.MaxPooling2D(2, name="pool2")(x))
+    x = k.layers.Dense(32, activation="relu", name="fc1")(x)
+    out = k.layers.Dense(10, activation="softmax", name="out")(x)
+    m = k.Model(inp, out, name="tfk_lenet")
+    m.compile(optimizer=k.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+    return m
+
+
+def tf_keras_resnet():
+    """A small tf_keras ResNet: BN, projection shortcut, `x + y` (a TFOpLambda)."""
+    import tf_keras as k
+    inp = k.Input((16, 16, 3))
+    x = k.layers.ReLU(name="stem_relu")(k.layers.BatchNormalization(name="stem_bn")(
+        k.layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(inp)))
+    for i, (f, s) in enumerate([(8, 1), (16, 2)]):
+        y = k.layers.Conv2D(f, 3, strides=s, padding="same", use_bias=False, name=f"b{i}_c1")(x)
+        y = k.layers.ReLU(name=f"b{i}_r1")(k.layers.BatchNormalization(name=f"b{i}_bn1")(y))
+        y = k.layers.BatchNormalization(name=f"b{i}_bn2")(
+            k.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"b{i}_c2")(y))
+        if s != 1:
+            x = k.layers.Conv2D(f, 1, strides=s, use_bias=False, name=f"b{i}_proj")(x)
+        x = k.layers.ReLU(name=f"b{i}_out")(k.layers.Add(name=f"b{i}_add")([y, x]) if i
+                                            else y + x)
+    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
+    m = k.Model(inp, k.layers.Dense(10, name="logits")(x), name="tfk_resnet")
+    m.compile(optimizer="sgd", loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=["accuracy"])
+    return m
+
+
+@pytest.mark.parametrize("build", [tf_keras_lenet, tf_keras_resnet], ids=["lenet5", "resnet"])
+def test_tf_keras_models_are_first_class(build):
+    model = build()
+    rng = np.random.RandomState(0)
+    x = rng.rand(96, *model.input_shape[1:]).astype("float32")
+    y = rng.randint(0, 10, 96)
+    groups = kprune.dependency_groups(model)
+    assert groups and all(isinstance(g.layers[0], str) for g in groups)
+    assert kprune.profile(model).params == model.count_params()
+    first = groups[0].layers[0]
+    removal = {first: [0, 1]}
+    small = kprune.remove_channels(model, removal)
+    ref = kprune.masked_reference(model, removal)
+    assert compat.is_tf_keras(small) and compat.is_tf_keras(ref)
+    assert small.count_params() < model.count_params()
+    np.testing.assert_allclose(small(x[:4]).numpy(), ref(x[:4]).numpy(), atol=1e-5)
+    assert small.get_compile_config()["metrics"] == ["accuracy"]
+
+    result = kprune.prune(model, "iap", train_data=(x, y), val_data=(x[:32], y[:32]),
+                          epochs=1, rounds=1, target="none", verbose=0)
+    assert compat.is_tf_keras(result.model)
+    assert result.model.count_params() < model.count_params()
+    result.model.fit(x[:32], y[:32], epochs=1, verbose=0)  # compiled like the original
+    flat = kprune.export.to_tflite(result.model, "int8", representative_data=x[:16])
+    assert kprune.export.is_tflite(flat)

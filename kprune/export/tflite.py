@@ -60,7 +60,11 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
 
     Args:
         model: a Keras 3 model (Functional, Sequential or a built subclass)
-            whose inputs have fully known shapes apart from the batch axis.
+            whose inputs have fully known shapes apart from the batch axis,
+            or a tf_keras model, such as the quantization-aware model from
+            `kprune.export.quantize_aware` (converted as it is: its fake-quant
+            ranges give the int8 scales; `representative_data` is still
+            needed for 'int8' and calibrates any op QAT did not cover).
         quantization: None (float32), 'dynamic', 'float16' or 'int8'.
         representative_data: calibration inputs for 'int8': an array shaped
             like a batch of the model's input, ``(N,) + input_shape[1:]``
@@ -161,7 +165,11 @@ def _input_shapes(model) -> List[tuple]:
 
 def _fixed_batch_model(model, batch_size, shapes):
     """The model called on new inputs with a fixed batch axis (weights shared)."""
-    import keras
+    from kprune.compat import is_tf_keras
+    if is_tf_keras(model):  # tf_keras (e.g. a QAT model): rebuilt with tf_keras
+        import tf_keras as keras
+    else:
+        import keras
 
     if batch_size is None or all(s[0] == batch_size for s in shapes):
         return model
