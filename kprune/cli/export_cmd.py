@@ -5,6 +5,7 @@ import os
 
 from absl import flags, logging
 
+from kprune.cli import qat
 from kprune.cli.common import (CommandError, OutDir, c_identifier, load_data, load_model,
                                write_json)
 
@@ -17,6 +18,8 @@ kprune export: deploy a (pruned) Keras model (kprune.export).
 OUT/NAME.tflite, OUT/NAME.cc and OUT/NAME.h (with the recommended tensor arena
 size). --format tflite: OUT/NAME.tflite in the chosen --quantization.
 int8 needs calibration inputs: --data (its training inputs are used).
+--qat_epochs N (or --qat-epochs N): quantization-aware training with tfmot on
+--data for N epochs first, then int8 from the QAT model (kprune[qat]).
 Also writes OUT/export.json (paths and sizes).
 """
 
@@ -40,6 +43,7 @@ def define_flags(fv):
                         "file name)", flag_values=fv)
     flags.DEFINE_integer("arena_size", None, "micro: tensor arena size to write instead of "
                          "the measured one", lower_bound=1, flag_values=fv)
+    qat.define_flags(fv)
     flags.DEFINE_bool("unsafe_load", False, "allow model files that run code when loaded "
                       "(Lambda layers); only for files you trust", flag_values=fv)
 
@@ -49,7 +53,7 @@ def execute(fv) -> int:
     from kprune.export import to_micro, to_tflite
 
     out = OutDir(fv.out)
-    model = load_model(fv.model, fv.unsafe_load, compile=False)
+    model = load_model(fv.model, fv.unsafe_load, compile=fv.qat_epochs > 0)
     name = fv.name or c_identifier(os.path.splitext(os.path.basename(fv.model))[0])
     int8 = fv.format == "micro" or fv.quantization == "int8"
     if fv.format == "micro" and fv.quantization != "int8":
@@ -60,8 +64,14 @@ def execute(fv) -> int:
         if not fv.data:
             raise CommandError("int8 export needs calibration inputs: pass --data "
                                "(fashion_mnist or a .npz with x_train)")
-        calibration = load_data(fv.data)["train"][0][:fv.calibration_samples]
-    record = {"model": os.path.abspath(fv.model), "format": fv.format, "name": name}
+        data = load_data(fv.data)
+        calibration = data["train"][0][:fv.calibration_samples]
+        model = qat.maybe_quantize_aware(model, fv, data)
+    elif fv.qat_epochs:
+        raise CommandError(f"--qat_epochs trains for int8: it does not apply to "
+                           f"--quantization {fv.quantization}")
+    record = {"model": os.path.abspath(fv.model), "format": fv.format, "name": name,
+              "qat_epochs": fv.qat_epochs}
     try:
         if fv.format == "micro":
             files = to_micro(model, name, out.path, calibration, arena_size=fv.arena_size)

@@ -64,6 +64,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if any(a in _HELP for a in args[1:]):
         print(format_help(f"{prog} {command}", module.DOC, fv))
         return 0
+    # --qat-epochs is --qat_epochs: absl flag names use underscores.
+    args = [_underscored(a) for a in args]
     try:
         rest = fv([f"{prog} {command}"] + args[1:])
     except flags.Error as e:
@@ -82,6 +84,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logging.error("%s", e)
         sys.stderr.write(f"{prog} {command}: error: {e}\n")
         return 2
+
+
+def _underscored(arg: str) -> str:
+    if not arg.startswith("--") or arg == "--":
+        return arg
+    name, eq, value = arg[2:].partition("=")
+    return "--" + name.replace("-", "_") + eq + value
 
 
 def run():
