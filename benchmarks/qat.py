@@ -133,7 +133,8 @@ def run_family(family, data, args, log):
     t = time.time()
     model.fit(x, y, epochs=max(1, round(epochs * args.epochs_scale)),
               batch_size=args.batch_size, validation_data=(xv, yv), verbose=0)
-    log(f"{family}: trained in {time.time() - t:.0f}s")
+    val = model.evaluate(xv, yv, verbose=0)[1]
+    log(f"{family}: trained in {time.time() - t:.0f}s, val top-1 {val:.4f}")
     rows = []
     base = keras.models.clone_model(model)  # a copy: QAT recompiles its source
     base.set_weights(model.get_weights())
