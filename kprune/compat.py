@@ -257,7 +257,7 @@ class _Converter:
         name = type(layer).__name__
         source_ok = _is_keras3(layer) if self.to_tfk else is_tf_keras(layer)
         if self.to_tfk and not isinstance(layer, self.keras.layers.Layer):
-            return _OpLambda.wrap(self.tfk, layer)
+            return _op_lambda(self.tfk, layer)
         if not self.to_tfk and name == "Lambda" and hasattr(layer, "_kprune_op"):
             op, rebuild = layer._kprune_op, layer._kprune_rebuild
 
@@ -339,8 +339,7 @@ class _Converter:
                     outs_ref = node.outputs
                 else:
                     args, kwargs = _fill_tfk(self.tfk, node.call_args, node.call_kwargs, tensors)
-                    outs_ref = self.tfk.backend.tf.nest.flatten(node.outputs) \
-                        if hasattr(self.tfk.backend, "tf") else _flatten(node.outputs)
+                    outs_ref = _flatten(node.outputs)
                 new_op = self.layer(op)
                 outputs = new_op(*args, **kwargs)
                 for x, y in zip(outs_ref, _flatten(outputs)):
@@ -384,25 +383,16 @@ def _fill_tfk(tfk, args, kwargs, tensors):
     return tf.nest.map_structure(sub, args), tf.nest.map_structure(sub, kwargs)
 
 
-class _OpLambda:
-    """tf_keras Lambda layers that call a Keras 3 operation."""
-
-    @staticmethod
-    def wrap(tfk, op):
-        def call(*args, **kwargs):
-            return op(*args, **kwargs)
-
-        layer = _MultiArgLambda(tfk, call, op)
-        return layer
-
-
-def _MultiArgLambda(tfk, fn, op):
-    """A tf_keras Lambda taking the operation's positional arguments as a list."""
+def _op_lambda(tfk, op):
+    """A callable standing for Keras 3 operation `op` in a tf_keras graph: a
+    tf_keras Lambda over the call's tensors (its constants captured) that
+    runs `op` itself (exact on the TensorFlow backend). The Lambda keeps
+    `op` and the argument structure so `from_tf_keras` restores the op."""
     state = {}
 
     def unpack(inputs):
         args, kwargs = state["args"](inputs)
-        return fn(*args, **kwargs)
+        return op(*args, **kwargs)
 
     class Caller:
         """Calls the Lambda on the tensors of (args, kwargs), constants captured."""
