@@ -146,6 +146,9 @@ def run_family(family, data, args, log):
         x, xv, xt = pad32(x), pad32(xv), pad32(xt)
     keras.utils.set_random_seed(0)
     model = build()
+    for layer in model.layers:  # keras.applications' BN momentum 0.999 needs thousands of
+        if isinstance(layer, keras.layers.BatchNormalization):  # steps to track the data
+            layer.momentum = min(layer.momentum, 0.99)
     compile_model(model, 1e-3)
     t = time.time()
     model.fit(x, y, epochs=max(1, round(epochs * args.epochs_scale)),

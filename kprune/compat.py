@@ -174,6 +174,8 @@ def _translate_config(layer, target_cls, to_tfk: bool) -> dict:
             value = _translate_object(layer, key, value, kind, to_tfk)
         elif key == "activation":
             value = _plain_object(value)
+            if isinstance(value, dict) and value.get("class_name") == "QuantizeAwareActivation":
+                value = value["config"]["activation"]  # tfmot's wrapper of the activation
         out[key] = value
     return out
 
@@ -245,7 +247,8 @@ class _Converter:
             new = self.model(layer)
         else:
             new = self._new_layer(layer)
-            self.pairs.append((layer, new))
+            if type(layer).__name__ not in ("QuantizeWrapper", "QuantizeWrapperV2"):
+                self.pairs.append((layer, new))
         self.layers[key] = new
         return new
 
@@ -268,6 +271,15 @@ class _Converter:
             return call_op
         if not self.to_tfk and name in ("TFOpLambda", "SlicingOpLambda"):
             return _tf_op_to_keras3(self.keras, layer)
+        if not self.to_tfk and name == "QuantizeLayer":
+            return lambda x, **kwargs: x  # tfmot input fake-quant: the float model skips it
+        if not self.to_tfk and name in ("QuantizeWrapper", "QuantizeWrapperV2"):
+            inner = layer.layer  # the float layer tfmot wrapped (its trained weights)
+            new = self._new_layer(inner)
+            wrapped = _WrappedWeights(layer)
+            wrapped.target = new
+            self.pairs.append((wrapped, new))
+            return new
         cls = getattr(self.target.layers, name, None)
         builtin = type(layer).__module__.startswith(("keras.", "tf_keras."))
         if cls is None or not source_ok or not builtin:
@@ -360,6 +372,25 @@ class _Converter:
                     f"{[tuple(s) for s in shapes]}")
             if values:
                 dst.set_weights(values)
+
+
+class _WrappedWeights:
+    """The float weights of a tfmot QuantizeWrapper (the wrapper owns its inner
+    layer's kernel; quantizer min/max variables are left out), matched by name
+    to the converted layer's weights."""
+
+    def __init__(self, wrapper):
+        self.wrapper = wrapper
+        self.name = wrapper.layer.name
+        self.target = None
+
+    def get_weights(self):
+        def short(w):
+            return w.name.split("/")[-1].split(":")[0]
+        by_name = {}
+        for w in self.wrapper.weights:
+            by_name.setdefault(short(w), w)
+        return [np.asarray(by_name[short(w)]) for w in self.target.weights if short(w) in by_name]
 
 
 def _flatten(value):
@@ -594,6 +625,9 @@ def from_tf_keras(model, compile: bool = True):
 
     Returns:
         A ``keras.Model`` whose outputs equal the original's within 1e-5.
+        A tfmot quantization-aware model gives its float model: the quantize
+        wrappers are dropped and the wrapped layers keep their QAT-trained
+        weights (fake quantization is not applied).
 
     Raises:
         TypeError: `model` is not a tf_keras model.

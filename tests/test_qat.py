@@ -130,3 +130,14 @@ def test_cli_export_and_bench_with_qat_epochs(data, tmp_path):
     assert main(["kprune", "export", "--model", str(tmp_path / "m.keras"), "--out",
                  str(tmp_path / "x"), "--format", "tflite", "--quantization", "float16",
                  "--qat_epochs", "1"]) == 2
+
+
+def test_qat_model_back_to_float_keras3(data):
+    x, _ = data
+    qat = export.quantize_aware(zoo.lenet5())
+    back = compat.from_tf_keras(qat)
+    assert isinstance(back, keras.Model) and not export.is_quantize_aware(back)
+    assert [l.name for l in back.layers[1:]] == [l.name for l in zoo.lenet5().layers[1:]]
+    assert kprune.profile(qat).params == back.count_params()
+    kernel = [w for w in qat.get_layer("quant_conv1").weights if "kernel" in w.name][0]
+    np.testing.assert_array_equal(back.get_layer("conv1").get_weights()[0], kernel.numpy())
