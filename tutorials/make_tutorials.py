@@ -459,7 +459,7 @@ def execute(path, timeout=900):
 def _is_tf_banner(text):
     lines = [ln for ln in text.splitlines() if ln.strip()]
     noise = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard",
-             "To enable the following instructions", "TF_ENABLE_ONEDNN_OPTS")
+             "To enable the following instructions", "TF_ENABLE_ONEDNN_OPTS", "cudart_stub.cc")
     return bool(lines) and all(any(n in ln for n in noise) for ln in lines)
 
 
