@@ -248,7 +248,22 @@ def markdown(results, command):
 
 
 def verdict(rows):
-    out = []
+    qat_ok = [r for r in rows if round(100 * (r["qat_int8"] - r["float32"]), 2) >= -0.3]
+    worst = min(rows, key=lambda r: min(r["ptq_int8"], r.get("ptq_int8_per_tensor") or 1)
+                - r["float32"])
+    worst_loss = 100 * (min(worst["ptq_int8"], worst.get("ptq_int8_per_tensor") or 1)
+                        - worst["float32"])
+    out = [f"QAT int8 within 0.3 point of float32 on {len(qat_ok)} of {len(rows)} rows.",
+           f"Largest post-training int8 loss (per-channel or per-tensor): {worst_loss:+.2f} pt "
+           f"({worst['model']})" + ("" if worst_loss <= -0.5 else
+                                    ": no row reaches the 0.5-point PTQ loss the issue asked "
+                                    "to show; Fashion-MNIST nets this size quantize well "
+                                    "even per-tensor and 80% pruned.")]
+    big = [f"{r['model']} ({100 * (r['qat_int8'] - r['float32']):+.1f} pt)" for r in rows
+           if r["qat_int8"] - r["float32"] > 0.02]
+    if big:
+        out.append("QAT above float32 by more than 2 points: " + ", ".join(big) + "; their "
+                   "float models were under-trained and the QAT epoch is extra training.")
     for r in rows:
         ptq, qat = 100 * (r["ptq_int8"] - r["float32"]), 100 * (r["qat_int8"] - r["float32"])
         ok = round(qat, 2) >= -0.3
@@ -264,6 +279,16 @@ def verdict(rows):
             out.append(f"{r['model']}: TFLite-Micro and LiteRT QAT int8 differ on the subset "
                        f"({r['tflm_qat_int8']:.4f} vs {r['litert_qat_int8_subset']:.4f})")
     return out
+
+
+def render(path):
+    """Re-renders the markdown next to a results JSON (verdict recomputed)."""
+    with open(path) as f:
+        results = json.load(f)
+    results["verdict"] = verdict(results["rows"])
+    _atomic_write(path, json.dumps(results, indent=2))
+    md = os.path.splitext(path)[0] + ".md"
+    _atomic_write(md, markdown(results, results.get("command", "python benchmarks/qat.py")))
 
 
 def main(argv=None):
