@@ -65,7 +65,8 @@ def _tf_keras():
     try:
         import tf_keras
     except ImportError as err:  # pragma: no cover - tf_keras is a dependency
-        raise ImportError("kprune.compat needs tf_keras: pip install 'tf_keras>=2.21,<2.22'") from err
+        raise ImportError("kprune.compat needs tf_keras: "
+                          "pip install 'tf_keras>=2.21,<2.22'") from err
     return tf_keras
 
 
