@@ -16,6 +16,7 @@ SECTIONS = [
     ("BENCHMARKS_methods.md", None),
     ("complexity.md", None),
     ("edge.md", None),
+    ("qat.md", None),
 ]
 IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
           "complexity.md": ("complexity.png",)}

@@ -549,8 +549,10 @@ def channel_indices(indices, n_channels: int, layer: str) -> np.ndarray:
 
 
 def analyze(model, ignored_layers: Sequence[str] = ()) -> Analysis:
-    """Analyzes `model`'s channel dependencies (see module docstring)."""
-    return Analysis(model, ignored_layers)
+    """Analyzes `model`'s channel dependencies (see module docstring).
+    A tf_keras model is analyzed through its Keras 3 copy (same layer names)."""
+    from kprune.compat import keras3_of
+    return Analysis(keras3_of(model), ignored_layers)
 
 
 def dependency_groups(model, ignored_layers: Sequence[str] = (),
@@ -565,6 +567,7 @@ def dependency_groups(model, ignored_layers: Sequence[str] = (),
     per-channel constant, or statistics over another axis), and groups
     containing them are left out; with `include_frozen=True` they follow the
     prunable groups, each with `group.frozen` saying why.
+    A tf_keras (Keras 2) model is accepted too (see `kprune.compat`).
 
     Example:
         >>> for group in kprune.dependency_groups(model):

@@ -260,7 +260,8 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
     """Parameters, MACs, weight bytes and activation memory of `model`.
 
     Args:
-        model: a Functional or Sequential Keras model with fixed input shape.
+        model: a Functional or Sequential Keras model with fixed input shape
+            (Keras 3, or tf_keras through `kprune.compat`).
         graph: an already built `kprune.graph.Graph` to reuse.
 
     Returns:
@@ -272,6 +273,9 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
         >>> f"{p.macs / 1e6:.0f} M MACs, {p.params:,} parameters"
         '301 M MACs, 3,538,984 parameters'
     """
+    if graph is None:
+        from kprune.compat import keras3_of
+        model = keras3_of(model)
     graph = graph or Graph.from_model(model)
     rows: Dict[str, LayerProfile] = {}
     uncounted: List[str] = []

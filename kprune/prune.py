@@ -11,6 +11,9 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
     Args:
         model: a (trained) Functional or Sequential Keras model. It is not
             modified unless ``pretrain_epochs`` > 0 (then it is trained in place).
+            A tf_keras (Keras 2) model is pruned as its Keras 3 copy (see
+            `kprune.compat`) and ``result.model`` is a tf_keras model again,
+            compiled like the original; ``fit_fn`` then receives Keras 3 models.
         method: ``'iap'`` (default), ``'ilp'``, ``'aiap'``, or any name in
             ``kprune.methods.METHODS``.
         train_data: ``(x, y)`` numpy arrays, a batched ``tf.data.Dataset`` of
@@ -63,7 +66,15 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
     from kprune import distribute
     from kprune._keras_compat import op_determinism, quiet_retracing
     from kprune.arguments import check_prune_arguments
+    from kprune.compat import is_tf_keras
     from kprune.methods.context import PruneContext
+
+    if is_tf_keras(model):  # tf_keras in, tf_keras out: pruned as a Keras 3 copy
+        from kprune.compat import from_tf_keras, to_tf_keras
+        result = prune(from_tf_keras(model), method, train_data, val_data, epochs, rounds,
+                       target, out_dir, fit_fn, tensorboard_dir, strategy, on_round, **options)
+        result.model = to_tf_keras(result.model)
+        return result
 
     fn = get_method(method)
     options = check_prune_arguments(model, epochs, rounds, options)

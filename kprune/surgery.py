@@ -21,7 +21,9 @@ def remove_channels(model, removal: Dict[str, Sequence[int]],
     """Returns a new model without the given output channels.
 
     Args:
-        model: a Keras 3 Functional or Sequential model (left unchanged).
+        model: a Keras 3 Functional or Sequential model (left unchanged);
+            a tf_keras model gives a tf_keras model back (`analysis` is then
+            recomputed).
         removal: {layer name: output-channel indices to remove}. Every layer of
             the named layer's dependency group loses the same channels.
             Layers of nested models may be named 'submodel/layer' or by a
@@ -41,6 +43,9 @@ def remove_channels(model, removal: Dict[str, Sequence[int]],
         >>> small.get_layer("conv1").filters
         29
     """
+    from kprune.compat import is_tf_keras, keras3_of, to_tf_keras
+    if is_tf_keras(model):  # tf_keras in, tf_keras out (pruned in Keras 3)
+        return to_tf_keras(remove_channels(keras3_of(model), removal))
     analysis = analysis or analyze(model)
     removed = analysis.resolve_removal(removal)
     return rebuild(analysis, removed)
@@ -59,6 +64,9 @@ def masked_reference(model, removal: Dict[str, Sequence[int]],
         >>> np.allclose(ref(x), kprune.remove_channels(model, {"conv1": [0]})(x))
         True
     """
+    from kprune.compat import is_tf_keras, keras3_of, to_tf_keras
+    if is_tf_keras(model):
+        return to_tf_keras(masked_reference(keras3_of(model), removal))
     analysis = analysis or analyze(model)
     removed = analysis.resolve_removal(removal)
     return rebuild(analysis, removed, mask_only=True)

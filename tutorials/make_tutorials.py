@@ -326,11 +326,110 @@ display(Image(os.path.join(OUT, "own_model_widths.png")))'''),
     ]
 
 
+def qat_micro():
+    return [
+        new_markdown_cell("""\
+# 5. Prune a Keras 3 model, then quantization-aware training, to a TFLite-Micro C array
+
+Post-training int8 quantization (PTQ) calibrates activation ranges on a few
+images; **quantization-aware training** (QAT) fine-tunes the model with the int8
+rounding simulated, so it learns to live with it. tensorflow-model-optimization
+(tfmot) does QAT, but only for tf_keras (Keras 2) models:
+`kprune.export.quantize_aware` bridges the Keras 3 model to tf_keras
+(`kprune.compat.to_tf_keras`), wraps it with tfmot and compiles it like the
+original. Needs `pip install "kprune[qat]"`."""),
+        new_code_cell(SETUP),
+        new_code_cell(FASHION),
+        new_markdown_cell("## Train and prune (Keras 3)"),
+        new_code_cell('''\
+model = kprune.zoo.lenet5()
+model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x_train, y_train, epochs=1 if SMALL else 6, batch_size=64, verbose=0)
+result = prune(model, "iap", train_data=(x_train, y_train), val_data=(x_val, y_val),
+               epochs=1 if SMALL else 2, rounds=1 if SMALL else 6, rate=0.5 if SMALL else 0.3,
+               target="none", seed=0, calibration_samples=256)
+pruned = result.model
+print(result.summary())'''),
+        new_markdown_cell("""\
+## Quantization-aware training
+
+`quantize_aware` returns the tfmot-wrapped **tf_keras** model, compiled with the
+pruned model's loss and metrics and a fresh optimizer of the same kind, ready
+for `fit`. (The Keras 3 side of kprune keeps working in the same process.) Here
+the pruned model is recompiled with a small learning rate first, so QAT
+fine-tunes gently."""),
+        new_code_cell('''\
+pruned.compile(keras.optimizers.Adam(2e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+qat = kprune.export.quantize_aware(pruned)
+print(type(qat).__module__, "|", qat.get_compile_config()["loss"])
+n_qat = 1000 if SMALL else len(x_train)
+qat.fit(x_train[:n_qat], y_train[:n_qat], epochs=1, batch_size=64, verbose=0)'''),
+        new_markdown_cell("""\
+## int8 flatbuffers: post-training vs quantization-aware
+
+Both are full-integer (int8 input and output), as TFLite-Micro needs. The QAT
+model carries its own ranges, so `to_tflite(qat, "int8")` needs no calibration
+data. Accuracy is measured on LiteRT and on the TFLite-Micro interpreter."""),
+        new_code_cell('''\
+from kprune.bench import litert, tflm
+from kprune.export import to_tflite
+
+def top1(flat, n=None):
+    (p,) = litert.predict(flat, x_test[:n])
+    return float(np.mean(p.argmax(-1) == y_test[:n]))
+
+n_micro = 50 if SMALL else 1000
+flats = {
+    "original float32": to_tflite(model),
+    "pruned float32": to_tflite(pruned),
+    "pruned PTQ int8": to_tflite(pruned, "int8", representative_data=x_train[:300]),
+    "pruned QAT int8": to_tflite(qat, "int8"),
+}
+rows, accs = [], {}
+for name, flat in flats.items():
+    accs[name] = top1(flat)
+    micro = (f"{tflm.accuracy(flat, x_test[:n_micro], y_test[:n_micro]):.4f}"
+             if "int8" in name else "-")
+    rows.append((name, f"{len(flat):,}", f"{accs[name]:.4f}", micro))
+table(rows, ["model", "flatbuffer bytes", f"LiteRT top-1 ({len(x_test)} test images)",
+             f"TFLite-Micro top-1 ({n_micro} images)"])
+print(f"parameters: {model.count_params():,} -> {pruned.count_params():,}")'''),
+        new_code_cell('''\
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.barh(list(accs), [100 * a for a in accs.values()], color=["#999", "#69c", "#e96", "#4a4"])
+ax.set_xlim(min(100 * a for a in accs.values()) - 3, 100)
+ax.set_xlabel("top-1 (%)")
+fig.tight_layout()
+fig.savefig(os.path.join(OUT, "qat_accuracy.png"), dpi=100)
+display(Image(os.path.join(OUT, "qat_accuracy.png")))'''),
+        new_markdown_cell("""\
+## The C array for TFLite-Micro
+
+`to_micro` converts (int8, from the QAT model: no calibration needed) and writes
+`<name>.tflite`, `.cc` and `.h` with the recommended tensor arena measured on
+TFLite-Micro."""),
+        new_code_cell('''\
+files = kprune.export.to_micro(qat, "lenet5_qat", os.path.join(OUT, "firmware"))
+print(files)
+print(open(files.h).read())'''),
+        new_markdown_cell("""\
+The command line does the same from a saved (pruned) model:
+
+```
+kprune export --model runs/lenet5/pruned.keras --data fashion_mnist --qat-epochs 1 --out firmware/
+```"""),
+    ]
+
+
 NOTEBOOKS = {
     "01_lenet5_iap_microcontroller.ipynb": lenet_iap,
     "02_aiap_resnet_macs_target.ipynb": aiap_resnet,
     "03_memory_aware_arena_budget.ipynb": memory_budget,
     "04_your_own_model.ipynb": own_model,
+    "05_qat_int8_microcontroller.ipynb": qat_micro,
 }
 
 
@@ -360,7 +459,7 @@ def execute(path, timeout=900):
 def _is_tf_banner(text):
     lines = [ln for ln in text.splitlines() if ln.strip()]
     noise = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard",
-             "To enable the following instructions", "TF_ENABLE_ONEDNN_OPTS")
+             "To enable the following instructions", "TF_ENABLE_ONEDNN_OPTS", "cudart_stub.cc")
     return bool(lines) and all(any(n in ln for n in noise) for ln in lines)
 
 

@@ -5,6 +5,7 @@ import os
 
 from absl import flags, logging
 
+from kprune.cli import qat
 from kprune.cli.common import (CommandError, OutDir, load_data, load_model, write_json,
                                write_text)
 
@@ -17,6 +18,8 @@ kprune bench: measure a model on LiteRT and TFLite-Micro (kprune.bench).
 With --compare, that model is the 'before' column and --model the 'after'.
 Prints the table; with --out also writes OUT/bench.json and OUT/bench.txt.
 `kprune-bench MODEL [--flag ...]` is the same command.
+--qat_epochs N (or --qat-epochs N): quantization-aware training on --data for N
+epochs first; every flatbuffer is then built from the QAT model (kprune[qat]).
 """
 
 
@@ -55,16 +58,17 @@ def define_flags(fv):
     flags.DEFINE_bool("overwrite", False, "write into an --out that holds other files, the "
                       "input, or another run's results (never over the input itself)",
                       flag_values=fv)
+    qat.define_flags(fv)
     flags.DEFINE_bool("unsafe_load", False, "allow model files that run code when loaded "
                       "(Lambda layers); only for files you trust", flag_values=fv)
 
 
-def _model_arg(path, unsafe):
+def _model_arg(path, unsafe, compile=False):
     if path and path.endswith(".tflite"):
         if not os.path.isfile(path):
             raise CommandError(f"'{path}': no such file")
         return path
-    return load_model(path, unsafe, compile=False)
+    return load_model(path, unsafe, compile=compile)
 
 
 def execute(fv) -> int:
@@ -76,7 +80,7 @@ def execute(fv) -> int:
                  inputs=[fv.model, fv.compare] + ([fv.data] if fv.data and
                                                   os.path.isfile(fv.data) else []),
                  overwrite=fv.overwrite) if fv.out else None
-    model = _model_arg(fv.model, fv.unsafe_load)
+    model = _model_arg(fv.model, fv.unsafe_load, compile=fv.qat_epochs > 0)
     other = _model_arg(fv.compare, fv.unsafe_load) if fv.compare else None
     eval_data = calibration = None
     if fv.data:
@@ -85,6 +89,13 @@ def execute(fv) -> int:
         # Without training inputs, int8 calibrates on the evaluation inputs.
         calibration = (data["train"][0][:fv.calibration_samples]
                        if data["train"] is not None else None)
+        if fv.qat_epochs and not isinstance(model, str):
+            if data["train"] is None:
+                raise CommandError("--qat_epochs needs training data: pass --data with "
+                                   "x_train/y_train (or a named dataset)")
+            model = qat.maybe_quantize_aware(model, fv, data)
+    elif fv.qat_epochs:
+        raise CommandError("--qat_epochs needs training data: pass --data")
     kwargs = dict(eval_data=eval_data, representative_data=calibration,
                   quantizations=[None if q == "float32" else q for q in fv.quantizations],
                   latency_modes=list(fv.latency_modes), num_threads=fv.threads,

@@ -5,6 +5,7 @@ import os
 
 from absl import flags, logging
 
+from kprune.cli import qat
 from kprune.cli.common import (CommandError, OutDir, c_identifier, load_data, load_model,
                                write_json)
 
@@ -17,6 +18,8 @@ kprune export: deploy a (pruned) Keras model (kprune.export).
 OUT/NAME.tflite, OUT/NAME.cc and OUT/NAME.h (with the recommended tensor arena
 size). --format tflite: OUT/NAME.tflite in the chosen --quantization.
 int8 needs calibration inputs: --data (its training inputs are used).
+--qat_epochs N (or --qat-epochs N): quantization-aware training with tfmot on
+--data for N epochs first, then int8 from the QAT model (kprune[qat]).
 Also writes OUT/export.json (paths and sizes).
 """
 
@@ -43,6 +46,7 @@ def define_flags(fv):
     flags.DEFINE_bool("overwrite", False, "write into an --out that holds other files, the "
                       "input, or another run's results (never over the input itself)",
                       flag_values=fv)
+    qat.define_flags(fv)
     flags.DEFINE_bool("unsafe_load", False, "allow model files that run code when loaded "
                       "(Lambda layers); only for files you trust", flag_values=fv)
 
@@ -56,7 +60,7 @@ def execute(fv) -> int:
                  + ["export.json"], inputs=[fv.model] + ([fv.data] if fv.data and
                                                          os.path.isfile(fv.data) else []),
                  overwrite=fv.overwrite, exclusive=False)
-    model = load_model(fv.model, fv.unsafe_load, compile=False)
+    model = load_model(fv.model, fv.unsafe_load, compile=fv.qat_epochs > 0)
     int8 = fv.format == "micro" or fv.quantization == "int8"
     if fv.format == "micro" and fv.quantization != "int8":
         raise CommandError("--format micro is always int8 (TFLite-Micro); drop "
@@ -66,8 +70,14 @@ def execute(fv) -> int:
         if not fv.data:
             raise CommandError("int8 export needs calibration inputs: pass --data "
                                "(fashion_mnist or a .npz with x_train)")
-        calibration = load_data(fv.data)["train"][0][:fv.calibration_samples]
-    record = {"model": os.path.abspath(fv.model), "format": fv.format, "name": name}
+        data = load_data(fv.data)
+        calibration = data["train"][0][:fv.calibration_samples]
+        model = qat.maybe_quantize_aware(model, fv, data)
+    elif fv.qat_epochs:
+        raise CommandError(f"--qat_epochs trains for int8: it does not apply to "
+                           f"--quantization {fv.quantization}")
+    record = {"model": os.path.abspath(fv.model), "format": fv.format, "name": name,
+              "qat_epochs": fv.qat_epochs}
     try:
         if fv.format == "micro":
             files = to_micro(model, name, out(), calibration, arena_size=fv.arena_size)

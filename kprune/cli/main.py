@@ -64,6 +64,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if any(a in _HELP for a in args[1:]):
         print(format_help(f"{prog} {command}", module.DOC, fv))
         return 0
+    # --qat-epochs is --qat_epochs: absl flag names use underscores.
+    args = [_underscored(a) for a in args]
     try:
         rest = fv([f"{prog} {command}"] + args[1:])
     except flags.Error as e:
@@ -84,6 +86,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
 
+def _underscored(arg: str) -> str:
+    if not arg.startswith("--") or arg == "--":
+        return arg
+    name, eq, value = arg[2:].partition("=")
+    return "--" + name.replace("-", "_") + eq + value
+
+
 def run():
     """Console-script entry point (``kprune``, declared in setup.cfg)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -91,10 +100,9 @@ def run():
 
 
 #: Flags of the former argparse ``kprune-bench`` and what replaced them.
+#: (Dashed spellings of current flags, e.g. --eval-samples, are accepted as they are.)
 _OLD_BENCH_FLAGS = {"--eval-data": "--data", "--json": "--out (writes OUT/bench.json)",
-                    "--calibration-data": "--data", "--eval-samples": "--eval_samples",
-                    "--calibration-samples": "--calibration_samples",
-                    "--latency-modes": "--latency_modes", "--no-tflm": "--notflm",
+                    "--calibration-data": "--data", "--no-tflm": "--notflm",
                     "--no-min-arena": "--nomin_arena"}
 
 

@@ -13,16 +13,18 @@ from kprune.export.c_source import CSourceFiles, to_c_source
 from kprune.export.tflite import to_tflite
 
 
-def to_micro(model, name: str, path: str, representative_data,
+def to_micro(model, name: str, path: str, representative_data=None,
              arena_size: Optional[int] = None) -> CSourceFiles:
     """int8 conversion + C source: writes `<name>.tflite`, `<name>.cc` and
     `<name>.h` into the directory `path`.
 
     Args:
-        model: a Keras model or the path of a `.keras`/`.h5` file.
+        model: a Keras model (Keras 3, tf_keras, or the quantization-aware
+            model from `quantize_aware`) or the path of a `.keras`/`.h5` file.
         name: C identifier for the symbols (see `to_c_source`).
         path: output directory (created if needed).
-        representative_data: int8 calibration inputs, (N,) + input shape.
+        representative_data: int8 calibration inputs, (N,) + input shape;
+            optional for a quantization-aware model.
         arena_size: overrides the measured recommended arena size.
 
     Returns:

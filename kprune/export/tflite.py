@@ -62,12 +62,17 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
 
     Args:
         model: a Keras 3 model (Functional, Sequential or a built subclass)
-            whose inputs have fully known shapes apart from the batch axis.
+            whose inputs have fully known shapes apart from the batch axis,
+            or a tf_keras model, such as the quantization-aware model from
+            `kprune.export.quantize_aware` (converted as it is: its fake-quant
+            ranges give the int8 scales; `representative_data` is still
+            needed for 'int8' and calibrates any op QAT did not cover).
         quantization: None (float32), 'dynamic', 'float16' or 'int8'.
         representative_data: calibration inputs for 'int8': an array shaped
             like a batch of the model's input, ``(N,) + input_shape[1:]``
             (a list of arrays for a multi-input model); at most 500 samples
-            are used. Ignored by the other modes.
+            are used. Optional for a quantization-aware model (its
+            fake-quant nodes carry the ranges). Ignored by the other modes.
         batch_size: the fixed batch size of the signature (default 1); None
             keeps a dynamic batch axis (adds shape ops to the graph).
         path: also write the flatbuffer to this file when given.
@@ -96,7 +101,8 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     shapes = _input_shapes(model)
     calibration = None
-    if q == "int8":
+    if q == "int8" and not (representative_data is None and _is_qat(model)):
+        # A QAT model carries its own ranges; calibration is then optional.
         calibration = _check_representative(representative_data, shapes, model)
     fixed = _fixed_batch_model(model, batch_size, shapes)
 
@@ -119,8 +125,9 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
                 # input order need not follow the Keras model's.
                 yield samples if len(samples) == 1 else dict(zip(names, samples))
 
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if calibration is not None:
+            converter.representative_dataset = representative_dataset
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
@@ -138,6 +145,15 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
         os.makedirs(directory, exist_ok=True)
         atomic_write_bytes(path, flat)
     return flat
+
+
+def _is_qat(model) -> bool:
+    from kprune.compat import is_tf_keras
+    if not is_tf_keras(model):
+        return False
+    from kprune.export.qat import is_quantize_aware, kept_float
+    # Layers kept in float during QAT need calibration like post-training int8.
+    return is_quantize_aware(model) and not kept_float(model)
 
 
 def _input_shapes(model) -> List[tuple]:
@@ -162,7 +178,11 @@ def _input_shapes(model) -> List[tuple]:
 
 def _fixed_batch_model(model, batch_size, shapes):
     """The model called on new inputs with a fixed batch axis (weights shared)."""
-    import keras
+    from kprune.compat import is_tf_keras
+    if is_tf_keras(model):  # tf_keras (e.g. a QAT model): rebuilt with tf_keras
+        import tf_keras as keras
+    else:
+        import keras
 
     if batch_size is None or all(s[0] == batch_size for s in shapes):
         return model
