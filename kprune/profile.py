@@ -194,7 +194,7 @@ def _uncounted(layer, macs) -> bool:
     """A layer that owns a weight matrix but got 0 MACs: its cost is not modelled."""
     if macs or isinstance(layer, (keras.layers.Embedding, keras.Model)):
         return False
-    return any(len(w.shape) >= 2 for w in layer.weights)
+    return any(len(w.shape) >= 2 for w in getattr(layer, "weights", ()))
 
 
 def _aliases(call, graph: Graph, readers: Dict[int, int]) -> bool:
