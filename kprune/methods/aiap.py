@@ -13,8 +13,17 @@ advances (**kprune decision**).
 Targets:
 * ``accuracy_loss`` (default 0.01): validation top-1 may drop at most this much.
 * ``params_reduction`` / ``macs_reduction`` r: prune until the reduction is at
-  least r; a round that overshoots beyond ``r + tolerance`` counts as a
-  violation, so the controller lands close to the budget.
+  least r. A round whose threshold would overshoot beyond ``r + tolerance``
+  (default 0: no overshoot unless asked) is trimmed *before* retraining: the
+  threshold is bisected between the last accepted one and the step's, and the
+  round uses the smallest threshold that reaches r, so the controller lands
+  on the budget (within one threshold's granularity) instead of jumping past
+  it, and no retraining is spent on a rejected overshoot.
+
+``rounds`` counts retraining rounds (accepted or violated); threshold
+advances that remove nothing retrain nothing and are not rounds.
+``max_round_fraction`` caps the fraction of any group's units one round may
+remove (a finer controller where one step would remove a whole layer's tail).
 """
 
 import math
@@ -90,11 +99,17 @@ def aiap(ctx: PruneContext):
         weights = ctx.complexity_weights(model, analysis) or {}
         T = float(c["next_T"])
 
-        def select(group, scores):
-            thr = T * shares[group.index] * float(weights.get(group.index, 1.0))
-            return selection.threshold_candidates(scores, thr)
+        def select_at(t):
+            def select(group, scores):
+                thr = t * shares[group.index] * float(weights.get(group.index, 1.0))
+                return selection.threshold_candidates(scores, thr)
+            return select
 
-        proposal = ctx.propose(model, select, r, analysis)
+        scores = ctx.scores(model, analysis)
+        proposal = ctx.propose(model, select_at(T), r, analysis, scores=scores)
+        if proposal.model is not None and kind != "accuracy_loss":
+            T, proposal = _land_on_target(ctx, model, analysis, scores, select_at, r, kind,
+                                          value, tol, float(c["T_ok"]), T, proposal)
         if proposal.model is None:
             c["noop"] += 1
             if c["noop"] > MAX_NOOP_STEPS:
@@ -110,7 +125,7 @@ def aiap(ctx: PruneContext):
         elif kind == "accuracy_loss":
             holds = entry["feasible"]
         else:
-            holds = ctx.reduction(entry, kind) <= value + tol
+            holds = True  # the round was already trimmed to land on the target
         if holds:
             entry["status"] = "accepted"
             c["T_ok"] = T
@@ -131,6 +146,35 @@ def aiap(ctx: PruneContext):
             return ctx.finish(_unreached(
                 ctx, f"round {r}: the target failed {c['retries']} times in a row "
                 f"(step halved to {c['step']:.4g}); keeping round {ctx.best_round}"))
+
+
+def _reduction_of(ctx, proposal, kind):
+    from kprune.methods.context import measure
+
+    m = measure(proposal.model)
+    base = ctx.history[0]
+    key = "params" if kind == "params_reduction" else "macs"
+    return 1.0 - m[key] / max(base[key], 1)
+
+
+def _land_on_target(ctx, model, analysis, scores, select_at, r, kind, value, tol,
+                    t_low, t_high, proposal, steps=12):
+    """Trim an overshooting size-target round by bisecting the threshold in
+    (t_low, t_high]: the smallest T whose proposal still reaches `value`
+    (the least overshoot one threshold can give). Rounds that overshoot by at
+    most `tol`, or do not reach `value`, are left as they are."""
+    red = _reduction_of(ctx, proposal, kind)
+    if red <= value + tol + 1e-12:
+        return t_high, proposal
+    lo, hi, best = t_low, t_high, (t_high, proposal)
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        prop = ctx.propose(model, select_at(mid), r, analysis, scores=scores)
+        if prop.model is not None and _reduction_of(ctx, prop, kind) >= value - 1e-12:
+            hi, best = mid, (mid, prop)
+        else:
+            lo = mid
+    return best
 
 
 def _unreached(ctx, why):
