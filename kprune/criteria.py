@@ -121,7 +121,7 @@ def _loss_fn(model, loss=None):
 
 
 def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size=32,
-                  max_samples=None, aggregate="sum") -> Dict[int, np.ndarray]:
+                  max_samples=None, aggregate="sum", strategy=None) -> Dict[int, np.ndarray]:
     """First-order Taylor importance of every group unit (Molchanov et al.,
     *Pruning CNNs for resource efficient inference*, 2017).
 
@@ -138,6 +138,9 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
     Args:
         data: labelled ``(x, y)`` numpy arrays or a `kprune.training.Data`.
         loss: a Keras loss (default: the model's compiled loss).
+        strategy: the ``tf.distribute`` strategy the model lives in (each
+            replica computes the whole batch; the results are averaged, so
+            the scores equal the single-device ones).
 
     Returns:
         {group index: scores (>= 0)}.
@@ -184,15 +187,22 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
         raise ValueError("criterion 'taylor' found no trainable weights producing "
                          "the groups' channels")
 
-    @tf.function(reduce_retracing=True)
-    def products(x, y):
+    def replica_products(x, y):
         with tf.GradientTape() as tape:
             pred = model(x, training=False)
             pred = pred[0] if isinstance(pred, (list, tuple)) else pred
             value = tf.reduce_mean(loss_fn(y, pred)) * tf.cast(tf.shape(y)[0], tf.float32)
         grads = tape.gradient(value, variables)
-        return [tf.zeros_like(v) if gr is None else v * gr
+        return [tf.zeros_like(v) if gr is None else tf.convert_to_tensor(v) * gr
                 for v, gr in zip(variables, grads)]
+
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        @tf.function(reduce_retracing=True)
+        def products(x, y):
+            per = strategy.run(replica_products, args=(x, y))
+            return [strategy.reduce(tf.distribute.ReduceOp.MEAN, p, axis=None) for p in per]
+    else:
+        products = tf.function(replica_products, reduce_retracing=True)
 
     sums = {}
     seen, batches = 0, 0

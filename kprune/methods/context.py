@@ -378,7 +378,7 @@ class PruneContext:
             if self.compile_config is not None and getattr(model, "loss", None) is None:
                 training.recompile(model, self.compile_config)
             stats = taylor_scores(model, self.calibration, analysis.groups, analysis=analysis,
-                                  aggregate=self.opts["aggregate"])
+                                  aggregate=self.opts["aggregate"], strategy=self.strategy)
         elif self.uses_activations():
             stats = self.current_stats if model is self.current else None
             if stats is None or self.opts["recording"] == "calibration":
