@@ -160,3 +160,17 @@ def test_taylor_and_distill_need_what_they_use():
     with pytest.raises(ValueError, match="distill= and lr_schedule= need kprune's own"):
         prune(trained_cnn(), "iap", rounds=1, distill=0.5,
               fit_fn=lambda m, d, e: None, **_data())
+
+
+def test_aiap_max_round_reduction_makes_smaller_steps():
+    kw = dict(epochs=1, rounds=2, seed=0, step=20.0, target="none", **_data())
+    free = prune(trained_cnn(), "aiap", **kw)
+    capped = prune(trained_cnn(), "aiap", max_round_reduction=0.3, **kw)
+
+    def cut(res, i):
+        return 1 - res.history[i]["params"] / res.history[i - 1]["params"]
+
+    assert cut(free, 2) > 0.3  # the automatic threshold jumps
+    assert all(0 < cut(capped, i) <= 0.3 for i in (1, 2))
+    with pytest.raises(ValueError, match="max_round_reduction must be"):
+        prune(trained_cnn(), "aiap", max_round_reduction=1.0, rounds=1, **_data())

@@ -35,7 +35,7 @@ TARGET_KINDS = ("accuracy_loss", "params_reduction", "macs_reduction")
 
 #: Options every method understands, with their defaults.
 DEFAULT_OPTIONS = {
-    "criterion": None,          # method default (ilp: 'l1', iap: 'taylor', aiap: 'mean_activation')
+    "criterion": None,          # method default (ilp: 'l1', iap/aiap: 'taylor')
     "p": None,                  # power of the activation criterion
     "aggregate": "sum",         # member aggregation: sum | mean | max | callable
     "rate": 0.1,                # ILP/IAP: per-round fraction of alive units to remove
@@ -62,6 +62,7 @@ DEFAULT_OPTIONS = {
     "finetune_epochs": 0,       # final fine-tuning of the returned model (counted in the budget)
     "step": None,               # AIAP threshold step (None: auto)
     "max_retries": 3,           # AIAP retries (step halvings) at one round
+    "max_round_reduction": None,  # AIAP: at most this fraction of the params (MACs) per round
     "tolerance": 0.0,           # AIAP reduction targets: allowed overshoot (0: land on the target)
     "validation_split": 0.1,    # when val_data is None (numpy train data only)
     "deterministic": True,      # tf op determinism when seed is set
@@ -209,6 +210,9 @@ class PruneContext:
         mrf = opts["max_round_fraction"]
         if mrf is not None and not (isinstance(mrf, (int, float)) and 0 < mrf <= 1):
             raise ValueError(f"max_round_fraction must be None or in (0, 1], got {mrf!r}")
+        mrr = opts["max_round_reduction"]
+        if mrr is not None and not (isinstance(mrr, (int, float)) and 0 < mrr < 1):
+            raise ValueError(f"max_round_reduction must be None or in (0, 1), got {mrr!r}")
         training.check_lr_schedule(opts["lr_schedule"])
         self.distill = training.parse_distill(opts["distill"])
         if int(opts["finetune_epochs"]) < 0:
