@@ -13,10 +13,12 @@ SECTIONS = [
      "(median of interleaved repeats in one process; peak RSS measured in child "
      "processes after the model is built). Target: kprune / clone ratio <= 1.5.\n"),
     ("BENCHMARKS_methods.md", None),
+    ("quality_section.md", None),
     ("complexity.md", None),
     ("edge.md", None),
 ]
 IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
+          "quality_section.md": ("quality.png",),
           "complexity.md": ("complexity.png",)}
 HEADER = """# kprune benchmarks
 

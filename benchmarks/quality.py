@@ -258,6 +258,8 @@ def report(tag, command=""):
         raise SystemExit(f"no runs under {root}")
     data = {}
     for dname in sorted(os.listdir(root)):
+        if not os.path.isdir(os.path.join(root, dname)):
+            continue
         runs = []
         for fn in sorted(os.listdir(os.path.join(root, dname))):
             with open(os.path.join(root, dname, fn)) as f:
@@ -267,7 +269,10 @@ def report(tag, command=""):
     name = "quality" if tag == "main" else f"quality_{tag}"
     with open(os.path.join(RESULTS, name + ".json"), "w") as f:
         json.dump({k: v["summary"] for k, v in data.items()}, f, indent=1)
-    lines = [f"# Pruning quality ({tag})", "", f"Command: `{command}`" if command else "", "",
+    cmd_file = os.path.join(root, "COMMANDS.txt")
+    commands = open(cmd_file).read().split("\n") if os.path.exists(cmd_file) else [command]
+    lines = [f"# Pruning quality ({tag})", "", "Commands (each resumes the same results folder):", ""]
+    lines += [f"    {c}" for c in commands if c.strip()] + ["",
              "Test top-1 drop (points, mean ± std over seeds) from each seed's baseline at "
              "2x / 4x / 8x / 16x compression; `~` = interpolated in log(compression) "
              "between rounds; (N ep) = total training epochs, baseline included, to first "
@@ -359,6 +364,9 @@ def main():
     if args.quick:
         args.rounds = min(args.rounds, 3)
     if not args.report:
+        os.makedirs(os.path.join(RESULTS, "quality_runs", tag), exist_ok=True)
+        with open(os.path.join(RESULTS, "quality_runs", tag, "COMMANDS.txt"), "a") as f:
+            f.write(command + "\n")
         for dname in args.datasets.split(","):
             cfg = dataset_config(dname, args.quick)
             out = os.path.join(RESULTS, "quality_runs", tag, dname)
