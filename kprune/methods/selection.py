@@ -23,7 +23,7 @@ def percentile_candidates(scores: np.ndarray, rate: float, rng=None) -> np.ndarr
     Example:
         >>> percentile_candidates(np.array([3., 1., 2., 5.]), 0.25)
         array([False,  True, False, False])
-        >>> percentile_candidates(np.zeros(8), 0.25).sum()   # ties: still 2 of 8
+        >>> int(percentile_candidates(np.zeros(8), 0.25).sum())   # ties: still 2 of 8
         2
     """
     n = len(scores)
@@ -50,7 +50,7 @@ def cap_candidates(scores: np.ndarray, candidates: np.ndarray, max_round_fractio
     scores): the per-round cap on how much one group may lose.
 
     Example:
-        >>> cap_candidates(np.arange(10.), np.ones(10, bool), 0.3).sum()
+        >>> int(cap_candidates(np.arange(10.), np.ones(10, bool), 0.3).sum())
         3
     """
     if max_round_fraction is None:
