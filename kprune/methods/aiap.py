@@ -25,10 +25,10 @@ Targets:
 ``rounds`` counts retraining rounds (accepted or violated); threshold
 advances that remove nothing retrain nothing and are not rounds.
 ``max_round_fraction`` caps the fraction of any group's units one round may
-remove; ``max_round_reduction`` caps the fraction of the current model's
-parameters (MACs for a MACs target) one round may remove, by bisecting the
-threshold down (a finer controller: with the automatic step one round could
-jump from about 6x to about 20x).
+remove; ``max_round_reduction`` (default 0.5; 1.0 disables it) caps the
+fraction of the current model's parameters (MACs for a MACs target) one round
+may remove, by bisecting the threshold down (a finer controller: with the
+automatic step one round could jump from about 6x to about 20x).
 """
 
 import math
@@ -40,6 +40,12 @@ from kprune.methods.context import PruneContext
 from kprune.methods.registry import register_method
 
 MAX_NOOP_STEPS = 200
+#: **kprune decision, measured** (BENCHMARKS.md, "Pruning quality"): one round
+#: removes at most half of the remaining parameters (MACs). On LeNet-5 /
+#: Fashion-MNIST (3 seeds) this gave rounds near 5x / 10x / 17x instead of a
+#: 6x -> 18x jump, -0.12 instead of -0.43 points at 8x (same budget) and -1.62
+#: instead of -2.07 at 16x (one retraining epoch more).
+DEFAULT_MAX_ROUND_REDUCTION = 0.5
 
 
 def group_shares(ctx, model, analysis, kind="params"):
@@ -113,7 +119,8 @@ def aiap(ctx: PruneContext):
         scores = ctx.scores(model, analysis)
         proposal = ctx.propose(model, select_at(T), r, analysis, scores=scores)
         limit = ctx.opts["max_round_reduction"]
-        if proposal.model is not None and limit is not None and T > float(c["T_ok"]):
+        limit = DEFAULT_MAX_ROUND_REDUCTION if limit is None else float(limit)
+        if proposal.model is not None and limit < 1.0 and T > float(c["T_ok"]):
             T, proposal = _limit_round(ctx, model, analysis, scores, select_at, r,
                                        "macs" if share_kind == "macs" else "params",
                                        float(limit), float(c["T_ok"]), T, proposal)

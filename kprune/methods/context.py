@@ -63,6 +63,7 @@ DEFAULT_OPTIONS = {
     "step": None,               # AIAP threshold step (None: auto)
     "max_retries": 3,           # AIAP retries (step halvings) at one round
     "max_round_reduction": None,  # AIAP: at most this fraction of the params (MACs) per round
+                                  # (None: 0.5, measured; 1.0: no cap)
     "tolerance": 0.0,           # AIAP reduction targets: allowed overshoot (0: land on the target)
     "validation_split": 0.1,    # when val_data is None (numpy train data only)
     "deterministic": True,      # tf op determinism when seed is set
@@ -211,8 +212,9 @@ class PruneContext:
         if mrf is not None and not (isinstance(mrf, (int, float)) and 0 < mrf <= 1):
             raise ValueError(f"max_round_fraction must be None or in (0, 1], got {mrf!r}")
         mrr = opts["max_round_reduction"]
-        if mrr is not None and not (isinstance(mrr, (int, float)) and 0 < mrr < 1):
-            raise ValueError(f"max_round_reduction must be None or in (0, 1), got {mrr!r}")
+        if mrr is not None and not (isinstance(mrr, (int, float)) and 0 < mrr <= 1):
+            raise ValueError(f"max_round_reduction must be None or in (0, 1] (1.0: no cap), "
+                             f"got {mrr!r}")
         training.check_lr_schedule(opts["lr_schedule"])
         self.distill = training.parse_distill(opts["distill"])
         if int(opts["finetune_epochs"]) < 0:
