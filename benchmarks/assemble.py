@@ -14,11 +14,13 @@ SECTIONS = [
      "processes after the model is built). Target: kprune / clone ratio <= 1.5.\n"),
     ("fuzz_surgery.md", None),
     ("BENCHMARKS_methods.md", None),
+    ("quality_section.md", None),
     ("complexity.md", None),
     ("edge.md", None),
     ("qat.md", None),
 ]
 IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
+          "quality_section.md": ("quality.png",),
           "complexity.md": ("complexity.png",)}
 HEADER = """# kprune benchmarks
 

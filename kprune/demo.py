@@ -1,15 +1,18 @@
 """End-to-end demo: ``python -m kprune.demo``.
 
 Trains LeNet-5 briefly on Fashion-MNIST (set up offline from the Debian
-package when installed, downloaded by Keras otherwise), prunes it with IAP for
-a few rounds, prints the before/after table (parameters, MACs, accuracy),
-saves the pruned model as a plain ``.keras`` file, converts it to a full-int8
+package when installed, downloaded by Keras otherwise), prunes it with IAP
+(kprune's default: first-order Taylor scores ranked globally) for a few
+rounds, keeping the smallest model within 1 point of validation accuracy,
+prints the before/after table (parameters, MACs, accuracy), saves the pruned
+model as a plain ``.keras`` file with the accuracy-vs-compression plot of its
+rounds (``rounds.png``, validation and test), converts it to a full-int8
 TFLite flatbuffer and a C array for TFLite-Micro, and benchmarks original vs
 pruned on LiteRT and TFLite-Micro (size, latency, arena, int8 accuracy).
 About three minutes on two CPU cores.
 
 Options: ``--out DIR`` (default ``kprune_demo``), ``--rounds``, ``--epochs``,
-``--train-samples``, ``--method``.
+``--train-samples``, ``--method``, ``--rate``.
 """
 
 import argparse
@@ -21,7 +24,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kprune.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="kprune_demo", help="output directory")
     ap.add_argument("--method", default="iap", help="ilp | iap | aiap")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rate", type=float, default=0.3, help="fraction of units removed per round")
     ap.add_argument("--epochs", type=int, default=1, help="retraining epochs per round")
     ap.add_argument("--train-samples", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=0)
@@ -57,9 +61,20 @@ def main(argv=None):
 
     print(f"[3/5] pruning with {args.method.upper()} ({args.rounds} rounds, "
           f"{args.epochs} retraining epoch(s) each) ...", flush=True)
+    test_acc = {}
+
+    def on_round(entry, m):  # test accuracy of every round, for the plot only
+        if m is not None and entry["status"] in ("baseline", "accepted", "finetuned"):
+            test_acc[entry["round"]] = evaluate_accuracy(m, test)
+        if entry.get("val_accuracy") is not None:
+            print(f"      round {entry['round']}: {entry['params']:,} parameters, "
+                  f"validation {100 * entry['val_accuracy']:.2f}% ({entry['status']})",
+                  flush=True)
+
+    opts = {} if args.method == "aiap" else {"rate": args.rate}
     result = prune(model, args.method, train_data=(xtr, ytr), val_data=(xv, yv),
-                   epochs=args.epochs, rounds=args.rounds, rate=0.25, seed=args.seed,
-                   batch_size=128, target={"accuracy_loss": 0.01}, verbose=0)
+                   epochs=args.epochs, rounds=args.rounds, seed=args.seed, batch_size=128,
+                   target={"accuracy_loss": 0.01}, verbose=0, on_round=on_round, **opts)
     final_test = evaluate_accuracy(result.model, test)
     print()
     print(result.summary())
@@ -74,6 +89,9 @@ def main(argv=None):
     p = profile(reloaded)
     print(f"saved {path}: {p.params:,} parameters, {p.macs:,} MACs "
           f"({os.path.getsize(path) / 1024:.0f} KiB)")
+    plot = _plot_rounds(result, test_acc, os.path.join(args.out, "rounds.png"))
+    if plot:
+        print(f"accuracy vs compression of the rounds: {plot}")
 
     print("[5/5] converting for TFLite / TFLite-Micro and benchmarking "
           "original vs pruned ...", flush=True)
@@ -96,6 +114,39 @@ def main(argv=None):
     print(f"benchmark JSON: {os.path.join(args.out, 'bench.json')}; "
           f"total time {time.time() - t_start:.0f} s")
     return result
+
+
+def _plot_rounds(result, test_acc, path):
+    """Validation and test accuracy against compression, one point per round."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    base = result.baseline["params"]
+    rounds = [e for e in result.history if e["round"] in test_acc]
+    xs = [base / e["params"] for e in rounds]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(xs, [100 * e["val_accuracy"] for e in rounds], "o-", label="validation")
+    ax.plot(xs, [100 * test_acc[e["round"]] for e in rounds], "s-", label="test")
+    ax.axhline(100 * (test_acc[0] - 0.01), color="gray", ls="--", lw=0.8,
+               label="baseline test - 1 point")
+    final = base / result.final["params"]
+    ax.axvline(final, color="k", ls=":", lw=0.8, label=f"returned: {final:.1f}x")
+    for x, e in zip(xs, rounds):
+        ax.annotate(str(e["round"]), (x, 100 * e["val_accuracy"]), fontsize=7,
+                    textcoords="offset points", xytext=(3, 3))
+    ax.set_xscale("log")
+    ax.set_xlabel("compression (parameters before / after)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(f"LeNet-5 / Fashion-MNIST, {result.method.upper()} rounds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def load_history(source) -> List[Dict]:
 
 
 def _accepted(entry) -> bool:
-    return entry.get("status") in ("baseline", "accepted")
+    return entry.get("status") in ("baseline", "accepted", "finetuned")
 
 
 def _draw_history(ax_acc, ax_size, history):

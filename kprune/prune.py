@@ -95,6 +95,7 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             ctx = PruneContext(model, method, train_data, val_data, epochs, rounds, target,
                                out_dir, fit_fn, options,
                                default_criterion=getattr(fn, "default_criterion", "l1"),
+                               default_allocation=getattr(fn, "default_allocation", "layer"),
                                target_default=getattr(fn, "default_target",
                                                       ("accuracy_loss", 0.01)))
             ctx.strategy = strategy

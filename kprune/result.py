@@ -12,7 +12,7 @@ class PruneResult:
         history: one dict per round (round 0 is the baseline): ``params``,
             ``macs``, ``val_accuracy``, ``widths`` ({layer: channels}),
             ``removed`` (units removed that round), ``status`` (``baseline``,
-            ``accepted``, ``violated``, ``nan_discarded``), ``feasible``,
+            ``accepted``, ``violated``, ``nan_discarded``, ``finetuned``), ``feasible``,
             ``time_s`` and method-specific fields (``threshold``, ``rate``).
         baseline: the round-0 entry (unpruned model).
         final: the history entry of the returned model.
@@ -45,7 +45,7 @@ class PruneResult:
     @property
     def final(self) -> Dict:
         for entry in self.history:
-            if entry["round"] == self.final_round and entry["status"] in ("baseline", "accepted"):
+            if entry["round"] == self.final_round and entry["status"] in ("baseline", "accepted", "finetuned"):
                 return entry
         return self.history[0]
 

@@ -126,7 +126,7 @@ class RoundLogger:
             "size/macs": entry.get("macs"),
             "size/arena_estimate_bytes": arena,
             "round/removed": entry.get("removed"),
-            "round/accepted": (1.0 if entry.get("status") in ("accepted", "baseline") else 0.0)
+            "round/accepted": (1.0 if entry.get("status") in ("accepted", "baseline", "finetuned") else 0.0)
             if "status" in entry else None,
         }
         if entry.get("params") and base.get("params"):

@@ -13,6 +13,7 @@ Example:
     0.91
 """
 
+import copy
 import dataclasses
 import math
 import warnings
@@ -271,14 +272,24 @@ def subset(data: Data, max_samples: int, seed: int = 0) -> Data:
         idx = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
         return Data("numpy", x=tf.nest.map_structure(lambda a: a[idx], data.x),
                     y=None if data.y is None else data.y[idx], batch_size=data.batch_size)
-    xs, seen = [], 0
-    for x in iterate_inputs(data):
-        x = np.asarray(x)
-        xs.append(x)
-        seen += len(x)
-        if seen >= max_samples:
-            break
-    return Data("numpy", x=np.concatenate(xs)[:max_samples], y=None,
+    xs, ys, seen = [], [], 0
+    try:  # keep the labels when the elements have them (the 'taylor' criterion uses them)
+        for x, y in iterate_batches(data):
+            xs.append(np.asarray(x))
+            ys.append(np.asarray(y))
+            seen += len(xs[-1])
+            if seen >= max_samples:
+                break
+    except (TypeError, ValueError, IndexError):
+        xs, ys, seen = [], [], 0
+        for x in iterate_inputs(data):
+            x = np.asarray(x)
+            xs.append(x)
+            seen += len(x)
+            if seen >= max_samples:
+                break
+    return Data("numpy", x=np.concatenate(xs)[:max_samples],
+                y=np.concatenate(ys)[:max_samples] if ys else None,
                 batch_size=data.batch_size)
 
 
@@ -403,9 +414,93 @@ def weights_finite(model) -> bool:
     return all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
+LR_SCHEDULES = (None, "constant", "cosine")
+
+
+def check_lr_schedule(value):
+    """ValueError unless `value` is a known per-round learning-rate schedule."""
+    if value not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be None/'constant' or 'cosine', got {value!r}")
+    return value
+
+
+def parse_distill(value):
+    """distill= None | weight | {'weight': w, 'temperature': T} -> None or (w, T).
+
+    Example:
+        >>> parse_distill(0.5)
+        (0.5, 4.0)
+    """
+    if value is None or value is False:
+        return None
+    if isinstance(value, bool):
+        value = 0.5
+    if isinstance(value, (int, float)):
+        w, t = float(value), 4.0
+    elif isinstance(value, dict) and set(value) <= {"weight", "temperature"}:
+        w, t = float(value.get("weight", 0.5)), float(value.get("temperature", 4.0))
+    else:
+        raise ValueError(f"distill={value!r}: use a weight in (0, 1] or "
+                         "{'weight': 0.5, 'temperature': 4.0}")
+    if not (0 < w <= 1) or not t > 0:
+        raise ValueError(f"distill={value!r}: weight must be in (0, 1] and temperature > 0 "
+                         "(e.g. distill={'weight': 0.5, 'temperature': 4.0})")
+    return (w, t)
+
+
+def _from_logits(compile_config):
+    loss = (compile_config or {}).get("loss")
+    if isinstance(loss, dict):
+        return bool(loss.get("config", {}).get("from_logits", False))
+    return False
+
+
+def distillation_loss(weight, temperature, from_logits=False):
+    """Keras loss for knowledge distillation (Hinton et al. 2015).
+
+    ``y_true`` is ``[one-hot labels, teacher outputs]`` concatenated on the
+    last axis; the loss is ``(1 - weight) * CE(labels, student) + weight *
+    T**2 * KL(softmax(teacher / T) || softmax(student / T))``. Outputs are
+    probabilities unless `from_logits`.
+    """
+    import tensorflow as tf
+
+    def loss(y_true, y_pred):
+        c = tf.shape(y_pred)[-1]
+        labels, teacher = y_true[..., :c], y_true[..., c:]
+        if from_logits:
+            s_log, t_log = y_pred, teacher
+        else:
+            s_log = tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
+            t_log = tf.math.log(tf.clip_by_value(teacher, 1e-7, 1.0))
+        hard = -tf.reduce_sum(labels * tf.nn.log_softmax(s_log), -1)
+        t_soft = tf.nn.softmax(t_log / temperature)
+        kl = tf.reduce_sum(t_soft * (tf.nn.log_softmax(t_log / temperature)
+                                     - tf.nn.log_softmax(s_log / temperature)), -1)
+        return (1.0 - weight) * hard + weight * temperature ** 2 * kl
+
+    return loss
+
+
+def _with_cosine(compile_config, steps):
+    cfg = copy.deepcopy(compile_config)
+    opt = cfg["optimizer"]
+    conf = opt["config"] if isinstance(opt, dict) else None
+    if conf is None or "learning_rate" not in conf:
+        raise ValueError("lr_schedule='cosine' needs a compiled optimizer with a "
+                         "learning_rate (compile the model with e.g. Adam(1e-3))")
+    lr = conf["learning_rate"]
+    if isinstance(lr, dict):  # already a schedule: its initial rate
+        lr = lr.get("config", {}).get("initial_learning_rate", 1e-3)
+    conf["learning_rate"] = keras.optimizers.schedules.serialize(
+        keras.optimizers.schedules.CosineDecay(float(lr), max(1, int(steps))))
+    return cfg
+
+
 def fit_once(model, data: Data, epochs: int, compile_config=None,
              fit_fn: Optional[Callable] = None, callbacks=(), verbose=0,
-             record_groups=None, shuffle=True) -> FitOutcome:
+             record_groups=None, shuffle=True, lr_schedule=None, distill=None,
+             teacher_outputs=None) -> FitOutcome:
     """Train `model` in place for `epochs` with a fresh optimizer.
 
     With `fit_fn`, calls ``fit_fn(model, data, epochs)`` where data is what the
@@ -443,9 +538,40 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
         target = RecordingModel(model, groups=record_groups)
         rec_cb = RecordingCallback(target)
         cbs.append(rec_cb)
-    recompile(target, compile_config)
+    cfg = compile_config
+    if lr_schedule == "cosine":
+        if data.kind == "numpy":
+            per_epoch = math.ceil(len(data) / data.batch_size)
+        else:
+            try:
+                per_epoch = len(data.source)
+            except TypeError:
+                n = int(data.source.cardinality()) if hasattr(data.source, "cardinality") else -1
+                if n < 0:
+                    raise ValueError("lr_schedule='cosine' needs data of known length "
+                                     "(numpy arrays, a PyDataset or a finite Dataset)")
+                per_epoch = n
+        cfg = _with_cosine(compile_config, per_epoch * epochs)
+    y = data.y if data.kind == "numpy" else None
+    if distill is not None:
+        if data.kind != "numpy" or teacher_outputs is None:
+            raise ValueError("distill= needs numpy (x, y) train_data (the teacher's "
+                             "outputs are computed once per sample)")
+        teacher_outputs = np.asarray(teacher_outputs, np.float32)
+        n_classes = teacher_outputs.shape[-1]
+        yy = np.asarray(data.y)
+        if yy.ndim == 2 and yy.shape[-1] == n_classes:
+            onehot = yy.astype(np.float32)
+        else:
+            onehot = np.eye(n_classes, dtype=np.float32)[yy.reshape(-1).astype(np.int64)]
+        y = np.concatenate([onehot, teacher_outputs], -1)
+        recompile(target, cfg)  # a fresh optimizer from the configuration
+        target.compile(optimizer=target.optimizer,
+                       loss=distillation_loss(distill[0], distill[1], _from_logits(cfg)))
+    else:
+        recompile(target, cfg)
     if data.kind == "numpy":
-        hist = target.fit(data.x, data.y, batch_size=data.batch_size, epochs=epochs,
+        hist = target.fit(data.x, y, batch_size=data.batch_size, epochs=epochs,
                           shuffle=shuffle, verbose=verbose, callbacks=cbs)
     else:
         # Datasets bring their own order (Keras ignores shuffle for them).
@@ -453,7 +579,7 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
                           shuffle=False)
     losses = [float(v) for v in hist.history.get("loss", [])]
     nan = nan_cb.hit or any(not math.isfinite(v) for v in losses) or not weights_finite(model)
-    if target is not model:
+    if target is not model or cfg is not compile_config or distill is not None:
         recompile(model, compile_config)
     return FitOutcome(epochs, nan, losses, rec_cb.result if rec_cb else None)
 

@@ -58,8 +58,9 @@ def lenet_iap():
 # 1. Prune LeNet-5 with IAP and deploy it to a microcontroller
 
 We train LeNet-5 on Fashion-MNIST, prune it with **IAP** (iterative
-activation-based pruning: each round removes the channels whose mean
-post-activation output is smallest, then retrains), and turn the result into a
+activation-based pruning: each round scores every channel by |activation x
+gradient of the loss| on a calibration slice, removes the weakest ones ranked
+over all layers, then retrains), and turn the result into a
 C array for TensorFlow Lite for Microcontrollers, checking its tensor arena and
 its int8 accuracy on the TFLite-Micro interpreter itself."""),
         new_code_cell(SETUP),
@@ -75,10 +76,14 @@ print(kprune.profile(model))'''),
         new_markdown_cell("""\
 ## Prune with IAP
 
-`rate=0.2` removes the 20% least-active channels of every prunable group per
-round; `target=0.01` keeps the model within one point of the baseline's
-validation accuracy (the last round that satisfies it is returned).
-`tensorboard_dir` logs every round for TensorBoard."""),
+`rate=0.2` removes the 20% weakest channels per round, ranked over all layers
+(scores divided by their layer's mean), so layers with many weak channels (the
+Dense layers here) shrink faster than conv1; `target=0.01` keeps the model
+within one point of the baseline's validation accuracy (every round runs, and
+the smallest model that satisfies it is returned). The paper's IAP is
+`criterion="mean_activation", allocation="layer"`; kprune's default measured
+better (BENCHMARKS.md, "Pruning quality"). `tensorboard_dir` logs every round
+for TensorBoard."""),
         new_code_cell('''\
 result = prune(model, "iap", train_data=(x_train, y_train), val_data=(x_val, y_val),
                epochs=1 if SMALL else 2, rounds=2 if SMALL else 8, rate=0.2,
@@ -161,10 +166,12 @@ result = prune(model, "aiap", train_data=(x_train, y_train), val_data=(x_val, y_
 print("\\n".join(result.summary().splitlines()[:6]))  # headline rows (per-layer rows follow)
 print("target reached:", result.target_reached, "|", result.reason)'''),
         new_markdown_cell("""\
-Every round, including the rejected ones. A round that overshoots the MACs
-target by more than `tolerance` (0.05) is rejected and AIAP halves its threshold
-step; with the few rounds of the small mode it may stop short of the target
-(the warning above says so), the full run has 15 rounds to converge."""),
+Every round, including the rejected ones. A round whose threshold would
+overshoot the MACs target is trimmed before retraining (the threshold is
+bisected down to the smallest one that still reaches the target; `tolerance`
+allows some overshoot), so AIAP lands on the target; with the few rounds of
+the small mode it may stop short of it (the warning above says so), the full
+run has 15 rounds to converge."""),
         new_code_cell('''\
 base = result.baseline
 table([(e["round"], e["status"], f"{e.get('threshold', 0):.3f}", f"{e['params']:,}",

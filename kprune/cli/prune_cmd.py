@@ -48,10 +48,11 @@ def define_flags(fv):
                         "accuracy_loss=0.01, params_reduction=0.8, macs_reduction=0.5, or "
                         "'none' (run every round); default: the method's own",
                         flag_values=fv)
-    flags.DEFINE_float("rate", None, "ilp/iap: fraction of each group's channels removed "
-                       "per round (default 0.1)", flag_values=fv)
-    flags.DEFINE_string("criterion", None, "importance criterion: l1, l2, mean_activation, "
-                        "attention, apoz (default: the method's)", flag_values=fv)
+    flags.DEFINE_float("rate", None, "ilp/iap: fraction of the channels removed per round "
+                       "(default 0.1)", flag_values=fv)
+    flags.DEFINE_string("criterion", None, "importance criterion: l1, l2, taylor, "
+                        "mean_activation, attention, apoz (default: the method's)",
+                        flag_values=fv)
     flags.DEFINE_list("ignored_layers", [], "comma-separated layer names never pruned",
                       flag_values=fv)
     flags.DEFINE_integer("min_channels", None, "keep at least this many channels per layer",

@@ -35,10 +35,12 @@ TARGET_KINDS = ("accuracy_loss", "params_reduction", "macs_reduction")
 
 #: Options every method understands, with their defaults.
 DEFAULT_OPTIONS = {
-    "criterion": None,          # method default (ilp: 'l1', iap/aiap: 'mean_activation')
+    "criterion": None,          # method default (ilp: 'l1', iap/aiap: 'taylor')
     "p": None,                  # power of the activation criterion
     "aggregate": "sum",         # member aggregation: sum | mean | max | callable
-    "rate": 0.1,                # ILP/IAP: per-round percentile (fraction of alive units)
+    "rate": 0.1,                # ILP/IAP: per-round fraction of alive units to remove
+    "allocation": None,         # ILP/IAP: 'layer' (paper: rate per group) | 'global' (method default)
+    "max_round_fraction": None,  # cap on the fraction of a group's units one round may remove
     "round_to": None,           # keep channel counts multiples of N
     "min_channels": 1,
     "max_fraction": None,       # float, or {layer name: fraction} of the original width
@@ -53,10 +55,16 @@ DEFAULT_OPTIONS = {
     "bn_recalibration": True,   # re-estimate BatchNorm moving statistics after each retraining
     "recording": "calibration",  # 'calibration' pass | 'fit' (training passes)
     "complexity_aware": None,   # None | 'params' | 'flops' | 'memory'
-    "patience": 2,              # ILP/IAP: stop after this many consecutive rounds that break the target
+    "patience": 0,              # ILP/IAP: stop after this many consecutive rounds that break
+                                # the target (0: run every round, return the smallest feasible)
+    "lr_schedule": None,        # None/'constant' | 'cosine': learning rate within each retraining
+    "distill": None,            # None | weight | {'weight': w, 'temperature': T}: KD from the unpruned model
+    "finetune_epochs": 0,       # final fine-tuning of the returned model (counted in the budget)
     "step": None,               # AIAP threshold step (None: auto)
     "max_retries": 3,           # AIAP retries (step halvings) at one round
-    "tolerance": 0.05,          # AIAP reduction targets: allowed overshoot
+    "max_round_reduction": None,  # AIAP: at most this fraction of the params (MACs) per round
+                                  # (None: 0.5, measured; 1.0: no cap)
+    "tolerance": 0.0,           # AIAP reduction targets: allowed overshoot (0: land on the target)
     "validation_split": 0.1,    # when val_data is None (numpy train data only)
     "deterministic": True,      # tf op determinism when seed is set
     "verbose": 0,
@@ -149,14 +157,20 @@ class PruneContext:
     round_hooks = ()
 
     def __init__(self, model, method, train_data, val_data, epochs, rounds, target,
-                 out_dir, fit_fn, options, default_criterion="l1", target_default=("accuracy_loss", 0.01)):
+                 out_dir, fit_fn, options, default_criterion="l1", target_default=("accuracy_loss", 0.01),
+                 default_allocation="layer"):
         unknown = set(options) - set(DEFAULT_OPTIONS)
         if unknown:
             raise TypeError(f"unknown option(s) {sorted(unknown)} for kprune.prune; "
                             f"known options: {sorted(DEFAULT_OPTIONS)}")
         opts = dict(DEFAULT_OPTIONS)
         opts.update(options)
+        if not opts["criterion"] and default_criterion == "taylor" and (
+                getattr(model, "loss", None) is None):
+            # Taylor needs the loss; an uncompiled model (fit_fn) gets the paper's score.
+            default_criterion = "mean_activation"
         opts["criterion"] = opts["criterion"] or default_criterion
+        opts["allocation"] = opts["allocation"] or default_allocation
         opts["ignored_layers"] = list(opts["ignored_layers"] or ())
         self.opts = opts
         self.method = method
@@ -182,6 +196,26 @@ class PruneContext:
                 raise NotImplementedError(
                     "complexity_aware needs kprune.methods.complexity, which is not "
                     "available in this installation") from e
+        if opts["allocation"] not in ("layer", "global"):
+            raise ValueError(f"allocation must be 'layer' (the paper's per-group rate) or "
+                             f"'global' (one ranking over all groups), got {opts['allocation']!r}")
+        mrf = opts["max_round_fraction"]
+        if mrf is not None and not (isinstance(mrf, (int, float)) and 0 < mrf <= 1):
+            raise ValueError(f"max_round_fraction must be None or in (0, 1], got {mrf!r}")
+        mrr = opts["max_round_reduction"]
+        if mrr is not None and not (isinstance(mrr, (int, float)) and 0 < mrr <= 1):
+            raise ValueError(f"max_round_reduction must be None or in (0, 1] (1.0: no cap), "
+                             f"got {mrr!r}")
+        training.check_lr_schedule(opts["lr_schedule"])
+        self.distill = training.parse_distill(opts["distill"])
+        if int(opts["finetune_epochs"]) < 0:
+            raise ValueError(f"finetune_epochs must be >= 0, got {opts['finetune_epochs']}")
+        if (self.distill or opts["lr_schedule"] == "cosine") and fit_fn is not None:
+            raise ValueError("distill= and lr_schedule= need kprune's own training loop; "
+                             "they cannot be combined with fit_fn")
+        if opts["criterion"] == "taylor" and fit_fn is not None and \
+                getattr(model, "loss", None) is None:
+            raise ValueError("criterion='taylor' needs the model's loss: compile the model")
         if opts["round_to"] is not None and int(opts["round_to"]) < 1:
             raise ValueError(f"round_to must be a positive integer, got {opts['round_to']}")
         # Training configuration.
@@ -206,6 +240,10 @@ class PruneContext:
         for data, what in ((train, "train_data"), (val, "val_data")):
             training.check_label_format(model, data, self.compile_config, what)
         self.train, self.val = train, val
+        if self.distill and train.kind != "numpy":
+            raise ValueError("distill= needs numpy (x, y) train_data (the teacher's outputs "
+                             "are computed once per training sample)")
+        self._teacher_outputs = None
         self.user_train = train_data
         self.calibration = training.subset(train, int(opts["calibration_samples"]), opts["seed"] or 0)
         # State.
@@ -330,10 +368,15 @@ class PruneContext:
 
     def scores(self, model, analysis) -> Dict[int, np.ndarray]:
         """{group index: per-unit importance} under the method's criterion."""
-        from kprune.criteria import group_scores
+        from kprune.criteria import GRADIENT_CRITERIA, group_scores, taylor_scores
 
         stats = None
-        if self.uses_activations():
+        if self.opts["criterion"] in GRADIENT_CRITERIA:
+            if self.compile_config is not None and getattr(model, "loss", None) is None:
+                training.recompile(model, self.compile_config)
+            stats = taylor_scores(model, self.calibration, analysis.groups, analysis=analysis,
+                                  aggregate=self.opts["aggregate"], strategy=self.strategy)
+        elif self.uses_activations():
             stats = self.current_stats if model is self.current else None
             if stats is None or self.opts["recording"] == "calibration":
                 from kprune.distribute import record_activations
@@ -375,7 +418,8 @@ class PruneContext:
         mean = float(np.mean(list(w.values()))) or 1.0
         return {k: float(v) / mean for k, v in w.items()}
 
-    def propose(self, model, select: Callable, round_index: int, analysis=None) -> Proposal:
+    def propose(self, model, select: Callable, round_index: int, analysis=None,
+                scores=None) -> Proposal:
         """Prune `model` with `select(group, scores) -> candidate mask`.
 
         Applies min_channels / max_fraction / round_to, removes the channels
@@ -383,12 +427,13 @@ class PruneContext:
         removed).
         """
         analysis = analysis or self.analyze(model)
-        scores = self.scores(model, analysis)
+        scores = self.scores(model, analysis) if scores is None else scores
         rng = np.random.default_rng((self.opts["seed"] or 0) * 1000 + round_index)
         removal, removed = {}, {}
         for g in analysis.groups:
             s = scores[g.index]
-            cand = np.asarray(select(g, s), bool)
+            cand = selection.cap_candidates(s, np.asarray(select(g, s), bool),
+                                            self.opts["max_round_fraction"])
             units = selection.limit_removal(
                 s, cand, self.original_width(g), self.opts["min_channels"],
                 self.max_fraction_of(g), self.opts["round_to"], rng)
@@ -411,14 +456,54 @@ class PruneContext:
         model = proposal.model
         if proposal.rewind_model is not None:
             model.set_weights(proposal.rewind_model.get_weights())
-        out = training.fit_once(model, self.train, self.epochs, self.compile_config,
-                                self.fit_fn, verbose=self.verbose,
-                                record_groups=self._record_groups(model))
+        out = self._fit(model, self.epochs)
         proposal.stats = out.stats
         if not out.nan and self.opts["bn_recalibration"]:
             self._seed(round_index)
             training.recalibrate_batchnorm(model, self.calibration)
         return out
+
+    def _fit(self, model, epochs, record=True):
+        teacher = None
+        if self.distill:
+            if self._teacher_outputs is None:
+                base = self.model_of_round(0)
+                self._teacher_outputs = base.predict(self.train.x, batch_size=1024, verbose=0)
+            teacher = self._teacher_outputs
+        return training.fit_once(model, self.train, epochs, self.compile_config,
+                                 self.fit_fn, verbose=self.verbose,
+                                 record_groups=self._record_groups(model) if record else None,
+                                 lr_schedule=self.opts["lr_schedule"], distill=self.distill,
+                                 teacher_outputs=teacher)
+
+    def finetune(self):
+        """``finetune_epochs``: train the model to return once more and record
+        it as a round of status 'finetuned' (its epochs count in the budget)."""
+        n = int(self.opts["finetune_epochs"])
+        if n <= 0 or self.best_round == 0 or any(e["status"] == "finetuned" for e in self.history):
+            return
+        t0 = time.time()
+        r = self.history[-1]["round"] + 1
+        self._seed(r)
+        src = self.model_of_round(self.best_round)
+        model = keras.models.clone_model(src)
+        model.set_weights(src.get_weights())
+        if self.compile_config is not None:
+            training.recompile(model, self.compile_config)
+        out = self._fit(model, n, record=False)
+        if out.nan:
+            warnings.warn("kprune: the final fine-tuning produced NaN; returning the "
+                          "model before it", RuntimeWarning, stacklevel=2)
+            return
+        if self.opts["bn_recalibration"]:
+            training.recalibrate_batchnorm(model, self.calibration)
+        entry = {"round": r, "status": "finetuned", "from_round": self.best_round,
+                 "epochs": n, "removed": 0, "val_accuracy": self.evaluate(model)}
+        entry.update(measure(model))
+        entry["feasible"] = self.meets_target(entry)
+        entry["time_s"] = time.time() - t0
+        keep = entry["feasible"] or not self.target or self.target[0] != "accuracy_loss"
+        self.commit(entry, Proposal(model, {}, {}), accept=True, best=keep)
 
     def evaluate(self, model) -> float:
         """Top-1 accuracy on the validation data."""
@@ -533,6 +618,7 @@ class PruneContext:
         from kprune.result import PruneResult
 
         if not self.done:
+            self.finetune()
             self.done = True
             self.reason = reason
             if self.ckpt is not None:
@@ -551,7 +637,8 @@ class PruneContext:
         if self.target is None:
             return True
         for e in self.history:
-            if e["round"] == self.best_round and e["status"] in ("accepted", "baseline"):
+            if e["round"] == self.best_round and e["status"] in ("accepted", "baseline",
+                                                                  "finetuned"):
                 if self.target[0] == "accuracy_loss":
                     return e["feasible"]
                 return self.reduction(e, self.target[0]) >= self.target[1] - 1e-12

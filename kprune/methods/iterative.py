@@ -1,12 +1,21 @@
 """The ILP / IAP schedule: per-round percentile pruning of every group.
 
-Per round: score every group, remove the units at or below the ``rate``-th
-percentile of the group's scores (scaled by complexity weights when
-``complexity_aware`` is set), retrain, evaluate. Stops after ``rounds``, when
-nothing can be removed any more, after ``patience`` consecutive rounds that
-violate an accuracy target (pruning continues from a violating round, whose
-retraining may recover), or when a reduction target is reached. Returns the
-last round that met the target.
+Per round: score every group and remove units, then retrain and evaluate.
+Which units (``allocation``):
+
+* ``'layer'`` (the paper's rule): in every group the ``round(rate * n)``
+  lowest-scoring of its n alive units (the rate scaled by complexity weights
+  when ``complexity_aware`` is set);
+* ``'global'``: one ranking over all groups of the scores divided by their
+  group's mean; the lowest ``rate`` of all alive units go, so a layer loses
+  units in proportion to how weak they are, not at a fixed rate.
+
+``max_round_fraction`` caps what any group loses in one round. Stops after
+``rounds``, when nothing can be removed any more, after ``patience``
+consecutive rounds that violate an accuracy target (default 0: never; pruning
+continues from a violating round, whose retraining may recover), or when a
+reduction target is reached. Returns the smallest (last) round that met the
+target.
 """
 
 import warnings
@@ -31,11 +40,24 @@ def run_iterative(ctx):
         analysis = ctx.analyze(model)
         weights = ctx.complexity_weights(model, analysis)
 
-        def select(group, scores, weights=weights):
-            q = rate if weights is None else min(1.0, rate * float(weights.get(group.index, 1.0)))
-            return selection.percentile_candidates(scores, q)
+        scores = None
+        if ctx.opts["allocation"] == "global":
+            scores = ctx.scores(model, analysis)
+            if weights is not None:  # complexity_aware: heavier groups rank lower
+                ranked = {k: v / max(float(weights.get(k, 1.0)), 1e-12)
+                          for k, v in scores.items()}
+            else:
+                ranked = scores
+            chosen = selection.global_candidates(ranked, rate)
 
-        proposal = ctx.propose(model, select, r, analysis)
+            def select(group, scores):
+                return chosen[group.index]
+        else:
+            def select(group, scores, weights=weights):
+                q = rate if weights is None else min(1.0, rate * float(weights.get(group.index, 1.0)))
+                return selection.percentile_candidates(scores, q)
+
+        proposal = ctx.propose(model, select, r, analysis, scores=scores)
         if proposal.model is None:
             return ctx.finish(_reason(ctx, f"round {r}: no channel can be removed any more "
                                       "(min_channels / max_fraction / round_to limits)"))

