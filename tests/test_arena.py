@@ -1,0 +1,89 @@
+"""kprune.bench.arena_estimate against the real TFLite-Micro recording allocator."""
+
+import keras
+import numpy as np
+import pytest
+
+import kprune
+from kprune.bench import arena, arena_estimate, flatbuffer, tflm
+from kprune.export import to_tflite
+
+pytest.importorskip("tflite_micro")
+
+
+def _residual_dw(width=8):
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inp)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    y = keras.layers.Conv2D(width, 1)(y)
+    x = keras.layers.Add()([x, y])
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x))
+
+
+def _lenet(width=6):
+    inp = keras.Input((20, 20, 1))
+    x = keras.layers.Conv2D(width, 5, padding="same", activation="relu")(inp)
+    x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(12, activation="relu")(x)
+    return keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def _flat(model):
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    x = np.random.default_rng(0).random((16,) + shape, dtype=np.float32)
+    return to_tflite(model, "int8", representative_data=x)
+
+
+@pytest.fixture(scope="module")
+def flats():
+    keras.utils.set_random_seed(0)
+    return [_flat(_residual_dw(8)), _flat(_residual_dw(5)), _flat(_lenet(6)), _flat(_lenet(3))]
+
+
+def test_estimate_matches_the_recording_allocator(flats):
+    for flat in flats:
+        e = arena_estimate(flat, detail=True)
+        r = tflm.arena_report(flat)
+        assert e.head_bytes == r.head_bytes  # the greedy plan is replayed exactly
+        assert abs(e.total_bytes - r.total_bytes) <= 0.02 * r.total_bytes
+        assert e.unmodelled_ops == []
+
+
+def test_estimate_within_two_percent_of_the_smallest_working_arena(flats):
+    flat = flats[0]
+    smallest = tflm.min_arena_bytes(flat, resolution=8)
+    assert abs(arena_estimate(flat) - smallest) <= 0.02 * smallest
+
+
+def test_keras_model_is_converted_first():
+    keras.utils.set_random_seed(0)
+    model = _lenet(4)
+    assert arena_estimate(model) == arena_estimate(_flat(model))
+
+
+def test_planner_places_largest_first_into_gaps():
+    bufs = [arena.Buffer(0, 32, 0, 1), arena.Buffer(1, 64, 1, 2), arena.Buffer(2, 16, 2, 3),
+            arena.Buffer(3, 32, 3, 4)]
+    head = arena.plan(bufs)
+    assert [b.offset for b in bufs] == [64, 0, 64, 0]
+    assert head == 96
+
+
+def test_bad_inputs_raise_clear_errors(flats):
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        arena_estimate(flats[0][: len(flats[0]) // 3])
+    with pytest.raises(ValueError, match="TFL3"):
+        arena_estimate(b"not a flatbuffer at all")
+    with pytest.raises(TypeError, match="model_or_bytes must be"):
+        arena_estimate("model.tflite")
+    with pytest.raises(TypeError, match="tflite_bytes must be"):
+        flatbuffer.parse(123)
+
+
+def test_parse_reads_ops_and_shapes(flats):
+    g = flatbuffer.parse(flats[2])
+    assert [op.name for op in g.operators][:2] == ["CONV_2D", "AVERAGE_POOL_2D"]
+    assert g.tensors[g.inputs[0]].shape == (1, 20, 20, 1)
