@@ -87,3 +87,51 @@ def test_parse_reads_ops_and_shapes(flats):
     g = flatbuffer.parse(flats[2])
     assert [op.name for op in g.operators][:2] == ["CONV_2D", "AVERAGE_POOL_2D"]
     assert g.tensors[g.inputs[0]].shape == (1, 20, 20, 1)
+
+
+def _arena_model():
+    inp = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inp)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="out")(x))
+
+
+def test_arena_target_is_met_on_the_runtime():
+    from kprune.methods.complexity import arena_of, plan_arena_pruning
+
+    keras.utils.set_random_seed(0)
+    model = _arena_model()
+    budget = int(arena_of(model) * 0.6)
+    small, steps = plan_arena_pruning(model, budget, reinit=False, step_fraction=0.25)
+    measured = tflm.tflm_arena_bytes(_flat(small))
+    assert steps[-1]["arena_measured"] == measured
+    assert 0.9 * budget <= measured <= budget
+
+
+def test_arena_target_errors():
+    from kprune.methods.complexity import plan_arena_pruning
+
+    keras.utils.set_random_seed(0)
+    model = _arena_model()
+    with pytest.raises(ValueError, match="smallest reachable TFLite-Micro arena is"):
+        plan_arena_pruning(model, 100)
+    for bad in (0, -5, "32k", True):
+        with pytest.raises(ValueError, match="target_arena_bytes=.* must be a positive number"):
+            plan_arena_pruning(model, bad)
+
+
+def test_prune_complexity_with_an_arena_budget():
+    keras.utils.set_random_seed(0)
+    model = _arena_model()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((64, 16, 16, 1), dtype=np.float32)
+    y = np.arange(64) % 3
+    from kprune.methods.complexity import arena_of
+
+    budget = int(arena_of(model) * 0.6)
+    r = kprune.prune(model, "complexity", mode="memory", target_arena_bytes=budget,
+                     step_fraction=0.25, train_data=(x[:48], y[:48]),
+                     val_data=(x[48:], y[48:]), epochs=1, batch_size=16, seed=0)
+    assert 0.9 * budget <= r.final["arena_measured"] <= budget
+    assert tflm.tflm_arena_bytes(_flat(r.model)) == r.final["arena_measured"]

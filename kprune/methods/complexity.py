@@ -49,8 +49,8 @@ from kprune.profile import profile
 from kprune.surgery import remove_channels
 
 __all__ = ["COMPLEXITY_OPTIONS", "complexity", "complexity_steps",
-           "complexity_weights", "group_complexity", "measure", "minimal_model",
-           "plan_complexity_pruning", "reinitialize"]
+           "arena_of", "complexity_weights", "group_complexity", "measure", "minimal_model",
+           "plan_arena_pruning", "plan_complexity_pruning", "reinitialize"]
 
 #: absolute-budget argument -> the resource it bounds.
 ABSOLUTE_TARGETS = {"target_params": "params", "target_macs": "flops",
@@ -202,6 +202,7 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
                             ignored_layers: Sequence[str] = (),
                             memory_dtype: str = "float32",
                             reinit: bool = True,
+                            target_arena_bytes: Optional[int] = None,
                             ) -> Tuple[keras.Model, List[dict]]:
     """Chooses the pruned architecture by complexity-weighted random draws.
 
@@ -223,6 +224,9 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
         memory_dtype: 'float32' or 'int8' activations for the memory budget.
         reinit: re-initialise the weights of the returned model (the method
             trains it from scratch); False keeps the sliced original weights.
+        target_arena_bytes: TFLite-Micro tensor arena budget in bytes (int8
+            model): the returned model's arena, measured by the real runtime,
+            is <= this and >= 0.9 of it (see `plan_arena_pruning`).
 
     Returns:
         (pruned model, steps): `steps[0]` is the original model, one entry per
@@ -241,6 +245,11 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
         >>> [s["group"] for s in steps[1:4]]
         ['fc1', 'fc1', 'fc2']
     """
+    if target_arena_bytes is not None:
+        return plan_arena_pruning(model, target_arena_bytes, mode=mode or "memory",
+                                  step_fraction=step_fraction, seed=seed,
+                                  min_channels=min_channels, ignored_layers=ignored_layers,
+                                  reinit=reinit)
     absolute = {"target_params": target_params, "target_macs": target_macs,
                 "target_memory_bytes": target_memory_bytes}
     mode = _resolve_mode(mode, absolute)
@@ -353,6 +362,175 @@ def reinitialize(model, seed: Optional[int] = 0) -> keras.Model:
     return fresh
 
 
+# -- TFLite-Micro arena budget (target_arena_bytes) ------------------------------
+
+#: The returned model's arena must be within this fraction below the budget.
+ARENA_TOLERANCE = 0.1
+#: The search aims this fraction below the budget: after training, the same
+#: architecture can convert to a slightly different flatbuffer (tens of bytes).
+ARENA_MARGIN = 0.01
+
+
+def _check_arena_target(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0:
+        raise ValueError(
+            f"target_arena_bytes={value!r} must be a positive number of bytes: the "
+            "TFLite-Micro tensor arena the int8 model must fit, e.g. 32 * 1024")
+    return int(value)
+
+
+def _int8_flat(model):
+    from kprune.bench.arena import _synthetic_calibration
+    from kprune.export.tflite import to_tflite
+
+    return to_tflite(model, "int8", representative_data=_synthetic_calibration(model))
+
+
+def arena_of(model) -> int:
+    """Estimated TFLite-Micro arena bytes of `model` converted to int8
+    (`kprune.bench.arena_estimate`; exact on the tested models).
+
+    Example:
+        >>> arena_of(kprune.zoo.lenet5())
+        10352
+    """
+    from kprune.bench.arena import estimate
+
+    return estimate(_int8_flat(model)).total_bytes
+
+
+def _measured_arena(model) -> int:
+    from kprune.bench.tflm import arena_report
+
+    return arena_report(_int8_flat(model)).total_bytes
+
+
+def plan_arena_pruning(model, target_arena_bytes: int, mode: str = "memory",
+                       step_fraction: float = 0.1, seed: int = 0, min_channels: int = 1,
+                       ignored_layers: Sequence[str] = (), reinit: bool = True,
+                       verify: bool = True) -> Tuple[keras.Model, List[dict]]:
+    """Complexity-driven draws until the int8 model's TFLite-Micro arena fits
+    `target_arena_bytes`, landing within `ARENA_TOLERANCE` (10 %) below it.
+
+    The draws are `complexity_steps` (weighted by `mode`, 'memory' by default);
+    each step's peak int8 activation bytes, scaled by the arena/activation
+    ratio of the last exact check, predicts the arena, and only steps predicted
+    within 10 % of the budget are converted and priced exactly
+    (`kprune.bench.arena_estimate`). When a step jumps below 0.9 of the budget,
+    fewer channels of that step's group are removed (binary search). The model
+    chosen is verified with the real runtime (TFLM's recording allocator) when
+    `verify` is True; if the runtime disagrees, the draws go on.
+
+    Returns:
+        (model, steps) like `plan_complexity_pruning`; each step checked has
+        ``arena`` (estimated bytes), the last one ``arena_measured``.
+
+    Raises:
+        ValueError: a target that is not a positive number, or below the
+            smallest reachable arena (every group at `min_channels`); the
+            message gives that arena.
+
+    Example:
+        >>> small, steps = plan_arena_pruning(kprune.zoo.resnet20(), 32 * 1024)
+        >>> 0.9 * 32768 <= steps[-1]["arena_measured"] <= 32768
+        True
+    """
+    budget = _check_arena_target(target_arena_bytes)
+    mode = normalize_mode(mode)
+    _check_step_options(step_fraction, min_channels)
+    min_channels = int(min_channels)
+    ignored_layers = tuple(ignored_layers or ())
+    base = measure(model, "int8")
+    base_arena = arena_of(model)
+    analysis = analyze(model, ignored_layers)
+    steps = [{"step": 0, "group": None, "removed": 0, **base,
+              "reduction": _reductions(base, base), "widths": _widths(analysis),
+              "time_s": 0.0, "arena": base_arena,
+              "goals": [{"resource": "arena", "limit": budget,
+                         "argument": "target_arena_bytes", "requested": target_arena_bytes}]}]
+
+    def finish(current, record):
+        if verify:
+            record["arena_measured"] = _measured_arena(current)
+        return (reinitialize(current, seed) if reinit else current), steps
+
+    if base_arena <= budget:
+        steps[0]["note"] = ("the model already fits the arena budget; pruning cannot "
+                            "make an arena larger")
+        return finish(model, steps[0])
+    if not analysis.groups:
+        raise ValueError(f"model '{model.name}' has no prunable channel group; its arena "
+                         f"stays {base_arena:,} bytes > target_arena_bytes={budget:,}")
+    smallest = arena_of(minimal_model(model, min_channels, ignored_layers))
+    if smallest > budget:
+        raise ValueError(
+            f"target_arena_bytes={target_arena_bytes} cannot be reached: the smallest "
+            f"reachable TFLite-Micro arena is {smallest:,} bytes (every prunable group cut "
+            f"to min_channels={min_channels}; the model needs {base_arena:,}); ask for at "
+            f"least {smallest:,}")
+    low = (1.0 - ARENA_TOLERANCE) * budget
+    budget = int(budget * (1.0 - ARENA_MARGIN))  # the search's own, slightly lower aim
+    ratio = base_arena / max(base["memory"], 1)
+    prev, start = model, time.perf_counter()
+    for current, record in complexity_steps(model, mode, seed=seed,
+                                            step_fraction=step_fraction,
+                                            min_channels=min_channels,
+                                            ignored_layers=ignored_layers,
+                                            memory_dtype="int8"):
+        record["reduction"] = _reductions(record, base)
+        steps.append(record)
+        if record["memory"] * ratio > 1.1 * budget:
+            prev = current
+            continue
+        exact = arena_of(current)
+        record["arena"] = exact
+        ratio = exact / max(record["memory"], 1)
+        if exact > budget:
+            prev = current
+            continue
+        if exact < low and record["removed"] > 1:
+            current, exact = _fewer_from_group(prev, record, budget, low, seed,
+                                               ignored_layers, exact, current)
+            record["arena"] = exact
+            values = measure(current, "int8")
+            record.update(values, reduction=_reductions(values, base),
+                          widths=_widths(analyze(current, ignored_layers)))
+        if verify:
+            measured = _measured_arena(current)
+            record["arena_measured"] = measured
+            if measured > budget:  # the estimator was wrong: keep drawing
+                prev = current
+                continue
+        record["time_s"] = time.perf_counter() - start
+        return (reinitialize(current, seed) if reinit else current), steps
+    raise RuntimeError("every group is at min_channels but the arena budget is not met; "
+                       "please report this model")
+
+
+def _fewer_from_group(prev, record, budget, low, seed, ignored_layers, exact, current):
+    """The last step overshot below `low`: remove fewer channels of its group
+    from `prev` (binary search on the count); the best arena <= budget wins."""
+    analysis = analyze(prev, ignored_layers)
+    group = next(g for g in analysis.groups if g.name == record["group"])
+    rng = np.random.default_rng(seed + record["step"])
+    order = rng.permutation(group.channels)
+    lo, hi = 0, int(record["removed"])  # hi channels: fits (below low)
+    best = (current, exact)
+    while hi - lo > 1:
+        k = (lo + hi) // 2
+        cand = remove_channels(prev, group.to_layer_indices(np.sort(order[:k])),
+                               analysis=analysis)
+        a = arena_of(cand)
+        if a <= budget:
+            hi, best = k, (cand, a)
+            if a >= low:
+                break
+        else:
+            lo = k
+    record["removed"] = hi
+    return best
+
+
 # -- the method behind kprune.prune(method='complexity') ------------------------
 
 #: Options of the complexity method, added to `kprune.prune`'s option table.
@@ -363,6 +541,7 @@ COMPLEXITY_OPTIONS = {
     "target_macs": None,
     "target_memory_bytes": None,
     "memory_dtype": "float32",    # activations the memory budget counts: float32 | int8
+    "target_arena_bytes": None,   # TFLite-Micro arena budget (int8), verified on the runtime
 }
 
 
@@ -412,7 +591,9 @@ def complexity(ctx):
     activation bytes)); ``{'params_reduction': r}`` / ``{'macs_reduction': r}``;
     absolute budgets ``target_params=``, ``target_macs=``,
     ``target_memory_bytes=`` (``memory_dtype='int8'`` to count int8
-    activations). Other options: ``step_fraction`` (0.1), ``seed``,
+    activations); ``target_arena_bytes=`` (the int8 model's TFLite-Micro
+    tensor arena, priced by `kprune.bench.arena_estimate` and verified on the
+    runtime: the result lies in [0.9 N, N]; see `plan_arena_pruning`). Other options: ``step_fraction`` (0.1), ``seed``,
     ``min_channels``, ``ignored_layers``.
 
     History: round 0 is the model as given (its validation accuracy as
@@ -433,14 +614,18 @@ def complexity(ctx):
         return ctx.finish(ctx.reason or "complexity-driven pruning done")
     opts = ctx.opts
     original = ctx.current
-    mode, target, absolute = _targets_from_ctx(ctx, original)
+    arena_budget = opts.get("target_arena_bytes")
+    if arena_budget is not None:
+        mode, target, absolute = normalize_mode(opts["mode"] or "memory"), None, {}
+    else:
+        mode, target, absolute = _targets_from_ctx(ctx, original)
     seed = opts["seed"] if opts["seed"] is not None else 0
     t0 = time.time()
     pruned, steps = plan_complexity_pruning(
         original, mode, target=target, step_fraction=opts["step_fraction"],
         seed=seed, min_channels=opts["min_channels"],
         ignored_layers=opts["ignored_layers"], memory_dtype=opts["memory_dtype"],
-        reinit=True, **absolute)
+        reinit=True, target_arena_bytes=arena_budget, **absolute)
     plan_time = time.time() - t0
     t1 = time.time()
     out = training.fit_once(pruned, ctx.train, ctx.epochs, ctx.compile_config,
@@ -453,11 +638,15 @@ def complexity(ctx):
     entry = {"round": 1, "removed": int(sum(removed.values())),
              "removed_by_group": removed, "mode": mode, "target": target,
              "budgets": {k: v for k, v in absolute.items() if v is not None},
+             "arena": steps[-1].get("arena"), "arena_measured": steps[-1].get("arena_measured"),
              "memory": steps[-1]["memory"], "memory_dtype": opts["memory_dtype"],
              "reduction": steps[-1]["reduction"], "steps": steps,
              "plan_time_s": plan_time, "train_time_s": train_time,
              "epochs": ctx.epochs, "losses": out.losses}
     entry.update(ctx_measure(pruned))
+    if arena_budget is not None:  # the trained model, as it will be deployed
+        entry["arena_measured"] = _measured_arena(pruned)
+        entry["arena_within_budget"] = entry["arena_measured"] <= arena_budget
     acc = float("nan") if out.nan else ctx.evaluate(pruned)
     if out.nan or acc != acc:
         entry.update({"status": "nan_discarded", "val_accuracy": None,
@@ -471,6 +660,8 @@ def complexity(ctx):
     result = ctx.finish(f"{mode} mode: {len(steps) - 1} steps, then trained "
                         f"from scratch for {ctx.epochs} epoch(s)")
     result.target = dict(entry["budgets"])
+    if arena_budget is not None:
+        result.target["target_arena_bytes"] = arena_budget
     if target is not None:
         result.target[f"{mode}_reduction"] = target
     return result
