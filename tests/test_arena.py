@@ -135,3 +135,57 @@ def test_prune_complexity_with_an_arena_budget():
                      val_data=(x[48:], y[48:]), epochs=1, batch_size=16, seed=0)
     assert 0.9 * budget <= r.final["arena_measured"] <= budget
     assert tflm.tflm_arena_bytes(_flat(r.model)) == r.final["arena_measured"]
+
+
+def _fake_latency(flat):
+    """A deterministic stand-in for a device: 1 us per 100 flatbuffer bytes."""
+    return len(flat) * 1e-8
+
+
+def test_latency_target_with_a_user_latency_fn():
+    from kprune.methods.complexity import plan_latency_pruning
+
+    keras.utils.set_random_seed(0)
+    model = _arena_model()
+    base_ms = _fake_latency(to_tflite(model)) * 1e3
+    target = 0.6 * base_ms
+    fast, steps = plan_latency_pruning(model, target, latency_fn=_fake_latency,
+                                       quantization=None, reinit=False, repeats=1)
+    achieved = _fake_latency(to_tflite(fast)) * 1e3
+    assert steps[-1]["latency_ms"] == pytest.approx(achieved)
+    assert 0.9 * target <= achieved <= target
+    assert set(steps[0]["latency_table_ms_per_channel"]) == {"c1", "c2"}
+
+
+def test_latency_target_errors():
+    from kprune.methods.complexity import plan_latency_pruning
+
+    keras.utils.set_random_seed(0)
+    model = _arena_model()
+    kw = dict(quantization=None, reinit=False, repeats=1)
+    with pytest.raises(ValueError, match="target_latency_ms=-1 must be a positive"):
+        plan_latency_pruning(model, -1, latency_fn=_fake_latency, **kw)
+    with pytest.raises(ValueError, match="latency_fn returned 'fast'"):
+        plan_latency_pruning(model, 1.0, latency_fn=lambda f: "fast", **kw)
+    with pytest.raises(ValueError, match="latency_fn raised ZeroDivisionError"):
+        plan_latency_pruning(model, 1.0, latency_fn=lambda f: 1 / 0, **kw)
+    with pytest.raises(ValueError, match="must be a callable"):
+        plan_latency_pruning(model, 1.0, latency_fn=5, **kw)
+    with pytest.raises(ValueError, match="fastest reachable model"):
+        plan_latency_pruning(model, 1e-6, latency_fn=_fake_latency, **kw)
+
+
+def test_prune_complexity_latency_mode():
+    keras.utils.set_random_seed(0)
+    model = _arena_model()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((64, 16, 16, 1), dtype=np.float32)
+    y = np.arange(64) % 3
+    target = 0.6 * _fake_latency(to_tflite(model)) * 1e3
+    r = kprune.prune(model, "complexity", mode="latency", target_latency_ms=target,
+                     latency_fn=_fake_latency, latency_quantization=None,
+                     train_data=(x[:48], y[:48]), val_data=(x[48:], y[48:]), epochs=1,
+                     batch_size=16, seed=0)
+    assert 0.9 * target <= r.final["latency_ms"] <= target
+    with pytest.raises(ValueError, match="needs target_latency_ms"):
+        kprune.prune(model, "complexity", mode="latency", train_data=(x, y), epochs=1)

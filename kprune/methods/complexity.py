@@ -531,6 +531,177 @@ def _fewer_from_group(prev, record, budget, low, seed, ignored_layers, exact, cu
     return best
 
 
+# -- measured latency budget (target_latency_ms) ---------------------------------
+
+#: The returned model's measured latency must be within this fraction of the target.
+LATENCY_TOLERANCE = 0.1
+
+
+def default_latency_fn(quantization: Optional[str] = "int8", runs: int = 60):
+    """A ``latency_fn(tflite_bytes) -> seconds``: LiteRT on this host, 1 thread,
+    median of `runs` invokes (XNNPACK where it applies).
+
+    Example:
+        >>> fn = default_latency_fn()
+        >>> fn(kprune.export.to_tflite(model, "int8", representative_data=x)) < 0.01
+        True
+    """
+    from kprune.bench import litert
+
+    def latency_fn(tflite_bytes):
+        return litert.interleaved_latency([tflite_bytes], num_threads=1, warmup=10,
+                                          runs=runs, rounds=1)[0].median_ms / 1e3
+
+    latency_fn.quantization = quantization
+    return latency_fn
+
+
+def _flat_for(model, quantization):
+    from kprune.export.tflite import to_tflite
+
+    if quantization == "int8":
+        return _int8_flat(model)
+    return to_tflite(model, quantization)
+
+
+def _call_latency(latency_fn, flat, repeats):
+    vals = []
+    for _ in range(repeats):
+        try:
+            v = latency_fn(flat)
+        except Exception as err:  # noqa: BLE001 - the user's function
+            raise ValueError(f"latency_fn raised {type(err).__name__}: {err}; it must take "
+                             f"TFLite flatbuffer bytes and return seconds") from err
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) \
+                or v <= 0:
+            raise ValueError(f"latency_fn returned {v!r}: it must return the latency in "
+                             f"seconds as a positive finite number, e.g. 0.0042")
+        vals.append(float(v))
+    return float(np.median(vals))
+
+
+def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
+                         quantization: Optional[str] = "int8", seed: int = 0,
+                         step_fraction: float = 0.1, min_channels: int = 1,
+                         ignored_layers: Sequence[str] = (), reinit: bool = True,
+                         repeats: int = 3) -> Tuple[keras.Model, List[dict]]:
+    """Prunes until the model's *measured* latency is within
+    `LATENCY_TOLERANCE` (10 %) below `target_latency_ms`, NetAdapt-style.
+
+    A per-group latency table is measured first on the deploy runtime: for
+    every prunable group, the latency saved by halving it (``latency_fn`` on
+    the converted model; default LiteRT on this host, 1 thread, int8). Groups
+    are then drawn with probability proportional to the latency they still
+    save, `step_fraction` of a drawn group's channels removed per step, the
+    latency predicted from the table and re-measured (median of `repeats`
+    calls) when the prediction is within 10 % of the target; a step that
+    lands too low is redone with fewer channels (binary search).
+
+    Args:
+        latency_fn: ``f(tflite_bytes) -> seconds`` for the deploy target (a
+            phone or board); default `default_latency_fn`.
+        quantization: conversion for the latency (``'int8'`` or None/float32).
+
+    Raises:
+        ValueError: a bad target, a `latency_fn` that fails or returns no
+            positive seconds, or a target below the fastest reachable model
+            (every group at `min_channels`): the message gives that latency.
+
+    Example:
+        >>> fast, steps = plan_latency_pruning(model, target_latency_ms=0.5)
+        >>> steps[-1]["latency_ms"]
+        0.48
+    """
+    if isinstance(target_latency_ms, bool) or not isinstance(target_latency_ms, numbers.Real) \
+            or not target_latency_ms > 0:
+        raise ValueError(f"target_latency_ms={target_latency_ms!r} must be a positive number "
+                         f"of milliseconds (the measured latency the model must reach)")
+    if latency_fn is None:
+        latency_fn = default_latency_fn(quantization)
+    elif not callable(latency_fn):
+        raise ValueError(f"latency_fn={latency_fn!r} must be a callable "
+                         f"f(tflite_bytes) -> seconds")
+    _check_step_options(step_fraction, min_channels)
+    target = float(target_latency_ms) / 1e3
+    low = (1.0 - LATENCY_TOLERANCE) * target
+    ignored_layers = tuple(ignored_layers or ())
+    lat = lambda m: _call_latency(latency_fn, _flat_for(m, quantization), repeats)  # noqa: E731
+    base = measure(model)
+    analysis = analyze(model, ignored_layers)
+    l0 = lat(model)
+    steps = [{"step": 0, "group": None, "removed": 0, **base, "latency_ms": l0 * 1e3,
+              "widths": _widths(analysis), "reduction": _reductions(base, base)}]
+    if l0 <= target:
+        steps[0]["note"] = "the model already meets the latency target"
+        return (reinitialize(model, seed) if reinit else model), steps
+    fastest = lat(minimal_model(model, min_channels, ignored_layers))
+    if fastest > target:
+        raise ValueError(
+            f"target_latency_ms={target_latency_ms} cannot be reached: the fastest "
+            f"reachable model (every prunable group at min_channels={min_channels}) "
+            f"measures {fastest * 1e3:.4g} ms (the model: {l0 * 1e3:.4g} ms); ask for at "
+            f"least that")
+    # The latency table: what halving each group saves on the deploy runtime.
+    table, widths0 = {}, _widths(analysis)
+    for g in analysis.groups:
+        if g.channels <= min_channels:
+            continue
+        k = max(1, min(g.channels // 2, g.channels - min_channels))
+        half = remove_channels(model, g.to_layer_indices(range(g.channels - k, g.channels)),
+                               analysis=analysis)
+        table[g.name] = max(l0 - lat(half), 0.0) / k  # seconds per channel removed
+    steps[0]["latency_table_ms_per_channel"] = {k: v * 1e3 for k, v in table.items()}
+    rng = np.random.default_rng(seed)
+    current, predicted, scale = model, l0, 1.0
+    while True:
+        analysis = analyze(current, ignored_layers)
+        cands = [g for g in analysis.groups if g.channels > min_channels]
+        if not cands:
+            raise RuntimeError("every group is at min_channels before the latency target "
+                               "was met; please report this model")
+        w = np.array([table.get(g.name, 0.0) * g.channels for g in cands]) + 1e-12
+        group = cands[int(rng.choice(len(cands), p=w / w.sum()))]
+        k = min(max(1, int(np.floor(step_fraction * group.channels + 0.5))),
+                group.channels - min_channels)
+        order = rng.permutation(group.channels)
+
+        def cut(n):
+            return remove_channels(current, group.to_layer_indices(np.sort(order[:n])),
+                                   analysis=analysis)
+
+        nxt = cut(k)
+        predicted -= scale * table.get(group.name, 0.0) * k
+        record = {"step": len(steps), "group": group.name, "removed": int(k)}
+        if predicted <= 1.1 * target:
+            measured = lat(nxt)
+            scale *= max(l0 - measured, 1e-9) / max(l0 - predicted, 1e-9) if predicted < l0 \
+                else 1.0
+            predicted = measured
+            record["latency_ms"] = measured * 1e3
+            if measured <= target:
+                if measured < low and k > 1:  # too far: fewer channels of this group
+                    lo, hi, best = 0, k, (nxt, measured)
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        cand = cut(mid)
+                        m = lat(cand)
+                        if m <= target:
+                            hi, best = mid, (cand, m)
+                            if m >= low:
+                                break
+                        else:
+                            lo = mid
+                    nxt, measured = best
+                    record.update(removed=int(hi), latency_ms=measured * 1e3)
+                values = measure(nxt)
+                record.update(values, reduction=_reductions(values, base),
+                              widths=_widths(analyze(nxt, ignored_layers)))
+                steps.append(record)
+                return (reinitialize(nxt, seed) if reinit else nxt), steps
+        steps.append(record)
+        current = nxt
+
+
 # -- the method behind kprune.prune(method='complexity') ------------------------
 
 #: Options of the complexity method, added to `kprune.prune`'s option table.
@@ -542,6 +713,9 @@ COMPLEXITY_OPTIONS = {
     "target_memory_bytes": None,
     "memory_dtype": "float32",    # activations the memory budget counts: float32 | int8
     "target_arena_bytes": None,   # TFLite-Micro arena budget (int8), verified on the runtime
+    "target_latency_ms": None,    # measured latency budget (mode='latency')
+    "latency_fn": None,           # f(tflite_bytes) -> seconds; default LiteRT 1 thread
+    "latency_quantization": "int8",
 }
 
 
@@ -615,6 +789,9 @@ def complexity(ctx):
     opts = ctx.opts
     original = ctx.current
     arena_budget = opts.get("target_arena_bytes")
+    latency_target = opts.get("target_latency_ms")
+    if opts["mode"] == "latency" or latency_target is not None:
+        return _complexity_latency(ctx, original, latency_target)
     if arena_budget is not None:
         mode, target, absolute = normalize_mode(opts["mode"] or "memory"), None, {}
     else:
@@ -664,6 +841,37 @@ def complexity(ctx):
         result.target["target_arena_bytes"] = arena_budget
     if target is not None:
         result.target[f"{mode}_reduction"] = target
+    return result
+
+
+def _complexity_latency(ctx, original, latency_target):
+    from kprune import training
+    from kprune.methods.context import Proposal, measure as ctx_measure
+
+    if latency_target is None:
+        raise ValueError("mode='latency' needs target_latency_ms=<milliseconds> (the measured "
+                         "latency the pruned model must reach)")
+    opts = ctx.opts
+    seed = opts["seed"] if opts["seed"] is not None else 0
+    t0 = time.time()
+    pruned, steps = plan_latency_pruning(
+        original, latency_target, latency_fn=opts["latency_fn"],
+        quantization=opts["latency_quantization"], seed=seed,
+        step_fraction=opts["step_fraction"], min_channels=opts["min_channels"],
+        ignored_layers=opts["ignored_layers"], reinit=True)
+    out = training.fit_once(pruned, ctx.train, ctx.epochs, ctx.compile_config,
+                            ctx.fit_fn, verbose=ctx.verbose)
+    entry = {"round": 1, "mode": "latency", "target_latency_ms": latency_target,
+             "latency_ms": steps[-1]["latency_ms"], "steps": steps,
+             "epochs": ctx.epochs, "losses": out.losses}
+    entry.update(ctx_measure(pruned))
+    acc = float("nan") if out.nan else ctx.evaluate(pruned)
+    entry.update({"status": "accepted", "val_accuracy": acc, "feasible": acc == acc,
+                  "time_s": time.time() - t0})
+    ctx.commit(entry, Proposal(pruned, {}, {}), best=True)
+    result = ctx.finish(f"latency mode: {len(steps) - 1} steps to "
+                        f"{steps[-1]['latency_ms']:.4g} ms, then trained from scratch")
+    result.target = {"target_latency_ms": latency_target}
     return result
 
 

@@ -1,0 +1,237 @@
+"""Device budgets benchmark (issue 12): TFLite-Micro arena estimate vs the
+runtime, arena budgets as pruning targets, and latency on both runtimes.
+
+Sections (``--sections``, default all):
+
+* ``estimate``: `kprune.bench.arena_estimate` against TFLite-Micro's recording
+  allocator (allocated bytes) and the smallest working arena (binary search,
+  1-byte resolution) for LeNet-5, DS-CNN, ResNet-20 and MobileNetV2 (0.35, 96),
+  unpruned and L1-pruned at 30/50/70 % (`benchmarks/edge.py`'s pruning).
+* ``target``: `plan_arena_pruning` (complexity draws, memory mode) at arena
+  budgets, the result measured on the runtime; LeNet-5 and ResNet-20 also
+  through ``kprune.prune(..., 'complexity', target_arena_bytes=N)``, trained
+  on a Fashion-MNIST subset and evaluated on real test images.
+* ``latency``: LiteRT int8 (XNNPACK, 1 thread) and TFLite-Micro reference
+  kernels, each timed interleaved, speedup / MAC reduction of the pruned models.
+
+Usage:
+    python benchmarks/edge_arena.py                       # about 25 min on 2 shared cores
+    python benchmarks/edge_arena.py --sections estimate   # a few minutes
+
+Writes benchmarks/results/edge_arena.json and edge_arena.md (atomically).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..")))
+sys.path.insert(0, HERE)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import kprune  # noqa: E402
+import kprune.zoo  # noqa: E402
+from kprune.bench import arena_estimate, litert, tflm  # noqa: E402
+from kprune.checkpoint import atomic_write_text  # noqa: E402
+from kprune.export import to_tflite  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results")
+FRACTIONS = (0.3, 0.5, 0.7)
+
+
+def _mnv2():
+    return keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3),
+                                          weights=None, classes=10)
+
+
+FAMILIES = {
+    "lenet5": (kprune.zoo.lenet5, (28, 28, 1)),
+    "ds_cnn": (kprune.zoo.ds_cnn, (49, 10, 1)),
+    "resnet20": (kprune.zoo.resnet20, (32, 32, 3)),
+    "mobilenetv2-0.35-96": (_mnv2, (96, 96, 3)),
+}
+
+
+def family(name):
+    import edge
+
+    build, shape = FAMILIES[name]
+    keras.utils.set_random_seed(0)
+    model = build()
+    x = np.random.default_rng(0).random((64,) + shape, dtype=np.float32)
+    edge.recalibrate_batchnorm(model, x)
+    analysis = kprune.analyze(model)
+    out = [(name, model)]
+    for f in FRACTIONS:
+        out.append((f"{name}-l1-{int(f * 100)}",
+                    kprune.remove_channels(model, edge.l1_removal(model, f, analysis), analysis)))
+    return out, x[:32]
+
+
+def section_estimate(log):
+    rows, flats = [], {}
+    for fam in FAMILIES:
+        models, calib = family(fam)
+        for name, m in models:
+            flat = to_tflite(m, "int8", representative_data=calib)
+            flats[name] = (flat, m)
+            t = time.perf_counter()
+            est = arena_estimate(flat, detail=True)
+            est_s = time.perf_counter() - t
+            rep = tflm.arena_report(flat)
+            smallest = tflm.min_arena_bytes(flat, resolution=1)
+            rows.append({"model": name, "estimate": est.total_bytes, "head": est.head_bytes,
+                         "tail": est.tail_bytes, "measured": rep.total_bytes,
+                         "measured_head": rep.head_bytes, "smallest_working": smallest,
+                         "err_measured": est.total_bytes / rep.total_bytes - 1,
+                         "err_smallest": est.total_bytes / smallest - 1,
+                         "estimate_ms": est_s * 1e3})
+            log(f"{name}: est {est.total_bytes} meas {rep.total_bytes} min {smallest}")
+    return rows, flats
+
+
+def section_latency(flats, log, runs_litert=300, runs_tflm=10):
+    rows = []
+    for fam in FAMILIES:
+        names = [n for n in flats if n == fam or n.startswith(fam + "-l1-")]
+        fl = [flats[n][0] for n in names]
+        lit = litert.interleaved_latency(fl, num_threads=1, warmup=20, runs=runs_litert,
+                                         rounds=5)
+        mic = tflm.interleaved_latency(fl, runs=runs_tflm, warmup=1)
+        macs = [kprune.profile(flats[n][1]).macs for n in names]
+        for k, n in enumerate(names):
+            mac_red = macs[0] / macs[k]
+            s_l, s_m = lit[0].median_ms / lit[k].median_ms, mic[0].median_ms / mic[k].median_ms
+            rows.append({"model": n, "macs": int(macs[k]), "mac_reduction": mac_red,
+                         "litert_int8_ms": lit[k].median_ms, "tflm_ms": mic[k].median_ms,
+                         "litert_speedup": s_l, "tflm_speedup": s_m,
+                         "litert_speedup_per_mac": s_l / mac_red,
+                         "tflm_speedup_per_mac": s_m / mac_red})
+            log(f"{n}: MACx{mac_red:.2f} litert {s_l:.2f} tflm {s_m:.2f}")
+    return rows
+
+
+def section_target(log, epochs, train_n):
+    from kprune.datasets import load_fashion_mnist
+    from kprune.methods.complexity import plan_arena_pruning
+
+    rows = []
+    plan_cases = [("resnet20", 32 * 1024), ("mobilenetv2-0.35-96", 96 * 1024),
+                  ("ds_cnn", 16 * 1024)]
+    for fam, budget in plan_cases:
+        build, shape = FAMILIES[fam]
+        keras.utils.set_random_seed(0)
+        model = build()
+        t = time.time()
+        small, steps = plan_arena_pruning(model, budget, reinit=False)
+        rows.append({"model": fam, "how": "plan_arena_pruning (memory mode, seed 0)",
+                     "target": budget, "achieved": steps[-1]["arena_measured"],
+                     "start": steps[0]["arena"], "steps": len(steps) - 1,
+                     "exact_checks": sum("arena" in s for s in steps[1:]),
+                     "time_s": time.time() - t, "accuracy": None})
+        log(f"{fam} -> {budget}: {rows[-1]}")
+    (x, y), (xt, yt) = load_fashion_mnist()
+    x, y, xv, yv = x[:train_n], y[:train_n], x[50000:52000], y[50000:52000]
+    xt, yt = xt[:2000], yt[:2000]
+    for fam, budget, build in (("lenet5", 6 * 1024, kprune.zoo.lenet5),
+                               ("resnet20-fmnist", 24 * 1024,
+                                lambda: kprune.zoo.resnet20(input_shape=(28, 28, 1)))):
+        keras.utils.set_random_seed(0)
+        model = build()
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        t = time.time()
+        model.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+        base_acc = float(model.evaluate(xt, yt, verbose=0)[1])
+        base_arena = tflm.tflm_arena_bytes(to_tflite(model, "int8",
+                                                     representative_data=x[:200]))
+        r = kprune.prune(model, "complexity", mode="memory", target_arena_bytes=budget,
+                         train_data=(x, y), val_data=(xv, yv), epochs=epochs,
+                         batch_size=128, seed=0)
+        acc = float(r.model.evaluate(xt, yt, verbose=0)[1])
+        rows.append({"model": fam, "how": f"kprune.prune complexity memory mode, trained "
+                                          f"from scratch {epochs} epochs on {train_n} images",
+                     "target": budget, "achieved": r.final["arena_measured"],
+                     "start": base_arena, "steps": len(r.final["steps"]) - 1,
+                     "time_s": time.time() - t, "accuracy": acc,
+                     "baseline_accuracy": base_acc})
+        log(f"{fam} -> {budget}: {rows[-1]}")
+    return rows
+
+
+def markdown(res, command):
+    out = [f"Command: `{command}`  ", f"Host: {platform.machine()}, {os.cpu_count()} cores "
+           "(shared); tflite-micro reference kernels on the host; LiteRT XNNPACK 1 thread.", ""]
+    if "estimate" in res:
+        out += ["### TFLite-Micro arena: `arena_estimate` vs the runtime", "",
+                "| model | estimate (B) | recording allocator (B) | smallest working arena (B) "
+                "| error vs allocated | error vs smallest |", "|---|---:|---:|---:|---:|---:|"]
+        for r in res["estimate"]:
+            out.append(f"| {r['model']} | {r['estimate']:,} | {r['measured']:,} | "
+                       f"{r['smallest_working']:,} | {r['err_measured'] * 100:+.2f} % | "
+                       f"{r['err_smallest'] * 100:+.2f} % |")
+        worst = max(max(abs(r["err_measured"]), abs(r["err_smallest"])) for r in res["estimate"])
+        out += ["", f"Worst error: {worst * 100:.2f} %.", ""]
+    if "target" in res:
+        out += ["### Arena budget as a pruning target", "",
+                "| model | how | start (B) | target (B) | achieved, measured (B) | achieved / "
+                "target | top-1 (baseline) |", "|---|---|---:|---:|---:|---:|---|"]
+        for r in res["target"]:
+            acc = ("-" if r["accuracy"] is None else
+                   f"{r['accuracy'] * 100:.1f} % ({r['baseline_accuracy'] * 100:.1f} %)")
+            out.append(f"| {r['model']} | {r['how']} | {r['start']:,} | {r['target']:,} | "
+                       f"{r['achieved']:,} | {r['achieved'] / r['target']:.3f} | {acc} |")
+        out.append("")
+    if "latency" in res:
+        out += ["### Speedup per MAC reduction on both runtimes (L1 pruning)", "",
+                "| model | MAC reduction | LiteRT int8 ms | speedup | / MAC red. | TFLM ms | "
+                "speedup | / MAC red. |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["latency"]:
+            out.append(f"| {r['model']} | {r['mac_reduction']:.2f}x | {r['litert_int8_ms']:.3f} | "
+                       f"{r['litert_speedup']:.2f}x | {r['litert_speedup_per_mac']:.2f} | "
+                       f"{r['tflm_ms']:.2f} | {r['tflm_speedup']:.2f}x | "
+                       f"{r['tflm_speedup_per_mac']:.2f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sections", default="estimate,latency,target")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--train", type=int, default=12000)
+    p.add_argument("--out", default=RESULTS)
+    args = p.parse_args(argv)
+    sections = args.sections.split(",")
+    command = "python benchmarks/edge_arena.py " + " ".join(argv or sys.argv[1:])
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "edge_arena.json")
+    res = json.load(open(path)) if os.path.exists(path) else {}
+
+    def log(msg):
+        print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+    def save():
+        atomic_write_text(path, json.dumps(res, indent=1))
+        atomic_write_text(os.path.join(args.out, "edge_arena.md"), markdown(res, command))
+
+    flats = None
+    if "estimate" in sections or "latency" in sections:
+        res["estimate"], flats = section_estimate(log)
+        save()
+    if "latency" in sections:
+        res["latency"] = section_latency(flats, log)
+        save()
+    if "target" in sections:
+        res["target"] = section_target(log, args.epochs, args.train)
+        save()
+
+
+if __name__ == "__main__":
+    main()
