@@ -11,6 +11,8 @@ Sections (``--sections``, default all):
   budgets, the result measured on the runtime; LeNet-5 and ResNet-20 also
   through ``kprune.prune(..., 'complexity', target_arena_bytes=N)``, trained
   on a Fashion-MNIST subset and evaluated on real test images.
+* ``latency_target``: `plan_latency_pruning` to half the measured LiteRT int8
+  latency of ResNet-20 and MobileNetV2, verified interleaved with the original.
 * ``latency``: LiteRT int8 (XNNPACK, 1 thread) and TFLite-Micro reference
   kernels, each timed interleaved, speedup / MAC reduction of the pruned models.
 
@@ -165,6 +167,36 @@ def section_target(log, epochs, train_n):
     return rows
 
 
+def section_latency_target(log, fraction=0.5):
+    """plan_latency_pruning to `fraction` of the measured LiteRT int8 latency,
+    verified with interleaved medians against the original."""
+    from kprune.methods.complexity import _int8_flat, plan_latency_pruning
+
+    rows = []
+    for fam in ("resnet20", "mobilenetv2-0.35-96"):
+        build, shape = FAMILIES[fam]
+        keras.utils.set_random_seed(0)
+        model = build()
+        base_flat = _int8_flat(model)
+        base_ms = litert.interleaved_latency([base_flat], runs=200, rounds=2)[0].median_ms
+        target = fraction * base_ms
+        t = time.time()
+        fast, steps = plan_latency_pruning(model, target, reinit=False)
+        plan_s = time.time() - t
+        flat = _int8_flat(fast)
+        b, a = litert.interleaved_latency([base_flat, flat], runs=600, rounds=6)
+        macs0, macs1 = kprune.profile(model).macs, kprune.profile(fast).macs
+        speedup = b.median_ms / a.median_ms
+        rows.append({"model": fam, "target_ms": target, "base_ms_at_plan": base_ms,
+                     "achieved_ms": a.median_ms, "base_ms_verify": b.median_ms,
+                     "achieved_over_target": a.median_ms / target,
+                     "speedup": speedup, "mac_reduction": macs0 / macs1,
+                     "speedup_per_mac": speedup / (macs0 / macs1),
+                     "steps": len(steps) - 1, "plan_time_s": plan_s})
+        log(f"latency target {fam}: {rows[-1]}")
+    return rows
+
+
 def markdown(res, command):
     out = [f"Command: `{command}`  ", f"Host: {platform.machine()}, {os.cpu_count()} cores "
            "(shared); tflite-micro reference kernels on the host; LiteRT XNNPACK 1 thread.", ""]
@@ -188,6 +220,19 @@ def markdown(res, command):
             out.append(f"| {r['model']} | {r['how']} | {r['start']:,} | {r['target']:,} | "
                        f"{r['achieved']:,} | {r['achieved'] / r['target']:.3f} | {acc} |")
         out.append("")
+    if "latency_target" in res:
+        out += ["### Latency as a pruning target (LiteRT int8, XNNPACK, 1 thread)", "",
+                "Target = half the original's measured latency; achieved = median of 600 "
+                "invokes interleaved with the original (6 rounds).", "",
+                "| model | original ms | target ms | achieved ms | achieved / target | "
+                "speedup | MAC reduction | speedup / MAC red. | plan time |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["latency_target"]:
+            out.append(f"| {r['model']} | {r['base_ms_verify']:.3f} | {r['target_ms']:.3f} | "
+                       f"{r['achieved_ms']:.3f} | {r['achieved_over_target']:.3f} | "
+                       f"{r['speedup']:.2f}x | {r['mac_reduction']:.2f}x | "
+                       f"{r['speedup_per_mac']:.2f} | {r['plan_time_s']:.0f} s |")
+        out.append("")
     if "latency" in res:
         out += ["### Speedup per MAC reduction on both runtimes (L1 pruning)", "",
                 "| model | MAC reduction | LiteRT int8 ms | speedup | / MAC red. | TFLM ms | "
@@ -203,7 +248,7 @@ def markdown(res, command):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sections", default="estimate,latency,target")
+    p.add_argument("--sections", default="estimate,latency,target,latency_target")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--train", type=int, default=12000)
     p.add_argument("--out", default=RESULTS)
@@ -230,6 +275,9 @@ def main(argv=None):
         save()
     if "target" in sections:
         res["target"] = section_target(log, args.epochs, args.train)
+        save()
+    if "latency_target" in sections:
+        res["latency_target"] = section_latency_target(log)
         save()
 
 
