@@ -13,6 +13,8 @@ Sections (``--sections``, default all):
   on a Fashion-MNIST subset and evaluated on real test images.
 * ``latency_target``: `plan_latency_pruning` to half the measured LiteRT int8
   latency of ResNet-20 and MobileNetV2, verified interleaved with the original.
+* ``fit_tail`` (only when named): refits the arena tail model's constants
+  from one-op probe models measured with the recording allocator.
 * ``latency``: LiteRT int8 (XNNPACK, 1 thread) and TFLite-Micro reference
   kernels, each timed interleaved, speedup / MAC reduction of the pruned models.
 
@@ -197,6 +199,70 @@ def section_latency_target(log, fraction=0.5):
     return rows
 
 
+def section_fit_tail(log):
+    """Refits `kprune.bench.arena`'s tail model: one-op probe models measured
+    with the recording allocator, least squares for the constant and the
+    per-op-type bytes (what remains after tensors, nodes and per-channel data)."""
+    from kprune.bench import arena, flatbuffer
+
+    L = keras.layers
+
+    def conv(n=4):
+        return L.Conv2D(n, 3, padding="same")
+
+    dw = lambda: L.DepthwiseConv2D(3, padding="same")  # noqa: E731
+    probes = {
+        "conv1": lambda i: conv()(i),
+        "conv3": lambda i: conv()(conv()(conv()(i))),
+        "conv1_dw1": lambda i: dw()(conv()(i)),
+        "conv1_dw3": lambda i: dw()(dw()(dw()(conv()(i)))),
+        "conv1_mp2": lambda i: L.MaxPooling2D(2)(L.MaxPooling2D(2)(conv()(i))),
+        "conv1_ap2": lambda i: L.AveragePooling2D(2)(L.AveragePooling2D(2)(conv()(i))),
+        "conv1_fc1": lambda i: L.Dense(5)(L.Flatten()(conv()(i))),
+        "conv1_fc3": lambda i: L.Dense(5)(L.Dense(5)(L.Dense(5)(L.Flatten()(conv()(i))))),
+        "conv1_fc1_sm": lambda i: L.Dense(5, activation="softmax")(L.Flatten()(conv()(i))),
+        "conv2_add1": lambda i: L.Add()([conv()(i), conv()(i)]),
+        "conv3_add2": lambda i: L.Add()([L.Add()([conv()(i), conv()(i)]), conv()(i)]),
+        "conv1_gap": lambda i: L.GlobalAveragePooling2D()(conv()(i)),
+        "conv1_gap_fc": lambda i: L.Dense(5)(L.GlobalAveragePooling2D()(conv()(i))),
+        "conv2_cat": lambda i: L.Concatenate()([conv()(i), conv()(i)]),
+        "conv2_mul": lambda i: L.Multiply()([conv()(i), conv()(i)]),
+        "conv1_sig": lambda i: L.Activation("sigmoid")(conv()(i)),
+        "conv1_hs": lambda i: L.Activation("hard_swish")(conv()(i)),
+        "conv1_lrelu": lambda i: L.LeakyReLU(0.1)(conv()(i)),
+        "conv1_tanh": lambda i: L.Activation("tanh")(conv()(i)),
+        "conv1_rs_fc": lambda i: L.Dense(5)(L.Reshape((256,))(conv()(i))),
+    }
+    rows, names, ys = [], [], []
+    graphs = []
+    for name, body in probes.items():
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((8, 8, 3))
+        model = keras.Model(inp, body(inp))
+        x = np.random.default_rng(0).random((16, 8, 8, 3), dtype=np.float32)
+        flat = to_tflite(model, "int8", representative_data=x)
+        graphs.append((name, flatbuffer.parse(flat), tflm.arena_report(flat).tail_bytes))
+    types = sorted({op.name for _, g, _ in graphs for op in g.operators})
+    saved = dict(arena.TAIL_PER_OP), arena.TAIL_CONSTANT
+    for name, g, tail in graphs:
+        arena.TAIL_PER_OP.clear()
+        arena.TAIL_PER_OP.update({t: 0 for t in types})
+        arena.TAIL_CONSTANT = 0
+        known = arena.tail_bytes(g)[0]  # tensors, nodes, per-channel arrays (aligned)
+        counts = [sum(op.name == t for op in g.operators) for t in types]
+        rows.append([1] + counts)
+        ys.append(tail - known)
+        names.append(name)
+    arena.TAIL_PER_OP.clear()
+    arena.TAIL_PER_OP.update(saved[0])
+    arena.TAIL_CONSTANT = saved[1]
+    sol = np.linalg.lstsq(np.array(rows, float), np.array(ys, float), rcond=None)[0]
+    fit = {"TAIL_CONSTANT": round(float(sol[0]))}
+    fit.update({t: round(float(v)) for t, v in zip(types, sol[1:])})
+    log(f"tail fit: {fit}")
+    return fit
+
+
 def markdown(res, command):
     out = [f"Command: `{command}`  ", f"Host: {platform.machine()}, {os.cpu_count()} cores "
            "(shared); tflite-micro reference kernels on the host; LiteRT XNNPACK 1 thread.", ""]
@@ -278,6 +344,9 @@ def main(argv=None):
         save()
     if "latency_target" in sections:
         res["latency_target"] = section_latency_target(log)
+        save()
+    if "fit_tail" in sections:  # not in the default run: prints the refitted constants
+        res["tail_fit"] = section_fit_tail(log)
         save()
 
 
