@@ -488,9 +488,13 @@ def plan_arena_pruning(model, target_arena_bytes: int, mode: str = "memory",
         if exact > budget:
             prev = current
             continue
-        if exact < low and record["removed"] > 1:
-            current, exact = _fewer_from_group(prev, record, budget, low, seed,
-                                               ignored_layers, exact, current)
+        if exact < low:
+            if record["removed"] > 1:
+                current, exact = _fewer_from_group(prev, record, budget, low, seed,
+                                                   ignored_layers, exact, current)
+            if exact < low:  # the greedy plan jumped: try the other heavy groups
+                current, exact = _best_other_group(prev, record, budget, low, seed,
+                                                   ignored_layers, exact, current)
             record["arena"] = exact
             values = measure(current, "int8")
             record.update(values, reduction=_reductions(values, base),
@@ -505,6 +509,37 @@ def plan_arena_pruning(model, target_arena_bytes: int, mode: str = "memory",
         return (reinitialize(current, seed) if reinit else current), steps
     raise RuntimeError("every group is at min_channels but the arena budget is not met; "
                        "please report this model")
+
+
+def _best_other_group(prev, record, budget, low, seed, ignored_layers, exact, current,
+                      max_groups: int = 5):
+    """Arena planning is not monotone in one group's width (greedy placement can
+    jump); from `prev`, cut each of the `max_groups` groups with the most
+    int8 activation memory as little as fits and keep the largest arena <= budget."""
+    analysis = analyze(prev, ignored_layers)
+    weights = complexity_weights(prev, "memory", analysis=analysis)
+    groups = sorted((g for g in analysis.groups if g.channels > 1 and g.name != record["group"]),
+                    key=lambda g: -weights.get(g.index, 0.0))[:max_groups]
+    best = (current, exact, record["group"], record["removed"])
+    for g in groups:
+        lo, hi, fit = 0, g.channels - 1, None
+        while hi - lo > 1:
+            k = (lo + hi) // 2
+            cand = remove_channels(prev, g.to_layer_indices(range(g.channels - k, g.channels)),
+                                   analysis=analysis)
+            a = arena_of(cand)
+            if a <= budget:
+                hi, fit = k, (cand, a)
+                if a >= low:
+                    break
+            else:
+                lo = k
+        if fit is not None and fit[1] > best[1]:
+            best = (fit[0], fit[1], g.name, hi)
+            if fit[1] >= low:
+                break
+    record["group"], record["removed"] = best[2], int(best[3])
+    return best[0], best[1]
 
 
 def _fewer_from_group(prev, record, budget, low, seed, ignored_layers, exact, current):
