@@ -669,8 +669,12 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
     if l0 <= target:
         steps[0]["note"] = "the model already meets the latency target"
         return (reinitialize(model, seed) if reinit else model), steps
-    fastest = lat(minimal_model(model, min_channels, ignored_layers))
-    if fastest > target:
+    try:
+        fastest = lat(minimal_model(model, min_channels, ignored_layers))
+    except ValueError as err:  # e.g. TFLM aborts on a 1-channel model's degenerate softmax
+        fastest = None
+        steps[0]["note"] = f"the fastest reachable model could not be timed: {err}"
+    if fastest is not None and fastest > target:
         raise ValueError(
             f"target_latency_ms={target_latency_ms} cannot be reached: the fastest "
             f"reachable model (every prunable group at min_channels={min_channels}) "
@@ -684,7 +688,10 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
         k = max(1, min(g.channels // 2, g.channels - min_channels))
         half = remove_channels(model, g.to_layer_indices(range(g.channels - k, g.channels)),
                                analysis=analysis)
-        table[g.name] = max(l0 - lat(half), 0.0) / k  # seconds per channel removed
+        try:
+            table[g.name] = max(l0 - lat(half), 0.0) / k  # seconds per channel removed
+        except ValueError:  # this cut cannot be timed (e.g. degenerate on TFLM)
+            table[g.name] = 0.0
     steps[0]["latency_table_ms_per_channel"] = {k: v * 1e3 for k, v in table.items()}
     rng = np.random.default_rng(seed)
     current, predicted, scale = model, l0, 1.0
