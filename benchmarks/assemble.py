@@ -16,6 +16,8 @@ SECTIONS = [
     ("BENCHMARKS_methods.md", None),
     ("quality_section.md", None),
     ("complexity.md", None),
+    ("edge_arena_intro.md", None),
+    ("edge_arena.md", None),
     ("edge.md", None),
     ("qat.md", None),
 ]

@@ -48,7 +48,12 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             ``retrain`` ('lr_rewind' | 'weight_rewind'), ``rewind_epoch``,
             ``pretrain_epochs``, ``batch_size``, ``calibration_samples``,
             ``recording`` ('calibration' | 'fit'), ``complexity_aware``,
-            ``step``, ``max_retries``, ``tolerance``, ``verbose``.
+            ``step``, ``max_retries``, ``tolerance``, ``verbose``. Method
+            'complexity' adds ``mode`` ('params' | 'flops' | 'memory' |
+            'latency'), ``target_memory_bytes``, ``target_arena_bytes``
+            (TFLite-Micro arena, verified on the runtime),
+            ``target_latency_ms`` with ``latency_fn`` / ``latency_quantization``
+            (see `kprune.methods.complexity`).
 
     Returns:
         `kprune.PruneResult` with ``.model``, ``.history`` and ``.summary()``.

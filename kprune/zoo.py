@@ -77,3 +77,31 @@ def resnet20(input_shape=(32, 32, 3), num_classes=10, width=16, name="resnet20")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def ds_cnn(input_shape=(49, 10, 1), num_classes=12, width=64, name="ds_cnn"):
+    """DS-CNN keyword spotting (Zhang et al. 2017, "Hello Edge", small size):
+    a 10x4 stride-2 conv of ``width`` filters on 49x10 MFCC frames, then 4
+    depthwise-separable blocks (3x3 depthwise + 1x1 pointwise, BN, ReLU),
+    global average pooling and a ``num_classes`` softmax (12 for Speech
+    Commands). About 24 k parameters at the default width.
+
+    Example:
+        >>> ds_cnn().output_shape
+        (None, 12)
+    """
+    inputs = keras.Input(shape=input_shape, name="input")
+    x = layers.Conv2D(width, (10, 4), strides=2, padding="same", use_bias=False,
+                      name="conv0")(inputs)
+    x = layers.BatchNormalization(name="bn0")(x)
+    x = layers.ReLU(name="relu0")(x)
+    for i in range(1, 5):
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{i}")(x)
+        x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
+        x = layers.ReLU(name=f"dw{i}_relu")(x)
+        x = layers.Conv2D(width, 1, use_bias=False, name=f"pw{i}")(x)
+        x = layers.BatchNormalization(name=f"pw{i}_bn")(x)
+        x = layers.ReLU(name=f"pw{i}_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)

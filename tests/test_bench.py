@@ -136,7 +136,7 @@ def test_compare_side_by_side(models, data):
     assert r["macs"] > 2
     assert set(c.after.flatbuffer_bytes) == {"float32", "dynamic", "float16", "int8"}
     assert all(v > 1 for v in r["flatbuffer_bytes"].values())
-    assert set(c.after.latency) == {"float32", "int8"}
+    assert set(c.after.latency) == {"float32", "int8", "tflm_int8"}
     for mode, speedup in r["latency_speedup"].items():
         assert r["speedup_over_mac_reduction"][mode] == pytest.approx(speedup / r["macs"])
     assert c.before.tflm_arena_bytes > c.after.tflm_arena_bytes > 0
@@ -253,3 +253,13 @@ def test_bench_bad_inputs_are_named_before_any_timing(tmp_path):
         kprune.bench.measure(str(path), **fast)
     with pytest.raises(ValueError, match="given TFLite bytes is not a complete"):
         kprune.bench.measure(flat[:-16], **fast)
+
+
+def test_tflm_latency_interleaved(int8_flats):
+    stats = tflm.interleaved_latency(int8_flats[:2], runs=3, warmup=1)
+    assert len(stats) == 2
+    for s in stats:
+        assert s.kernels == "tflm-reference" and s.runs == 3
+        assert 0 < s.min_ms <= s.median_ms <= s.p90_ms
+    with pytest.raises(ValueError, match="runs=0 must be a positive integer"):
+        tflm.interleaved_latency(int8_flats[:1], runs=0)

@@ -7,13 +7,16 @@ Example:
     >>> print(c)
     >>> kprune.bench.tflm_arena_bytes(flat_int8)
     8992
+    >>> kprune.bench.arena_estimate(flat_int8)   # computed, no runtime: same bytes
+    8992
 
 Command line: ``kprune-bench pruned.keras --compare original.keras --json out.json``.
 The runtimes (ai_edge_litert, tflite_micro) are imported lazily.
 """
 
+from kprune.bench.arena import ArenaEstimate, arena_estimate
 from kprune.bench.measure import Comparison, Measurement, compare, measure, measure_many
 from kprune.bench.tflm import TFLMError, min_arena_bytes, tflm_arena_bytes
 
-__all__ = ["Comparison", "Measurement", "TFLMError", "compare", "measure", "measure_many",
-           "min_arena_bytes", "tflm_arena_bytes"]
+__all__ = ["ArenaEstimate", "Comparison", "Measurement", "TFLMError", "arena_estimate",
+           "compare", "measure", "measure_many", "min_arena_bytes", "tflm_arena_bytes"]

@@ -8,6 +8,7 @@ Commands (results on stdout, TFLM's own printing on stderr):
     report MODEL ARENA               invoke once on zeros, then print_allocations
     predict MODEL ARENA X.npy OUT.npy   float inputs -> dequantized first output
     search MODEL LO HI RESOLUTION    binary search of the smallest working arena
+    time ARENA RUNS WARMUP MODEL...  invoke times (s) of several models, interleaved
 """
 
 import sys
@@ -132,5 +133,26 @@ def search(model, lo, hi, res):
     print("never", flush=True)
 
 
+def time_invokes(arena, runs, warmup, *models):
+    import time
+
+    its = []
+    for path in models:
+        it = _make(_load(path), arena)
+        for i, d in enumerate(_inputs(it)):
+            it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
+        for _ in range(int(warmup)):
+            it.invoke()
+        its.append(it)
+    times = [[] for _ in its]
+    for _ in range(int(runs)):  # round-robin: every model sees the same load
+        for k, it in enumerate(its):
+            t = time.perf_counter()
+            it.invoke()
+            times[k].append(time.perf_counter() - t)
+    for k, ts in enumerate(times):
+        print("times", k, " ".join(f"{t:.9f}" for t in ts), flush=True)
+
+
 if __name__ == "__main__":
-    {"report": report, "predict": predict, "search": search}[sys.argv[1]](*sys.argv[2:])
+    {"report": report, "predict": predict, "search": search, "time": time_invokes}[sys.argv[1]](*sys.argv[2:])

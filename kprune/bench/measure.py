@@ -257,7 +257,7 @@ def measure_many(models: Sequence, names: Optional[Sequence[Optional[str]]] = No
                  latency_modes: Sequence[str] = DEFAULT_LATENCY_MODES, num_threads: int = 1,
                  warmup: int = 20, runs: int = 200, rounds: int = 5,
                  eval_samples: Optional[int] = 1000, tflm_arena: bool = True,
-                 min_arena: bool = True) -> List[Measurement]:
+                 min_arena: bool = True, tflm_latency_runs: int = 10) -> List[Measurement]:
     """`measure` for several models at once, their LiteRT latencies timed
     interleaved in the same rounds (fair under shared-CPU load). Arguments as
     in `measure`; `representative_data` is shared by all models.
@@ -289,6 +289,18 @@ def measure_many(models: Sequence, names: Optional[Sequence[Optional[str]]] = No
                                            runs=runs, rounds=rounds)
         for (prep, mode), s in zip(jobs, stats):
             prep.measurement.latency[mode] = s
+    # TFLite-Micro reference kernels: every int8 model timed round-robin.
+    micro = [p for p in preps if "int8" in p.flatbuffers]
+    if with_tflm and micro and tflm_latency_runs:
+        try:
+            stats = tflm.interleaved_latency([p.flatbuffers["int8"] for p in micro],
+                                             runs=tflm_latency_runs)
+        except tflm.TFLMError as err:
+            for p in micro:
+                p.measurement.notes.append(f"TFLite-Micro latency not measured: {err}")
+        else:
+            for p, s in zip(micro, stats):
+                p.measurement.latency["tflm_int8"] = s
     for prep in preps:
         _finish(prep, eval_x, eval_y, with_tflm, min_arena)
     return [p.measurement for p in preps]
@@ -299,7 +311,8 @@ def measure(model_or_tflite, eval_data=None, representative_data=None,
             latency_modes: Sequence[str] = DEFAULT_LATENCY_MODES, num_threads: int = 1,
             warmup: int = 20, runs: int = 200, rounds: int = 5,
             eval_samples: Optional[int] = 1000, tflm_arena: bool = True,
-            min_arena: bool = True, name: Optional[str] = None) -> Measurement:
+            min_arena: bool = True, name: Optional[str] = None,
+            tflm_latency_runs: int = 10) -> Measurement:
     """Measures one model on LiteRT and TFLite-Micro.
 
     Args:
@@ -316,6 +329,8 @@ def measure(model_or_tflite, eval_data=None, representative_data=None,
         eval_samples: cap on evaluated samples (None = all).
         tflm_arena: run the int8 model on TFLite-Micro (arena, accuracy).
         min_arena: also binary-search the smallest arena that works.
+        tflm_latency_runs: invokes of the int8 model on TFLite-Micro's
+            reference kernels, timed as ``latency['tflm_int8']`` (0: skip).
 
     Returns:
         A `Measurement`; `print()` it for a table, `.to_dict()` for JSON.
@@ -326,7 +341,7 @@ def measure(model_or_tflite, eval_data=None, representative_data=None,
     """
     return measure_many([model_or_tflite], [name], eval_data, representative_data,
                         quantizations, latency_modes, num_threads, warmup, runs, rounds,
-                        eval_samples, tflm_arena, min_arena)[0]
+                        eval_samples, tflm_arena, min_arena, tflm_latency_runs)[0]
 
 
 def compare(before, after, eval_data=None, representative_data=None,
@@ -334,8 +349,8 @@ def compare(before, after, eval_data=None, representative_data=None,
             latency_modes: Sequence[str] = DEFAULT_LATENCY_MODES, num_threads: int = 1,
             warmup: int = 20, runs: int = 200, rounds: int = 5,
             eval_samples: Optional[int] = 1000, tflm_arena: bool = True,
-            min_arena: bool = True, names: Sequence[Optional[str]] = (None, None)
-            ) -> Comparison:
+            min_arena: bool = True, names: Sequence[Optional[str]] = (None, None),
+            tflm_latency_runs: int = 10) -> Comparison:
     """Measures two models (e.g. original and pruned) with the same settings;
     their latencies are timed interleaved. Arguments as in `measure`.
 
@@ -346,7 +361,7 @@ def compare(before, after, eval_data=None, representative_data=None,
     """
     b, a = measure_many([before, after], list(names), eval_data, representative_data,
                         quantizations, latency_modes, num_threads, warmup, runs, rounds,
-                        eval_samples, tflm_arena, min_arena)
+                        eval_samples, tflm_arena, min_arena, tflm_latency_runs)
     if b.name == a.name:
         b.name, a.name = f"{b.name} (before)", f"{a.name} (after)"
     return Comparison(b, a)

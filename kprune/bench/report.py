@@ -51,6 +51,10 @@ def _rows(m) -> List[List[str]]:
     for mode, size in m.flatbuffer_bytes.items():
         rows.append([f"flatbuffer {mode}", f"{size:,} B ({_kib(size)})"])
     for mode, s in m.latency.items():
+        if s.kernels == "tflm-reference":
+            rows.append([f"TFLite-Micro int8 latency median / p90 (reference kernels, "
+                         f"{s.runs} runs)", _ms(s)])
+            continue
         rows.append([f"LiteRT {mode} latency median / p90 ({s.num_threads} thread"
                      f"{'s' if s.num_threads != 1 else ''}, {s.runs} runs"
                      f"{', builtin kernels' if s.kernels != 'xnnpack' else ''})", _ms(s)])
@@ -83,7 +87,10 @@ def format_comparison(c) -> str:
         rows.append([f"flatbuffer {mode}", _kib(b.flatbuffer_bytes.get(mode)), _kib(size),
                      _x(r["flatbuffer_bytes"].get(mode))])
     for mode, s in a.latency.items():
-        rows.append([f"LiteRT {mode} median / p90 ({s.num_threads} thr, {s.runs} runs)",
+        label = (f"TFLite-Micro int8 median / p90 (reference, {s.runs} runs)"
+                 if s.kernels == "tflm-reference" else
+                 f"LiteRT {mode} median / p90 ({s.num_threads} thr, {s.runs} runs)")
+        rows.append([label,
                      _ms(b.latency.get(mode)), _ms(s), _x(r["latency_speedup"].get(mode))])
     rows.append(["TFLM arena allocated", _num(b.tflm_arena_bytes, " B"),
                  _num(a.tflm_arena_bytes, " B"), _x(r["tflm_arena_bytes"])])

@@ -279,3 +279,48 @@ def accuracy(tflite_bytes, x: np.ndarray, y: np.ndarray) -> float:
     y = np.asarray(y)
     labels = y.argmax(axis=-1) if y.ndim > 1 else y.reshape(-1)
     return float(np.mean(pred == labels))
+
+
+def interleaved_latency(flatbuffers, runs: int = 10, warmup: int = 1):
+    """Invoke latency of TFLite-Micro's reference kernels on this host for
+    several int8 flatbuffers, timed round-robin in one child process (a proxy
+    for a microcontroller without SIMD kernels). Returns one
+    `kprune.bench.litert.LatencyStats` per flatbuffer (kernels 'tflm-reference').
+
+    Example:
+        >>> before, after = interleaved_latency([flat_int8, pruned_int8], runs=20)
+        >>> before.median_ms / after.median_ms   # speedup on the reference kernels
+        1.9
+    """
+    from kprune.bench.litert import LatencyStats
+
+    if isinstance(runs, bool) or int(runs) != runs or runs < 1:
+        raise ValueError(f"runs={runs!r} must be a positive integer (invokes timed per model)")
+    datas = [_check_bytes(f) for f in flatbuffers]
+    if not datas:
+        return []
+    arena = max(_arena(d, None) for d in datas)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for k, d in enumerate(datas):
+            paths.append(os.path.join(tmp, f"m{k}.tflite"))
+            with open(paths[-1], "wb") as f:
+                f.write(d)
+        proc = _run_worker("time", arena, int(runs), int(warmup), *paths)
+    times = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if parts[:1] == ["times"]:
+            times[int(parts[1])] = np.array([float(t) for t in parts[2:]]) * 1e3
+    if proc.returncode != 0 or len(times) != len(datas):
+        raise TFLMError(f"TFLite-Micro {_describe_exit(proc.returncode)} while timing the "
+                        f"models: {(proc.stderr + proc.stdout).strip()[-800:]}")
+    return [LatencyStats(median_ms=float(np.median(t)), p90_ms=float(np.percentile(t, 90)),
+                         mean_ms=float(t.mean()), min_ms=float(t.min()), runs=int(runs),
+                         warmup=int(warmup), num_threads=1, kernels="tflm-reference")
+            for t in (times[k] for k in range(len(datas)))]
+
+
+def latency(tflite_bytes, runs: int = 10, warmup: int = 1):
+    """`interleaved_latency` of one flatbuffer (a `LatencyStats`, ms)."""
+    return interleaved_latency([tflite_bytes], runs=runs, warmup=warmup)[0]

@@ -49,8 +49,8 @@ from kprune.profile import profile
 from kprune.surgery import remove_channels
 
 __all__ = ["COMPLEXITY_OPTIONS", "complexity", "complexity_steps",
-           "complexity_weights", "group_complexity", "measure", "minimal_model",
-           "plan_complexity_pruning", "reinitialize"]
+           "arena_of", "complexity_weights", "group_complexity", "measure", "minimal_model",
+           "plan_arena_pruning", "plan_complexity_pruning", "reinitialize"]
 
 #: absolute-budget argument -> the resource it bounds.
 ABSOLUTE_TARGETS = {"target_params": "params", "target_macs": "flops",
@@ -202,6 +202,7 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
                             ignored_layers: Sequence[str] = (),
                             memory_dtype: str = "float32",
                             reinit: bool = True,
+                            target_arena_bytes: Optional[int] = None,
                             ) -> Tuple[keras.Model, List[dict]]:
     """Chooses the pruned architecture by complexity-weighted random draws.
 
@@ -223,6 +224,9 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
         memory_dtype: 'float32' or 'int8' activations for the memory budget.
         reinit: re-initialise the weights of the returned model (the method
             trains it from scratch); False keeps the sliced original weights.
+        target_arena_bytes: TFLite-Micro tensor arena budget in bytes (int8
+            model): the returned model's arena, measured by the real runtime,
+            is <= this and >= 0.9 of it (see `plan_arena_pruning`).
 
     Returns:
         (pruned model, steps): `steps[0]` is the original model, one entry per
@@ -241,6 +245,11 @@ def plan_complexity_pruning(model, mode: Optional[str] = None,
         >>> [s["group"] for s in steps[1:4]]
         ['fc1', 'fc1', 'fc2']
     """
+    if target_arena_bytes is not None:
+        return plan_arena_pruning(model, target_arena_bytes, mode=mode or "memory",
+                                  step_fraction=step_fraction, seed=seed,
+                                  min_channels=min_channels, ignored_layers=ignored_layers,
+                                  reinit=reinit)
     absolute = {"target_params": target_params, "target_macs": target_macs,
                 "target_memory_bytes": target_memory_bytes}
     mode = _resolve_mode(mode, absolute)
@@ -353,6 +362,388 @@ def reinitialize(model, seed: Optional[int] = 0) -> keras.Model:
     return fresh
 
 
+# -- TFLite-Micro arena budget (target_arena_bytes) ------------------------------
+
+#: The returned model's arena must be within this fraction below the budget.
+ARENA_TOLERANCE = 0.1
+#: The search aims this fraction below the budget: after training, the same
+#: architecture can convert to a slightly different flatbuffer (tens of bytes).
+ARENA_MARGIN = 0.01
+
+
+def _check_arena_target(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0:
+        raise ValueError(
+            f"target_arena_bytes={value!r} must be a positive number of bytes: the "
+            "TFLite-Micro tensor arena the int8 model must fit, e.g. 32 * 1024")
+    return int(value)
+
+
+def _int8_flat(model):
+    from kprune.bench.arena import _synthetic_calibration
+    from kprune.export.tflite import to_tflite
+
+    return to_tflite(model, "int8", representative_data=_synthetic_calibration(model))
+
+
+def arena_of(model) -> int:
+    """Estimated TFLite-Micro arena bytes of `model` converted to int8
+    (`kprune.bench.arena_estimate`; exact on the tested models).
+
+    Example:
+        >>> arena_of(kprune.zoo.lenet5())
+        10352
+    """
+    from kprune.bench.arena import estimate
+
+    return estimate(_int8_flat(model)).total_bytes
+
+
+def _measured_arena(model) -> int:
+    from kprune.bench.tflm import arena_report
+
+    return arena_report(_int8_flat(model)).total_bytes
+
+
+def plan_arena_pruning(model, target_arena_bytes: int, mode: str = "memory",
+                       step_fraction: float = 0.1, seed: int = 0, min_channels: int = 1,
+                       ignored_layers: Sequence[str] = (), reinit: bool = True,
+                       verify: bool = True) -> Tuple[keras.Model, List[dict]]:
+    """Complexity-driven draws until the int8 model's TFLite-Micro arena fits
+    `target_arena_bytes`, landing within `ARENA_TOLERANCE` (10 %) below it.
+
+    The draws are `complexity_steps` (weighted by `mode`, 'memory' by default);
+    each step's peak int8 activation bytes, scaled by the arena/activation
+    ratio of the last exact check, predicts the arena, and only steps predicted
+    within 10 % of the budget are converted and priced exactly
+    (`kprune.bench.arena_estimate`). When a step jumps below 0.9 of the budget,
+    fewer channels of that step's group are removed (binary search). The model
+    chosen is verified with the real runtime (TFLM's recording allocator) when
+    `verify` is True; if the runtime disagrees, the draws go on.
+
+    Returns:
+        (model, steps) like `plan_complexity_pruning`; each step checked has
+        ``arena`` (estimated bytes), the last one ``arena_measured``.
+
+    Raises:
+        ValueError: a target that is not a positive number, or below the
+            smallest reachable arena (every group at `min_channels`); the
+            message gives that arena.
+
+    Example:
+        >>> small, steps = plan_arena_pruning(kprune.zoo.resnet20(), 32 * 1024)
+        >>> 0.9 * 32768 <= steps[-1]["arena_measured"] <= 32768
+        True
+    """
+    budget = _check_arena_target(target_arena_bytes)
+    mode = normalize_mode(mode)
+    _check_step_options(step_fraction, min_channels)
+    min_channels = int(min_channels)
+    ignored_layers = tuple(ignored_layers or ())
+    base = measure(model, "int8")
+    base_arena = arena_of(model)
+    analysis = analyze(model, ignored_layers)
+    steps = [{"step": 0, "group": None, "removed": 0, **base,
+              "reduction": _reductions(base, base), "widths": _widths(analysis),
+              "time_s": 0.0, "arena": base_arena,
+              "goals": [{"resource": "arena", "limit": budget,
+                         "argument": "target_arena_bytes", "requested": target_arena_bytes}]}]
+
+    def finish(current, record):
+        if verify:
+            record["arena_measured"] = _measured_arena(current)
+        return (reinitialize(current, seed) if reinit else current), steps
+
+    if base_arena <= budget:
+        steps[0]["note"] = ("the model already fits the arena budget; pruning cannot "
+                            "make an arena larger")
+        return finish(model, steps[0])
+    if not analysis.groups:
+        raise ValueError(f"model '{model.name}' has no prunable channel group; its arena "
+                         f"stays {base_arena:,} bytes > target_arena_bytes={budget:,}")
+    smallest = arena_of(minimal_model(model, min_channels, ignored_layers))
+    if smallest > budget:
+        raise ValueError(
+            f"target_arena_bytes={target_arena_bytes} cannot be reached: the smallest "
+            f"reachable TFLite-Micro arena is {smallest:,} bytes (every prunable group cut "
+            f"to min_channels={min_channels}; the model needs {base_arena:,}); ask for at "
+            f"least {smallest:,}")
+    low = (1.0 - ARENA_TOLERANCE) * budget
+    budget = int(budget * (1.0 - ARENA_MARGIN))  # the search's own, slightly lower aim
+    ratio = base_arena / max(base["memory"], 1)
+    prev, start = model, time.perf_counter()
+    for current, record in complexity_steps(model, mode, seed=seed,
+                                            step_fraction=step_fraction,
+                                            min_channels=min_channels,
+                                            ignored_layers=ignored_layers,
+                                            memory_dtype="int8"):
+        record["reduction"] = _reductions(record, base)
+        steps.append(record)
+        if record["memory"] * ratio > 1.1 * budget:
+            prev = current
+            continue
+        exact = arena_of(current)
+        record["arena"] = exact
+        ratio = exact / max(record["memory"], 1)
+        if exact > budget:
+            prev = current
+            continue
+        if exact < low:
+            if record["removed"] > 1:
+                current, exact = _fewer_from_group(prev, record, budget, low, seed,
+                                                   ignored_layers, exact, current)
+            if exact < low:  # the greedy plan jumped: try the other heavy groups
+                current, exact = _best_other_group(prev, record, budget, low, seed,
+                                                   ignored_layers, exact, current)
+            record["arena"] = exact
+            values = measure(current, "int8")
+            record.update(values, reduction=_reductions(values, base),
+                          widths=_widths(analyze(current, ignored_layers)))
+        if verify:
+            measured = _measured_arena(current)
+            record["arena_measured"] = measured
+            if measured > budget:  # the estimator was wrong: keep drawing
+                prev = current
+                continue
+        record["time_s"] = time.perf_counter() - start
+        return (reinitialize(current, seed) if reinit else current), steps
+    raise RuntimeError("every group is at min_channels but the arena budget is not met; "
+                       "please report this model")
+
+
+def _best_other_group(prev, record, budget, low, seed, ignored_layers, exact, current,
+                      max_groups: int = 5):
+    """Arena planning is not monotone in one group's width (greedy placement can
+    jump); from `prev`, cut each of the `max_groups` groups with the most
+    int8 activation memory as little as fits and keep the largest arena <= budget."""
+    analysis = analyze(prev, ignored_layers)
+    weights = complexity_weights(prev, "memory", analysis=analysis)
+    groups = sorted((g for g in analysis.groups if g.channels > 1 and g.name != record["group"]),
+                    key=lambda g: -weights.get(g.index, 0.0))[:max_groups]
+    best = (current, exact, record["group"], record["removed"])
+    for g in groups:
+        lo, hi, fit = 0, g.channels - 1, None
+        while hi - lo > 1:
+            k = (lo + hi) // 2
+            cand = remove_channels(prev, g.to_layer_indices(range(g.channels - k, g.channels)),
+                                   analysis=analysis)
+            a = arena_of(cand)
+            if a <= budget:
+                hi, fit = k, (cand, a)
+                if a >= low:
+                    break
+            else:
+                lo = k
+        if fit is not None and fit[1] > best[1]:
+            best = (fit[0], fit[1], g.name, hi)
+            if fit[1] >= low:
+                break
+    record["group"], record["removed"] = best[2], int(best[3])
+    return best[0], best[1]
+
+
+def _fewer_from_group(prev, record, budget, low, seed, ignored_layers, exact, current):
+    """The last step overshot below `low`: remove fewer channels of its group
+    from `prev` (binary search on the count); the best arena <= budget wins."""
+    analysis = analyze(prev, ignored_layers)
+    group = next(g for g in analysis.groups if g.name == record["group"])
+    rng = np.random.default_rng(seed + record["step"])
+    order = rng.permutation(group.channels)
+    lo, hi = 0, int(record["removed"])  # hi channels: fits (below low)
+    best = (current, exact)
+    while hi - lo > 1:
+        k = (lo + hi) // 2
+        cand = remove_channels(prev, group.to_layer_indices(np.sort(order[:k])),
+                               analysis=analysis)
+        a = arena_of(cand)
+        if a <= budget:
+            hi, best = k, (cand, a)
+            if a >= low:
+                break
+        else:
+            lo = k
+    record["removed"] = hi
+    return best
+
+
+# -- measured latency budget (target_latency_ms) ---------------------------------
+
+#: The returned model's measured latency must be within this fraction of the target.
+LATENCY_TOLERANCE = 0.1
+
+
+def default_latency_fn(quantization: Optional[str] = "int8", runs: int = 60):
+    """A ``latency_fn(tflite_bytes) -> seconds``: LiteRT on this host, 1 thread,
+    median of `runs` invokes (XNNPACK where it applies).
+
+    Example:
+        >>> fn = default_latency_fn()
+        >>> fn(kprune.export.to_tflite(model, "int8", representative_data=x)) < 0.01
+        True
+    """
+    from kprune.bench import litert
+
+    def latency_fn(tflite_bytes):
+        return litert.interleaved_latency([tflite_bytes], num_threads=1, warmup=10,
+                                          runs=runs, rounds=1)[0].median_ms / 1e3
+
+    latency_fn.quantization = quantization
+    return latency_fn
+
+
+def _flat_for(model, quantization):
+    from kprune.export.tflite import to_tflite
+
+    if quantization == "int8":
+        return _int8_flat(model)
+    return to_tflite(model, quantization)
+
+
+def _call_latency(latency_fn, flat, repeats):
+    vals = []
+    for _ in range(repeats):
+        try:
+            v = latency_fn(flat)
+        except Exception as err:  # noqa: BLE001 - the user's function
+            raise ValueError(f"latency_fn raised {type(err).__name__}: {err}; it must take "
+                             f"TFLite flatbuffer bytes and return seconds") from err
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) \
+                or v <= 0:
+            raise ValueError(f"latency_fn returned {v!r}: it must return the latency in "
+                             f"seconds as a positive finite number, e.g. 0.0042")
+        vals.append(float(v))
+    return float(np.median(vals))
+
+
+def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
+                         quantization: Optional[str] = "int8", seed: int = 0,
+                         step_fraction: float = 0.1, min_channels: int = 1,
+                         ignored_layers: Sequence[str] = (), reinit: bool = True,
+                         repeats: int = 3) -> Tuple[keras.Model, List[dict]]:
+    """Prunes until the model's *measured* latency is within
+    `LATENCY_TOLERANCE` (10 %) below `target_latency_ms`, NetAdapt-style.
+
+    A per-group latency table is measured first on the deploy runtime: for
+    every prunable group, the latency saved by halving it (``latency_fn`` on
+    the converted model; default LiteRT on this host, 1 thread, int8). Groups
+    are then drawn with probability proportional to the latency they still
+    save, `step_fraction` of a drawn group's channels removed per step, the
+    latency predicted from the table and re-measured (median of `repeats`
+    calls) when the prediction is within 10 % of the target; a step that
+    lands too low is redone with fewer channels (binary search).
+
+    Args:
+        latency_fn: ``f(tflite_bytes) -> seconds`` for the deploy target (a
+            phone or board); default `default_latency_fn`.
+        quantization: conversion for the latency (``'int8'`` or None/float32).
+
+    Raises:
+        ValueError: a bad target, a `latency_fn` that fails or returns no
+            positive seconds, or a target below the fastest reachable model
+            (every group at `min_channels`): the message gives that latency.
+
+    Example:
+        >>> fast, steps = plan_latency_pruning(model, target_latency_ms=0.5)
+        >>> steps[-1]["latency_ms"]
+        0.48
+    """
+    if isinstance(target_latency_ms, bool) or not isinstance(target_latency_ms, numbers.Real) \
+            or not target_latency_ms > 0:
+        raise ValueError(f"target_latency_ms={target_latency_ms!r} must be a positive number "
+                         f"of milliseconds (the measured latency the model must reach)")
+    if latency_fn is None:
+        latency_fn = default_latency_fn(quantization)
+    elif not callable(latency_fn):
+        raise ValueError(f"latency_fn={latency_fn!r} must be a callable "
+                         f"f(tflite_bytes) -> seconds")
+    _check_step_options(step_fraction, min_channels)
+    target = float(target_latency_ms) / 1e3
+    low = (1.0 - LATENCY_TOLERANCE) * target
+    ignored_layers = tuple(ignored_layers or ())
+    lat = lambda m: _call_latency(latency_fn, _flat_for(m, quantization), repeats)  # noqa: E731
+    base = measure(model)
+    analysis = analyze(model, ignored_layers)
+    l0 = lat(model)
+    steps = [{"step": 0, "group": None, "removed": 0, **base, "latency_ms": l0 * 1e3,
+              "widths": _widths(analysis), "reduction": _reductions(base, base)}]
+    if l0 <= target:
+        steps[0]["note"] = "the model already meets the latency target"
+        return (reinitialize(model, seed) if reinit else model), steps
+    try:
+        fastest = lat(minimal_model(model, min_channels, ignored_layers))
+    except ValueError as err:  # e.g. TFLM aborts on a 1-channel model's degenerate softmax
+        fastest = None
+        steps[0]["note"] = f"the fastest reachable model could not be timed: {err}"
+    if fastest is not None and fastest > target:
+        raise ValueError(
+            f"target_latency_ms={target_latency_ms} cannot be reached: the fastest "
+            f"reachable model (every prunable group at min_channels={min_channels}) "
+            f"measures {fastest * 1e3:.4g} ms (the model: {l0 * 1e3:.4g} ms); ask for at "
+            f"least that")
+    # The latency table: what halving each group saves on the deploy runtime.
+    table, widths0 = {}, _widths(analysis)
+    for g in analysis.groups:
+        if g.channels <= min_channels:
+            continue
+        k = max(1, min(g.channels // 2, g.channels - min_channels))
+        half = remove_channels(model, g.to_layer_indices(range(g.channels - k, g.channels)),
+                               analysis=analysis)
+        try:
+            table[g.name] = max(l0 - lat(half), 0.0) / k  # seconds per channel removed
+        except ValueError:  # this cut cannot be timed (e.g. degenerate on TFLM)
+            table[g.name] = 0.0
+    steps[0]["latency_table_ms_per_channel"] = {k: v * 1e3 for k, v in table.items()}
+    rng = np.random.default_rng(seed)
+    current, predicted, scale = model, l0, 1.0
+    while True:
+        analysis = analyze(current, ignored_layers)
+        cands = [g for g in analysis.groups if g.channels > min_channels]
+        if not cands:
+            raise RuntimeError("every group is at min_channels before the latency target "
+                               "was met; please report this model")
+        w = np.array([table.get(g.name, 0.0) * g.channels for g in cands]) + 1e-12
+        group = cands[int(rng.choice(len(cands), p=w / w.sum()))]
+        k = min(max(1, int(np.floor(step_fraction * group.channels + 0.5))),
+                group.channels - min_channels)
+        order = rng.permutation(group.channels)
+
+        def cut(n):
+            return remove_channels(current, group.to_layer_indices(np.sort(order[:n])),
+                                   analysis=analysis)
+
+        nxt = cut(k)
+        predicted -= scale * table.get(group.name, 0.0) * k
+        record = {"step": len(steps), "group": group.name, "removed": int(k)}
+        if predicted <= 1.1 * target:
+            measured = lat(nxt)
+            scale *= max(l0 - measured, 1e-9) / max(l0 - predicted, 1e-9) if predicted < l0 \
+                else 1.0
+            predicted = measured
+            record["latency_ms"] = measured * 1e3
+            if measured <= target:
+                if measured < low and k > 1:  # too far: fewer channels of this group
+                    lo, hi, best = 0, k, (nxt, measured)
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        cand = cut(mid)
+                        m = lat(cand)
+                        if m <= target:
+                            hi, best = mid, (cand, m)
+                            if m >= low:
+                                break
+                        else:
+                            lo = mid
+                    nxt, measured = best
+                    record.update(removed=int(hi), latency_ms=measured * 1e3)
+                values = measure(nxt)
+                record.update(values, reduction=_reductions(values, base),
+                              widths=_widths(analyze(nxt, ignored_layers)))
+                steps.append(record)
+                return (reinitialize(nxt, seed) if reinit else nxt), steps
+        steps.append(record)
+        current = nxt
+
+
 # -- the method behind kprune.prune(method='complexity') ------------------------
 
 #: Options of the complexity method, added to `kprune.prune`'s option table.
@@ -363,6 +754,10 @@ COMPLEXITY_OPTIONS = {
     "target_macs": None,
     "target_memory_bytes": None,
     "memory_dtype": "float32",    # activations the memory budget counts: float32 | int8
+    "target_arena_bytes": None,   # TFLite-Micro arena budget (int8), verified on the runtime
+    "target_latency_ms": None,    # measured latency budget (mode='latency')
+    "latency_fn": None,           # f(tflite_bytes) -> seconds; default LiteRT 1 thread
+    "latency_quantization": "int8",
 }
 
 
@@ -412,7 +807,9 @@ def complexity(ctx):
     activation bytes)); ``{'params_reduction': r}`` / ``{'macs_reduction': r}``;
     absolute budgets ``target_params=``, ``target_macs=``,
     ``target_memory_bytes=`` (``memory_dtype='int8'`` to count int8
-    activations). Other options: ``step_fraction`` (0.1), ``seed``,
+    activations); ``target_arena_bytes=`` (the int8 model's TFLite-Micro
+    tensor arena, priced by `kprune.bench.arena_estimate` and verified on the
+    runtime: the result lies in [0.9 N, N]; see `plan_arena_pruning`). Other options: ``step_fraction`` (0.1), ``seed``,
     ``min_channels``, ``ignored_layers``.
 
     History: round 0 is the model as given (its validation accuracy as
@@ -433,14 +830,21 @@ def complexity(ctx):
         return ctx.finish(ctx.reason or "complexity-driven pruning done")
     opts = ctx.opts
     original = ctx.current
-    mode, target, absolute = _targets_from_ctx(ctx, original)
+    arena_budget = opts.get("target_arena_bytes")
+    latency_target = opts.get("target_latency_ms")
+    if opts["mode"] == "latency" or latency_target is not None:
+        return _complexity_latency(ctx, original, latency_target)
+    if arena_budget is not None:
+        mode, target, absolute = normalize_mode(opts["mode"] or "memory"), None, {}
+    else:
+        mode, target, absolute = _targets_from_ctx(ctx, original)
     seed = opts["seed"] if opts["seed"] is not None else 0
     t0 = time.time()
     pruned, steps = plan_complexity_pruning(
         original, mode, target=target, step_fraction=opts["step_fraction"],
         seed=seed, min_channels=opts["min_channels"],
         ignored_layers=opts["ignored_layers"], memory_dtype=opts["memory_dtype"],
-        reinit=True, **absolute)
+        reinit=True, target_arena_bytes=arena_budget, **absolute)
     plan_time = time.time() - t0
     t1 = time.time()
     out = training.fit_once(pruned, ctx.train, ctx.epochs, ctx.compile_config,
@@ -453,11 +857,15 @@ def complexity(ctx):
     entry = {"round": 1, "removed": int(sum(removed.values())),
              "removed_by_group": removed, "mode": mode, "target": target,
              "budgets": {k: v for k, v in absolute.items() if v is not None},
+             "arena": steps[-1].get("arena"), "arena_measured": steps[-1].get("arena_measured"),
              "memory": steps[-1]["memory"], "memory_dtype": opts["memory_dtype"],
              "reduction": steps[-1]["reduction"], "steps": steps,
              "plan_time_s": plan_time, "train_time_s": train_time,
              "epochs": ctx.epochs, "losses": out.losses}
     entry.update(ctx_measure(pruned))
+    if arena_budget is not None:  # the trained model, as it will be deployed
+        entry["arena_measured"] = _measured_arena(pruned)
+        entry["arena_within_budget"] = entry["arena_measured"] <= arena_budget
     acc = float("nan") if out.nan else ctx.evaluate(pruned)
     if out.nan or acc != acc:
         entry.update({"status": "nan_discarded", "val_accuracy": None,
@@ -471,8 +879,41 @@ def complexity(ctx):
     result = ctx.finish(f"{mode} mode: {len(steps) - 1} steps, then trained "
                         f"from scratch for {ctx.epochs} epoch(s)")
     result.target = dict(entry["budgets"])
+    if arena_budget is not None:
+        result.target["target_arena_bytes"] = arena_budget
     if target is not None:
         result.target[f"{mode}_reduction"] = target
+    return result
+
+
+def _complexity_latency(ctx, original, latency_target):
+    from kprune import training
+    from kprune.methods.context import Proposal, measure as ctx_measure
+
+    if latency_target is None:
+        raise ValueError("mode='latency' needs target_latency_ms=<milliseconds> (the measured "
+                         "latency the pruned model must reach)")
+    opts = ctx.opts
+    seed = opts["seed"] if opts["seed"] is not None else 0
+    t0 = time.time()
+    pruned, steps = plan_latency_pruning(
+        original, latency_target, latency_fn=opts["latency_fn"],
+        quantization=opts["latency_quantization"], seed=seed,
+        step_fraction=opts["step_fraction"], min_channels=opts["min_channels"],
+        ignored_layers=opts["ignored_layers"], reinit=True)
+    out = training.fit_once(pruned, ctx.train, ctx.epochs, ctx.compile_config,
+                            ctx.fit_fn, verbose=ctx.verbose)
+    entry = {"round": 1, "mode": "latency", "target_latency_ms": latency_target,
+             "latency_ms": steps[-1]["latency_ms"], "steps": steps,
+             "epochs": ctx.epochs, "losses": out.losses}
+    entry.update(ctx_measure(pruned))
+    acc = float("nan") if out.nan else ctx.evaluate(pruned)
+    entry.update({"status": "accepted", "val_accuracy": acc, "feasible": acc == acc,
+                  "time_s": time.time() - t0})
+    ctx.commit(entry, Proposal(pruned, {}, {}), best=True)
+    result = ctx.finish(f"latency mode: {len(steps) - 1} steps to "
+                        f"{steps[-1]['latency_ms']:.4g} ms, then trained from scratch")
+    result.target = {"target_latency_ms": latency_target}
     return result
 
 

@@ -1,0 +1,390 @@
+"""Device budgets benchmark (issue 12): TFLite-Micro arena estimate vs the
+runtime, arena budgets as pruning targets, and latency on both runtimes.
+
+Sections (``--sections``, default all):
+
+* ``estimate``: `kprune.bench.arena_estimate` against TFLite-Micro's recording
+  allocator (allocated bytes) and the smallest working arena (binary search,
+  1-byte resolution) for LeNet-5, DS-CNN, ResNet-20 and MobileNetV2 (0.35, 96),
+  unpruned and L1-pruned at 30/50/70 % (`benchmarks/edge.py`'s pruning).
+* ``target``: `plan_arena_pruning` (complexity draws, memory mode) at arena
+  budgets, the result measured on the runtime; LeNet-5 and ResNet-20 also
+  through ``kprune.prune(..., 'complexity', target_arena_bytes=N)``, trained
+  on a Fashion-MNIST subset and evaluated on real test images.
+* ``latency_target``: `plan_latency_pruning` to half the measured latency of
+  ResNet-20 and MobileNetV2 on TFLite-Micro's reference kernels
+  (``--latency-runtime litert``: 0.7x on LiteRT), verified interleaved.
+* ``fit_tail`` (only when named): refits the arena tail model's constants
+  from one-op probe models measured with the recording allocator.
+* ``latency``: LiteRT int8 (XNNPACK, 1 thread) and TFLite-Micro reference
+  kernels, each timed interleaved, speedup / MAC reduction of the pruned models.
+
+Usage:
+    python benchmarks/edge_arena.py                       # about 25 min on 2 shared cores
+    python benchmarks/edge_arena.py --sections estimate   # a few minutes
+
+Writes benchmarks/results/edge_arena.json and edge_arena.md (atomically).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..")))
+sys.path.insert(0, HERE)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import kprune  # noqa: E402
+import kprune.zoo  # noqa: E402
+from kprune.bench import arena_estimate, litert, tflm  # noqa: E402
+from kprune.checkpoint import atomic_write_text  # noqa: E402
+from kprune.export import to_tflite  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results")
+FRACTIONS = (0.3, 0.5, 0.7)
+
+
+def _mnv2():
+    return keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3),
+                                          weights=None, classes=10)
+
+
+FAMILIES = {
+    "lenet5": (kprune.zoo.lenet5, (28, 28, 1)),
+    "ds_cnn": (kprune.zoo.ds_cnn, (49, 10, 1)),
+    "resnet20": (kprune.zoo.resnet20, (32, 32, 3)),
+    "mobilenetv2-0.35-96": (_mnv2, (96, 96, 3)),
+}
+
+
+def family(name):
+    import edge
+
+    build, shape = FAMILIES[name]
+    keras.utils.set_random_seed(0)
+    model = build()
+    x = np.random.default_rng(0).random((64,) + shape, dtype=np.float32)
+    edge.recalibrate_batchnorm(model, x)
+    analysis = kprune.analyze(model)
+    out = [(name, model)]
+    for f in FRACTIONS:
+        out.append((f"{name}-l1-{int(f * 100)}",
+                    kprune.remove_channels(model, edge.l1_removal(model, f, analysis), analysis)))
+    return out, x[:32]
+
+
+def section_estimate(log):
+    rows, flats = [], {}
+    for fam in FAMILIES:
+        models, calib = family(fam)
+        for name, m in models:
+            flat = to_tflite(m, "int8", representative_data=calib)
+            flats[name] = (flat, m)
+            t = time.perf_counter()
+            est = arena_estimate(flat, detail=True)
+            est_s = time.perf_counter() - t
+            rep = tflm.arena_report(flat)
+            smallest = tflm.min_arena_bytes(flat, resolution=1)
+            rows.append({"model": name, "estimate": est.total_bytes, "head": est.head_bytes,
+                         "tail": est.tail_bytes, "measured": rep.total_bytes,
+                         "measured_head": rep.head_bytes, "smallest_working": smallest,
+                         "err_measured": est.total_bytes / rep.total_bytes - 1,
+                         "err_smallest": est.total_bytes / smallest - 1,
+                         "estimate_ms": est_s * 1e3})
+            log(f"{name}: est {est.total_bytes} meas {rep.total_bytes} min {smallest}")
+    return rows, flats
+
+
+def section_latency(flats, log, runs_litert=300, runs_tflm=10):
+    rows = []
+    for fam in FAMILIES:
+        names = [n for n in flats if n == fam or n.startswith(fam + "-l1-")]
+        fl = [flats[n][0] for n in names]
+        lit = litert.interleaved_latency(fl, num_threads=1, warmup=20, runs=runs_litert,
+                                         rounds=5)
+        mic = tflm.interleaved_latency(fl, runs=runs_tflm, warmup=1)
+        macs = [kprune.profile(flats[n][1]).macs for n in names]
+        for k, n in enumerate(names):
+            mac_red = macs[0] / macs[k]
+            s_l, s_m = lit[0].median_ms / lit[k].median_ms, mic[0].median_ms / mic[k].median_ms
+            rows.append({"model": n, "macs": int(macs[k]), "mac_reduction": mac_red,
+                         "litert_int8_ms": lit[k].median_ms, "tflm_ms": mic[k].median_ms,
+                         "litert_speedup": s_l, "tflm_speedup": s_m,
+                         "litert_speedup_per_mac": s_l / mac_red,
+                         "tflm_speedup_per_mac": s_m / mac_red})
+            log(f"{n}: MACx{mac_red:.2f} litert {s_l:.2f} tflm {s_m:.2f}")
+    return rows
+
+
+def section_target(log, epochs, train_n, rows=None, on_row=lambda: None):
+    from kprune.datasets import load_fashion_mnist
+    from kprune.methods.complexity import plan_arena_pruning
+
+    import edge
+
+    rows = [] if rows is None else rows
+    done = {(r["model"], r["target"]) for r in rows}
+    plan_cases = [("resnet20", 32 * 1024), ("ds_cnn", 16 * 1024),
+                  ("mobilenetv2-0.35-96", 96 * 1024)]
+    for fam, budget in plan_cases:
+        if (fam, budget) in done:
+            continue
+        build, shape = FAMILIES[fam]
+        keras.utils.set_random_seed(0)
+        model = build()
+        # Random weights: BN statistics from one batch, or int8 softmax degenerates.
+        edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
+            (64,) + shape, dtype=np.float32))
+        t = time.time()
+        small, steps = plan_arena_pruning(model, budget, reinit=False)
+        rows.append({"model": fam, "how": "plan_arena_pruning (memory mode, seed 0)",
+                     "target": budget, "achieved": steps[-1]["arena_measured"],
+                     "start": steps[0]["arena"], "steps": len(steps) - 1,
+                     "exact_checks": sum("arena" in s for s in steps[1:]),
+                     "time_s": time.time() - t, "accuracy": None})
+        log(f"{fam} -> {budget}: {rows[-1]}")
+        on_row()
+    (x, y), (xt, yt) = load_fashion_mnist()
+    x, y, xv, yv = x[:train_n], y[:train_n], x[50000:52000], y[50000:52000]
+    xt, yt = xt[:2000], yt[:2000]
+    for fam, budget, build in (("lenet5", 6 * 1024, kprune.zoo.lenet5),
+                               ("resnet20-fmnist", 24 * 1024,
+                                lambda: kprune.zoo.resnet20(input_shape=(28, 28, 1)))):
+        if (fam, budget) in done:
+            continue
+        keras.utils.set_random_seed(0)
+        model = build()
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        t = time.time()
+        model.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+        base_acc = float(model.evaluate(xt, yt, verbose=0)[1])
+        base_arena = tflm.tflm_arena_bytes(to_tflite(model, "int8",
+                                                     representative_data=x[:200]))
+        r = kprune.prune(model, "complexity", mode="memory", target_arena_bytes=budget,
+                         train_data=(x, y), val_data=(xv, yv), epochs=epochs,
+                         batch_size=128, seed=0)
+        acc = float(r.model.evaluate(xt, yt, verbose=0)[1])
+        rows.append({"model": fam, "how": f"kprune.prune complexity memory mode, trained "
+                                          f"from scratch {epochs} epochs on {train_n} images",
+                     "target": budget, "achieved": r.final["arena_measured"],
+                     "start": base_arena, "steps": len(r.final["steps"]) - 1,
+                     "time_s": time.time() - t, "accuracy": acc,
+                     "baseline_accuracy": base_acc})
+        log(f"{fam} -> {budget}: {rows[-1]}")
+        on_row()
+    return rows
+
+
+def section_latency_target(log, runtime="tflm", families=("resnet20", "mobilenetv2-0.35-96")):
+    """plan_latency_pruning to a fraction of the measured latency on `runtime`:
+    'tflm' (TFLite-Micro reference kernels, median of 3 invokes per check;
+    target 0.5x) or 'litert' (LiteRT int8, 1 thread; target 0.7x: ResNet-20's
+    fastest reachable model is ~0.54x there). Verified by timing the result
+    interleaved with the original."""
+    import edge
+    from kprune.methods.complexity import _int8_flat, plan_latency_pruning
+
+    rows = []
+    for fam in families:
+        build, shape = FAMILIES[fam]
+        keras.utils.set_random_seed(0)
+        model = build()
+        edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
+            (64,) + shape, dtype=np.float32))
+        base_flat = _int8_flat(model)
+        if runtime == "tflm":
+            fraction, name = 0.5, "TFLite-Micro reference kernels"
+
+            def latency_fn(flat):
+                return tflm.latency(flat, runs=3, warmup=1).median_ms / 1e3
+
+            def verify(flats):
+                return tflm.interleaved_latency(flats, runs=15)
+            base_ms = tflm.latency(base_flat, runs=5).median_ms
+        else:
+            fraction, name, latency_fn = 0.7, "LiteRT int8, 1 thread", None
+
+            def verify(flats):
+                return litert.interleaved_latency(flats, runs=600, rounds=6)
+            base_ms = litert.interleaved_latency([base_flat], runs=200, rounds=2)[0].median_ms
+        target = fraction * base_ms
+        t = time.time()
+        fast, steps = plan_latency_pruning(model, target, latency_fn=latency_fn,
+                                           reinit=False, repeats=1 if latency_fn else 3)
+        plan_s = time.time() - t
+        b, a = verify([base_flat, _int8_flat(fast)])
+        macs0, macs1 = kprune.profile(model).macs, kprune.profile(fast).macs
+        speedup = b.median_ms / a.median_ms
+        rows.append({"model": fam, "runtime": name, "target_ms": target,
+                     "base_ms_at_plan": base_ms, "achieved_ms": a.median_ms,
+                     "base_ms_verify": b.median_ms,
+                     "achieved_over_target": a.median_ms / target,
+                     "speedup": speedup, "mac_reduction": macs0 / macs1,
+                     "speedup_per_mac": speedup / (macs0 / macs1),
+                     "steps": len(steps) - 1, "plan_time_s": plan_s})
+        log(f"latency target {fam}: {rows[-1]}")
+    return rows
+
+
+def section_fit_tail(log):
+    """Refits `kprune.bench.arena`'s tail model: one-op probe models measured
+    with the recording allocator, least squares for the constant and the
+    per-op-type bytes (what remains after tensors, nodes and per-channel data)."""
+    from kprune.bench import arena, flatbuffer
+
+    L = keras.layers
+
+    def conv(n=4):
+        return L.Conv2D(n, 3, padding="same")
+
+    dw = lambda: L.DepthwiseConv2D(3, padding="same")  # noqa: E731
+    probes = {
+        "conv1": lambda i: conv()(i),
+        "conv3": lambda i: conv()(conv()(conv()(i))),
+        "conv1_dw1": lambda i: dw()(conv()(i)),
+        "conv1_dw3": lambda i: dw()(dw()(dw()(conv()(i)))),
+        "conv1_mp2": lambda i: L.MaxPooling2D(2)(L.MaxPooling2D(2)(conv()(i))),
+        "conv1_ap2": lambda i: L.AveragePooling2D(2)(L.AveragePooling2D(2)(conv()(i))),
+        "conv1_fc1": lambda i: L.Dense(5)(L.Flatten()(conv()(i))),
+        "conv1_fc3": lambda i: L.Dense(5)(L.Dense(5)(L.Dense(5)(L.Flatten()(conv()(i))))),
+        "conv1_fc1_sm": lambda i: L.Dense(5, activation="softmax")(L.Flatten()(conv()(i))),
+        "conv2_add1": lambda i: L.Add()([conv()(i), conv()(i)]),
+        "conv3_add2": lambda i: L.Add()([L.Add()([conv()(i), conv()(i)]), conv()(i)]),
+        "conv1_gap": lambda i: L.GlobalAveragePooling2D()(conv()(i)),
+        "conv1_gap_fc": lambda i: L.Dense(5)(L.GlobalAveragePooling2D()(conv()(i))),
+        "conv2_cat": lambda i: L.Concatenate()([conv()(i), conv()(i)]),
+        "conv2_mul": lambda i: L.Multiply()([conv()(i), conv()(i)]),
+        "conv1_sig": lambda i: L.Activation("sigmoid")(conv()(i)),
+        "conv1_hs": lambda i: L.Activation("hard_swish")(conv()(i)),
+        "conv1_lrelu": lambda i: L.LeakyReLU(0.1)(conv()(i)),
+        "conv1_tanh": lambda i: L.Activation("tanh")(conv()(i)),
+        "conv1_rs_fc": lambda i: L.Dense(5)(L.Reshape((256,))(conv()(i))),
+    }
+    rows, names, ys = [], [], []
+    graphs = []
+    for name, body in probes.items():
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((8, 8, 3))
+        model = keras.Model(inp, body(inp))
+        x = np.random.default_rng(0).random((16, 8, 8, 3), dtype=np.float32)
+        flat = to_tflite(model, "int8", representative_data=x)
+        graphs.append((name, flatbuffer.parse(flat), tflm.arena_report(flat).tail_bytes))
+    types = sorted({op.name for _, g, _ in graphs for op in g.operators})
+    saved = dict(arena.TAIL_PER_OP), arena.TAIL_CONSTANT
+    for name, g, tail in graphs:
+        arena.TAIL_PER_OP.clear()
+        arena.TAIL_PER_OP.update({t: 0 for t in types})
+        arena.TAIL_CONSTANT = 0
+        known = arena.tail_bytes(g)[0]  # tensors, nodes, per-channel arrays (aligned)
+        counts = [sum(op.name == t for op in g.operators) for t in types]
+        rows.append([1] + counts)
+        ys.append(tail - known)
+        names.append(name)
+    arena.TAIL_PER_OP.clear()
+    arena.TAIL_PER_OP.update(saved[0])
+    arena.TAIL_CONSTANT = saved[1]
+    sol = np.linalg.lstsq(np.array(rows, float), np.array(ys, float), rcond=None)[0]
+    fit = {"TAIL_CONSTANT": round(float(sol[0]))}
+    fit.update({t: round(float(v)) for t, v in zip(types, sol[1:])})
+    log(f"tail fit: {fit}")
+    return fit
+
+
+def markdown(res, command):
+    out = [f"Command: `{command}`  ", f"Host: {platform.machine()}, {os.cpu_count()} cores "
+           "(shared); tflite-micro reference kernels on the host; LiteRT XNNPACK 1 thread.", ""]
+    if "estimate" in res:
+        out += ["### TFLite-Micro arena: `arena_estimate` vs the runtime", "",
+                "| model | estimate (B) | recording allocator (B) | smallest working arena (B) "
+                "| error vs allocated | error vs smallest |", "|---|---:|---:|---:|---:|---:|"]
+        for r in res["estimate"]:
+            out.append(f"| {r['model']} | {r['estimate']:,} | {r['measured']:,} | "
+                       f"{r['smallest_working']:,} | {r['err_measured'] * 100:+.2f} % | "
+                       f"{r['err_smallest'] * 100:+.2f} % |")
+        worst = max(max(abs(r["err_measured"]), abs(r["err_smallest"])) for r in res["estimate"])
+        out += ["", f"Worst error: {worst * 100:.2f} %.", ""]
+    if "target" in res:
+        out += ["### Arena budget as a pruning target", "",
+                "| model | how | start (B) | target (B) | achieved, measured (B) | achieved / "
+                "target | top-1 (baseline) |", "|---|---|---:|---:|---:|---:|---|"]
+        for r in res["target"]:
+            acc = ("-" if r["accuracy"] is None else
+                   f"{r['accuracy'] * 100:.1f} % ({r['baseline_accuracy'] * 100:.1f} %)")
+            out.append(f"| {r['model']} | {r['how']} | {r['start']:,} | {r['target']:,} | "
+                       f"{r['achieved']:,} | {r['achieved'] / r['target']:.3f} | {acc} |")
+        out.append("")
+    if "latency_target" in res:
+        out += ["### Latency as a pruning target", "",
+                "Achieved = median of invokes interleaved with the original after planning "
+                "(TFLite-Micro: 15 runs each).", "",
+                "| model | runtime (latency_fn) | original ms | target ms | achieved ms | "
+                "achieved / target | speedup | MAC reduction | speedup / MAC red. | plan time |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["latency_target"]:
+            out.append(f"| {r['model']} | {r.get('runtime', 'LiteRT int8, 1 thread')} | "
+                       f"{r['base_ms_verify']:.3f} | {r['target_ms']:.3f} | "
+                       f"{r['achieved_ms']:.3f} | {r['achieved_over_target']:.3f} | "
+                       f"{r['speedup']:.2f}x | {r['mac_reduction']:.2f}x | "
+                       f"{r['speedup_per_mac']:.2f} | {r['plan_time_s']:.0f} s |")
+        out.append("")
+    if "latency" in res:
+        out += ["### Speedup per MAC reduction on both runtimes (L1 pruning)", "",
+                "| model | MAC reduction | LiteRT int8 ms | speedup | / MAC red. | TFLM ms | "
+                "speedup | / MAC red. |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["latency"]:
+            out.append(f"| {r['model']} | {r['mac_reduction']:.2f}x | {r['litert_int8_ms']:.3f} | "
+                       f"{r['litert_speedup']:.2f}x | {r['litert_speedup_per_mac']:.2f} | "
+                       f"{r['tflm_ms']:.2f} | {r['tflm_speedup']:.2f}x | "
+                       f"{r['tflm_speedup_per_mac']:.2f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sections", default="estimate,latency,target,latency_target")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--train", type=int, default=12000)
+    p.add_argument("--out", default=RESULTS)
+    p.add_argument("--latency-runtime", default="tflm", choices=("tflm", "litert"))
+    args = p.parse_args(argv)
+    sections = args.sections.split(",")
+    command = "python benchmarks/edge_arena.py " + " ".join(argv or sys.argv[1:])
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "edge_arena.json")
+    res = json.load(open(path)) if os.path.exists(path) else {}
+
+    def log(msg):
+        print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+    def save():
+        atomic_write_text(path, json.dumps(res, indent=1))
+        atomic_write_text(os.path.join(args.out, "edge_arena.md"), markdown(res, command))
+
+    flats = None
+    if "estimate" in sections or "latency" in sections:
+        res["estimate"], flats = section_estimate(log)
+        save()
+    if "latency" in sections:
+        res["latency"] = section_latency(flats, log)
+        save()
+    if "target" in sections:
+        res.setdefault("target", [])
+        section_target(log, args.epochs, args.train, res["target"], save)  # saved per row
+    if "latency_target" in sections:
+        res["latency_target"] = section_latency_target(log, args.latency_runtime)
+        save()
+    if "fit_tail" in sections:  # not in the default run: prints the refitted constants
+        res["tail_fit"] = section_fit_tail(log)
+        save()
+
+
+if __name__ == "__main__":
+    main()
