@@ -175,7 +175,7 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
             n_in = graph.tensors[call.inputs[0]].channels if call.inputs else 0
             n_out = graph.tensors[call.outputs[0]].channels
             roles = analysis.handlers[id(layer)].weight_roles(layer, n_in, n_out)
-            for w in layer.trainable_weights:
+            for w in getattr(layer, "trainable_weights", ()):  # keras.ops nodes have none
                 r = roles.get(w.name)
                 if r is None or "out" not in r:
                     continue
