@@ -19,6 +19,8 @@ import argparse
 import os
 import time
 
+from kprune.atomic import atomic_path, atomic_save_model
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kprune.demo", description=__doc__.split("\n")[0])
@@ -84,7 +86,7 @@ def main(argv=None):
     print("[4/5] saving ...", flush=True)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "lenet5_pruned.keras")
-    result.model.save(path)
+    atomic_save_model(result.model, path)
     reloaded = keras.saving.load_model(path)
     p = profile(reloaded)
     print(f"saved {path}: {p.params:,} parameters, {p.macs:,} MACs "
@@ -104,13 +106,15 @@ def main(argv=None):
     print(f"wrote {firmware.cc} and {firmware.h} (int8 model "
           f"{firmware.model_bytes:,} bytes, kTensorArenaSize {firmware.arena_bytes:,})")
     comparison = bench.compare(model, reloaded, eval_data=(xt, yt),
-                               representative_data=calib, eval_samples=1000,
+                               representative_data=calib, eval_samples=None,  # all 10k
                                runs=100, rounds=3, names=("original", "pruned"))
     print(comparison)
-    with open(os.path.join(args.out, "bench.json"), "w") as f:
-        import json
+    import json
 
-        json.dump(comparison.to_dict(), f, indent=2, default=str)
+    from kprune.atomic import atomic_write_text
+
+    atomic_write_text(os.path.join(args.out, "bench.json"),
+                      json.dumps(comparison.to_dict(), indent=2, default=str))
     print(f"benchmark JSON: {os.path.join(args.out, 'bench.json')}; "
           f"total time {time.time() - t_start:.0f} s")
     return result
@@ -144,7 +148,8 @@ def _plot_rounds(result, test_acc, path):
     ax.set_title(f"LeNet-5 / Fashion-MNIST, {result.method.upper()} rounds")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
