@@ -41,7 +41,10 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             built outside the scope is copied into it first.
         on_round: ``on_round(entry, model)`` called after every recorded
             round (a history entry as in `PruneResult.history`).
-        **options: see ``kprune.methods.context.DEFAULT_OPTIONS``: ``rate``,
+        **options: see ``kprune.methods.context.DEFAULT_OPTIONS`` (every
+            method) and ``kprune.methods.registry.method_options(method)``
+            (that method only, e.g. ``mode`` / ``target_arena_bytes`` for
+            ``'complexity'``): ``rate``,
             ``criterion`` ('l1', 'l2', 'mean_activation', 'attention', 'apoz'
             or a callable), ``p``, ``aggregate``, ``round_to``,
             ``min_channels``, ``max_fraction``, ``ignored_layers``, ``seed``,

@@ -197,3 +197,33 @@ def test_no_retracing_warning_per_round_but_the_users_stays(caplog):
     with caplog.at_level("WARNING"):
         tf_logger.warning("5 out of the last 5 calls to f triggered tf.function retracing.")
     assert "retracing" in caplog.text
+
+
+def test_methods_take_only_their_own_options():
+    """Complexity-only options are refused for ILP/IAP/AIAP, naming their owner;
+    a method registered with its own options gets them with their defaults."""
+    from kprune.methods.registry import METHODS, METHOD_OPTIONS, register_method
+
+    with pytest.raises(TypeError, match=r"\['target_arena_bytes'\] for kprune.prune\(method="
+                                        r"'iap'\); 'target_arena_bytes' is an option of "
+                                        r"method 'complexity'"):
+        _prune(method="iap", target_arena_bytes=32_000)
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['rat'\].*options of 'ilp'"):
+        _prune(rat=0.2)
+    seen = {}
+
+    @register_method("_probe_method", options={"temperature": 2.0})
+    def probe(ctx):
+        seen.update(ctx.opts)
+        raise RuntimeError("stop after reading the options")
+
+    try:
+        with pytest.raises(RuntimeError, match="stop after"):
+            _prune(method="_probe_method", pretrain_epochs=0)
+        assert seen["temperature"] == 2.0 and "mode" not in seen
+        with pytest.raises(TypeError, match="'temperature' is an option of method "
+                                            "'_probe_method'"):
+            _prune(method="ilp", temperature=1.0)
+    finally:
+        METHODS.pop("_probe_method", None)
+        METHOD_OPTIONS.pop("_probe_method", None)

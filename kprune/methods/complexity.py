@@ -746,7 +746,7 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
 
 # -- the method behind kprune.prune(method='complexity') ------------------------
 
-#: Options of the complexity method, added to `kprune.prune`'s option table.
+#: Options only the complexity method takes (declared with its registration).
 COMPLEXITY_OPTIONS = {
     "mode": None,                 # 'params' (PA, default) | 'flops' (FA) | 'memory' (MA)
     "step_fraction": 0.1,         # fraction of a drawn group's channels per step
@@ -759,13 +759,6 @@ COMPLEXITY_OPTIONS = {
     "latency_fn": None,           # f(tflite_bytes) -> seconds; default LiteRT 1 thread
     "latency_quantization": "int8",
 }
-
-
-def _install_options():
-    from kprune.methods import context
-
-    for key, value in COMPLEXITY_OPTIONS.items():
-        context.DEFAULT_OPTIONS.setdefault(key, value)
 
 
 def _targets_from_ctx(ctx, model):
@@ -925,5 +918,4 @@ try:
 except ImportError:  # pragma: no cover - the registry ships with kprune
     pass
 else:
-    register_method("complexity", complexity)
-    _install_options()
+    register_method("complexity", complexity, options=COMPLEXITY_OPTIONS)

@@ -159,11 +159,18 @@ class PruneContext:
     def __init__(self, model, method, train_data, val_data, epochs, rounds, target,
                  out_dir, fit_fn, options, default_criterion="l1", target_default=("accuracy_loss", 0.01),
                  default_allocation="layer"):
-        unknown = set(options) - set(DEFAULT_OPTIONS)
+        from kprune.methods.registry import method_options, owners_of
+
+        own = method_options(method)
+        known = {**DEFAULT_OPTIONS, **own}
+        unknown = sorted(set(options) - set(known))
         if unknown:
-            raise TypeError(f"unknown option(s) {sorted(unknown)} for kprune.prune; "
-                            f"known options: {sorted(DEFAULT_OPTIONS)}")
-        opts = dict(DEFAULT_OPTIONS)
+            elsewhere = {k: owners_of(k) for k in unknown if owners_of(k)}
+            hint = "".join(f"; {k!r} is an option of method {' / '.join(map(repr, v))}"
+                           for k, v in elsewhere.items())
+            raise TypeError(f"unknown option(s) {unknown} for kprune.prune(method="
+                            f"{method!r}){hint}; options of {method!r}: {sorted(known)}")
+        opts = dict(known)
         opts.update(options)
         if not opts["criterion"] and default_criterion == "taylor" and (
                 getattr(model, "loss", None) is None):
