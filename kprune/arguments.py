@@ -103,7 +103,7 @@ def check_prune_arguments(model, epochs, rounds, options) -> Dict:
     opts = dict(options)
     for key, minimum in (("batch_size", 1), ("calibration_samples", 1), ("min_channels", 1),
                          ("pretrain_epochs", 0), ("patience", 0), ("max_retries", 0),
-                         ("rewind_epoch", 1)):
+                         ("rewind_epoch", 1), ("finetune_epochs", 0)):
         if key in opts:
             opts[key] = check_int(key, opts[key], minimum)
     if opts.get("round_to") is not None:
@@ -113,6 +113,10 @@ def check_prune_arguments(model, epochs, rounds, options) -> Dict:
     if "rate" in opts:
         opts["rate"] = check_fraction("rate", opts["rate"],
                                       fix="; the fraction of each group removed per round")
+    for key, fix in (("max_round_fraction", "; None for no per-round cap"),
+                     ("max_round_reduction", "; None for the default 0.5, 1.0 for no cap")):
+        if opts.get(key) is not None:
+            opts[key] = check_fraction(key, opts[key], high_closed=True, fix=fix)
     if "validation_split" in opts:
         opts["validation_split"] = check_fraction("validation_split", opts["validation_split"])
     if opts.get("p") is not None:

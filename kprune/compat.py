@@ -608,12 +608,7 @@ def to_tf_keras(model, compile: bool = True):
                         f"'{model.name}': it is already tf_keras")
     if not isinstance(model, keras.Model):
         raise TypeError(f"to_tf_keras expects a keras.Model, got {type(model).__name__}")
-    conv = _Converter(to_tfk=True)
-    new = conv.model(model)
-    conv.copy_weights()
-    if compile:
-        compile_like(new, model)
-    return new
+    return _convert(model, to_tfk=True, compile=compile)
 
 
 def from_tf_keras(model, compile: bool = True):
@@ -647,7 +642,12 @@ def from_tf_keras(model, compile: bool = True):
     tfk = sys.modules.get("tf_keras") or _tf_keras()
     if not isinstance(model, tfk.Model):
         raise TypeError(f"from_tf_keras expects a tf_keras.Model, got {type(model).__name__}")
-    conv = _Converter(to_tfk=False)
+    return _convert(model, to_tfk=False, compile=compile)
+
+
+def _convert(model, to_tfk: bool, compile: bool):
+    """The model rebuilt in the other Keras, weights copied, compiled alike."""
+    conv = _Converter(to_tfk=to_tfk)
     new = conv.model(model)
     conv.copy_weights()
     if compile:

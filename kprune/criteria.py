@@ -69,14 +69,9 @@ def filter_norms(model, group, ord=1, aggregate="sum", analysis=None) -> np.ndar
         True
     """
     analysis = _analysis_parts(model, analysis)
-    graph = analysis.graph
     members = []
     for producer in group.producers:
-        layer = graph.find_layer(producer)
-        call = graph.calls_of(layer)[0]
-        n_in = graph.tensors[call.inputs[0]].channels if call.inputs else 0
-        n_out = graph.tensors[call.outputs[0]].channels
-        roles = analysis.handlers[id(layer)].weight_roles(layer, n_in, n_out)
+        layer, roles = _layer_roles(analysis, producer)
         per_channel = None
         for w in layer.weights:
             r = roles.get(w.name)
@@ -91,20 +86,36 @@ def filter_norms(model, group, ord=1, aggregate="sum", analysis=None) -> np.ndar
             continue
         if ord == 2:
             per_channel = np.sqrt(per_channel)
-        cmap = group.channel_map(producer)
-        unit_sum = np.full(group.channels, np.nan)
-        valid = cmap >= 0
-        tmp = np.zeros(group.channels)
-        np.add.at(tmp, cmap[valid], per_channel[valid])
-        seen = np.zeros(group.channels, bool)
-        seen[cmap[valid]] = True
-        unit_sum[seen] = tmp[seen]
-        members.append(unit_sum)
+        members.append(_to_units(group, producer, per_channel))
     if not members:
         raise ValueError(
             f"group '{group.name}' has no producer with a kernel to take a "
             "filter norm of; use an activation criterion for it")
     return aggregate_members(members, aggregate)
+
+
+def _layer_roles(analysis, name):
+    """(layer, its handler's weight roles) of the member layer `name`."""
+    graph = analysis.graph
+    layer = graph.find_layer(name)
+    call = graph.calls_of(layer)[0]
+    n_in = graph.tensors[call.inputs[0]].channels if call.inputs else 0
+    n_out = graph.tensors[call.outputs[0]].channels
+    return layer, analysis.handlers[id(layer)].weight_roles(layer, n_in, n_out)
+
+
+def _to_units(group, member, per_channel) -> np.ndarray:
+    """A member layer's per-channel values summed onto the group's units
+    (NaN for units the member does not produce)."""
+    cmap = group.channel_map(member)
+    valid = cmap >= 0
+    tmp = np.zeros(group.channels)
+    np.add.at(tmp, cmap[valid], per_channel[valid])
+    seen = np.zeros(group.channels, bool)
+    seen[cmap[valid]] = True
+    unit = np.full(group.channels, np.nan)
+    unit[seen] = tmp[seen]
+    return unit
 
 
 def _loss_fn(model, loss=None):
@@ -159,22 +170,17 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
     data = training.as_data(data, batch_size, "calibration data")
     if data.kind == "numpy" and data.y is None:
         raise ValueError("criterion 'taylor' needs labelled calibration data (x, y)")
-    # (group index, member name, variable position, out axis, channel map)
+    # (group index, member name, variable position, out axis)
     entries, variables, where = [], [], {}
     for g in groups:
         for name in g.layers:
             try:
-                cmap = g.channel_map(name)
+                g.channel_map(name)  # members without a map onto the units are skipped
             except ValueError:
                 continue
-            layer = graph.find_layer(name)
-            calls = graph.calls_of(layer)
-            if not calls:
+            if not graph.calls_of(graph.find_layer(name)):
                 continue
-            call = calls[0]
-            n_in = graph.tensors[call.inputs[0]].channels if call.inputs else 0
-            n_out = graph.tensors[call.outputs[0]].channels
-            roles = analysis.handlers[id(layer)].weight_roles(layer, n_in, n_out)
+            layer, roles = _layer_roles(analysis, name)
             for w in getattr(layer, "trainable_weights", ()):  # keras.ops nodes have none
                 r = roles.get(w.name)
                 if r is None or "out" not in r:
@@ -182,7 +188,7 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
                 if id(w) not in where:
                     where[id(w)] = len(variables)
                     variables.append(w)
-                entries.append((g.index, name, where[id(w)], list(r).index("out"), cmap))
+                entries.append((g.index, name, where[id(w)], list(r).index("out")))
     if not variables:
         raise ValueError("criterion 'taylor' found no trainable weights producing "
                          "the groups' channels")
@@ -211,7 +217,7 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
             break
         prods = [p.numpy().astype(np.float64) for p in products(x, np.asarray(y))]
         member = {}
-        for gi, name, vi, axis, cmap in entries:
+        for gi, name, vi, axis in entries:
             v = np.moveaxis(prods[vi], axis, -1).reshape(-1, prods[vi].shape[axis]).sum(0)
             key = (gi, name)
             member[key] = v if key not in member else member[key] + v
@@ -224,17 +230,8 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
     for g in groups:
         members = []
         for (gi, name), v in sums.items():
-            if gi != g.index:
-                continue
-            cmap = g.channel_map(name)
-            valid = cmap >= 0
-            unit = np.full(g.channels, np.nan)
-            tmp = np.zeros(g.channels)
-            np.add.at(tmp, cmap[valid], v[valid] / max(batches, 1))
-            seen_units = np.zeros(g.channels, bool)
-            seen_units[cmap[valid]] = True
-            unit[seen_units] = tmp[seen_units]
-            members.append(unit)
+            if gi == g.index:
+                members.append(_to_units(g, name, v / max(batches, 1)))
         out[g.index] = (aggregate_members(members, aggregate) if members
                         else np.zeros(g.channels))
     return out

@@ -206,17 +206,10 @@ class PruneContext:
         if opts["allocation"] not in ("layer", "global"):
             raise ValueError(f"allocation must be 'layer' (the paper's per-group rate) or "
                              f"'global' (one ranking over all groups), got {opts['allocation']!r}")
-        mrf = opts["max_round_fraction"]
-        if mrf is not None and not (isinstance(mrf, (int, float)) and 0 < mrf <= 1):
-            raise ValueError(f"max_round_fraction must be None or in (0, 1], got {mrf!r}")
-        mrr = opts["max_round_reduction"]
-        if mrr is not None and not (isinstance(mrr, (int, float)) and 0 < mrr <= 1):
-            raise ValueError(f"max_round_reduction must be None or in (0, 1] (1.0: no cap), "
-                             f"got {mrr!r}")
+        # Numbers and layer names were checked by kprune.arguments; these
+        # options need the method's context.
         training.check_lr_schedule(opts["lr_schedule"])
         self.distill = training.parse_distill(opts["distill"])
-        if int(opts["finetune_epochs"]) < 0:
-            raise ValueError(f"finetune_epochs must be >= 0, got {opts['finetune_epochs']}")
         if (self.distill or opts["lr_schedule"] == "cosine") and fit_fn is not None:
             raise ValueError("distill= and lr_schedule= need kprune's own training loop; "
                              "they cannot be combined with fit_fn")

@@ -31,8 +31,12 @@ def percentile_candidates(scores: np.ndarray, rate: float, rng=None) -> np.ndarr
         return np.zeros(n, bool)
     if rate >= 1:
         return np.ones(n, bool)
-    k = min(n, max(1, int(np.floor(rate * n + 0.5))))
-    return lowest_k(scores, k, rng)
+    return lowest_k(scores, _round_count(rate, n), rng)
+
+
+def _round_count(rate: float, n: int) -> int:
+    """``round(rate * n)`` units (half up), at least one and at most n."""
+    return min(n, max(1, int(np.floor(rate * n + 0.5)))) if n else 0
 
 
 def lowest_k(scores: np.ndarray, k: int, rng=None) -> np.ndarray:
@@ -77,14 +81,10 @@ def global_candidates(scores_by_group, rate: float, normalize=True):
     flat = []
     for k in keys:
         s = np.asarray(scores_by_group[k], dtype=np.float64)
-        if normalize:
-            mean = float(np.mean(s)) if len(s) else 0.0
-            s = s / mean if mean > 0 else np.zeros_like(s)
-        flat.append(s)
+        flat.append(normalized(s) if normalize else s)
     allv = np.concatenate(flat) if flat else np.zeros(0)
     n = len(allv)
-    k_total = min(n, max(1, int(np.floor(rate * n + 0.5)))) if n else 0
-    mask = lowest_k(allv, k_total)
+    mask = lowest_k(allv, _round_count(rate, n))
     out, start = {}, 0
     for k, s in zip(keys, flat):
         out[k] = mask[start:start + len(s)]
@@ -94,9 +94,15 @@ def global_candidates(scores_by_group, rate: float, normalize=True):
 
 def threshold_candidates(scores: np.ndarray, threshold: float) -> np.ndarray:
     """AIAP rule: units whose score, divided by the group's mean score, is <= threshold."""
-    mean = float(np.mean(scores)) if len(scores) else 0.0
-    norm = scores / mean if mean > 0 else np.zeros_like(scores)
-    return norm <= threshold
+    return normalized(scores) <= threshold
+
+
+def normalized(scores) -> np.ndarray:
+    """Scores divided by their mean (all zeros when the mean is not positive),
+    so that one threshold or one ranking fits every layer."""
+    s = np.asarray(scores, dtype=np.float64)
+    mean = float(np.mean(s)) if len(s) else 0.0
+    return s / mean if mean > 0 else np.zeros_like(s)
 
 
 def keep_floor(original: int, min_channels: int = 1, max_fraction: Optional[float] = None,
