@@ -522,18 +522,9 @@ def _best_other_group(prev, record, budget, low, seed, ignored_layers, exact, cu
                     key=lambda g: -weights.get(g.index, 0.0))[:max_groups]
     best = (current, exact, record["group"], record["removed"])
     for g in groups:
-        lo, hi, fit = 0, g.channels - 1, None
-        while hi - lo > 1:
-            k = (lo + hi) // 2
-            cand = remove_channels(prev, g.to_layer_indices(range(g.channels - k, g.channels)),
-                                   analysis=analysis)
-            a = arena_of(cand)
-            if a <= budget:
-                hi, fit = k, (cand, a)
-                if a >= low:
-                    break
-            else:
-                lo = k
+        hi, fit = _fewest_that_fit(
+            prev, analysis, lambda k, g=g: g.to_layer_indices(range(g.channels - k, g.channels)),
+            0, g.channels - 1, budget, low)
         if fit is not None and fit[1] > best[1]:
             best = (fit[0], fit[1], g.name, hi)
             if fit[1] >= low:
@@ -549,21 +540,31 @@ def _fewer_from_group(prev, record, budget, low, seed, ignored_layers, exact, cu
     group = next(g for g in analysis.groups if g.name == record["group"])
     rng = np.random.default_rng(seed + record["step"])
     order = rng.permutation(group.channels)
-    lo, hi = 0, int(record["removed"])  # hi channels: fits (below low)
-    best = (current, exact)
+    # record["removed"] channels fit (below low); search fewer.
+    hi, fit = _fewest_that_fit(prev, analysis,
+                               lambda k: group.to_layer_indices(np.sort(order[:k])),
+                               0, int(record["removed"]), budget, low)
+    record["removed"] = hi
+    return fit or (current, exact)
+
+
+def _fewest_that_fit(prev, analysis, indices_for, lo, hi, budget, low):
+    """Binary search on the number k in (lo, hi] of channels to remove from
+    `prev` (``indices_for(k)`` names them): the fewest whose int8 arena is
+    <= `budget`, stopping at the first that is also >= `low`. Returns
+    ``(k, (model, arena))`` of the last fit found, or ``(hi, None)``."""
+    fit = None
     while hi - lo > 1:
         k = (lo + hi) // 2
-        cand = remove_channels(prev, group.to_layer_indices(np.sort(order[:k])),
-                               analysis=analysis)
+        cand = remove_channels(prev, indices_for(k), analysis=analysis)
         a = arena_of(cand)
         if a <= budget:
-            hi, best = k, (cand, a)
+            hi, fit = k, (cand, a)
             if a >= low:
                 break
         else:
             lo = k
-    record["removed"] = hi
-    return best
+    return hi, fit
 
 
 # -- measured latency budget (target_latency_ms) ---------------------------------
