@@ -523,8 +523,9 @@ def _best_other_group(prev, record, budget, low, seed, ignored_layers, exact, cu
     best = (current, exact, record["group"], record["removed"])
     for g in groups:
         hi, fit = _fewest_that_fit(
-            prev, analysis, lambda k, g=g: g.to_layer_indices(range(g.channels - k, g.channels)),
-            0, g.channels - 1, budget, low)
+            lambda k, g=g: remove_channels(
+                prev, g.to_layer_indices(range(g.channels - k, g.channels)), analysis=analysis),
+            arena_of, 0, g.channels - 1, budget, low)
         if fit is not None and fit[1] > best[1]:
             best = (fit[0], fit[1], g.name, hi)
             if fit[1] >= low:
@@ -541,23 +542,24 @@ def _fewer_from_group(prev, record, budget, low, seed, ignored_layers, exact, cu
     rng = np.random.default_rng(seed + record["step"])
     order = rng.permutation(group.channels)
     # record["removed"] channels fit (below low); search fewer.
-    hi, fit = _fewest_that_fit(prev, analysis,
-                               lambda k: group.to_layer_indices(np.sort(order[:k])),
-                               0, int(record["removed"]), budget, low)
+    hi, fit = _fewest_that_fit(
+        lambda k: remove_channels(prev, group.to_layer_indices(np.sort(order[:k])),
+                                  analysis=analysis),
+        arena_of, 0, int(record["removed"]), budget, low)
     record["removed"] = hi
     return fit or (current, exact)
 
 
-def _fewest_that_fit(prev, analysis, indices_for, lo, hi, budget, low):
-    """Binary search on the number k in (lo, hi] of channels to remove from
-    `prev` (``indices_for(k)`` names them): the fewest whose int8 arena is
-    <= `budget`, stopping at the first that is also >= `low`. Returns
-    ``(k, (model, arena))`` of the last fit found, or ``(hi, None)``."""
+def _fewest_that_fit(build, cost, lo, hi, budget, low):
+    """Binary search on the number k in (lo, hi] of channels removed
+    (``build(k)`` makes that model): the fewest whose ``cost`` (arena bytes,
+    seconds) is <= `budget`, stopping at the first that is also >= `low`.
+    Returns ``(k, (model, cost))`` of the last fit found, or ``(hi, None)``."""
     fit = None
     while hi - lo > 1:
         k = (lo + hi) // 2
-        cand = remove_channels(prev, indices_for(k), analysis=analysis)
-        a = arena_of(cand)
+        cand = build(k)
+        a = cost(cand)
         if a <= budget:
             hi, fit = k, (cand, a)
             if a >= low:
@@ -723,18 +725,8 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
             record["latency_ms"] = measured * 1e3
             if measured <= target:
                 if measured < low and k > 1:  # too far: fewer channels of this group
-                    lo, hi, best = 0, k, (nxt, measured)
-                    while hi - lo > 1:
-                        mid = (lo + hi) // 2
-                        cand = cut(mid)
-                        m = lat(cand)
-                        if m <= target:
-                            hi, best = mid, (cand, m)
-                            if m >= low:
-                                break
-                        else:
-                            lo = mid
-                    nxt, measured = best
+                    hi, fit = _fewest_that_fit(cut, lat, 0, k, target, low)
+                    nxt, measured = fit or (nxt, measured)
                     record.update(removed=int(hi), latency_ms=measured * 1e3)
                 values = measure(nxt)
                 record.update(values, reduction=_reductions(values, base),
