@@ -89,13 +89,8 @@ def execute(fv) -> int:
         # Without training inputs, int8 calibrates on the evaluation inputs.
         calibration = (data["train"][0][:fv.calibration_samples]
                        if data["train"] is not None else None)
-        if fv.qat_epochs and not isinstance(model, str):
-            if data["train"] is None:
-                raise CommandError("--qat_epochs needs training data: pass --data with "
-                                   "x_train/y_train (or a named dataset)")
-            model = qat.maybe_quantize_aware(model, fv, data)
-    elif fv.qat_epochs:
-        raise CommandError("--qat_epochs needs training data: pass --data")
+    if fv.qat_epochs and not (isinstance(model, str) and fv.data):  # not for a .tflite
+        model = qat.maybe_quantize_aware(model, fv, data if fv.data else None)
     kwargs = dict(eval_data=eval_data, representative_data=calibration,
                   quantizations=[None if q == "float32" else q for q in fv.quantizations],
                   latency_modes=list(fv.latency_modes), num_threads=fv.threads,

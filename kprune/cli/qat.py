@@ -29,7 +29,7 @@ def maybe_quantize_aware(model, fv, data):
     """
     if not fv.qat_epochs:
         return model
-    if data is None:
+    if data is None or data.get("train") is None:
         raise CommandError("--qat_epochs needs training data: pass --data (fashion_mnist "
                            "or a .npz with x_train and y_train)")
     from kprune.export import QATError, quantize_aware
