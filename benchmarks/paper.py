@@ -35,7 +35,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from kprune import datasets, zoo  # noqa: E402
 from kprune.prune import prune  # noqa: E402
@@ -59,12 +58,7 @@ def part_config(part, quick):
                    rounds=25, rate=0.2, batch_size=128, lr=1e-3,
                    dataset="Fashion-MNIST (55k train / 5k val / 10k test)")
     elif part == "resnet20_fmnist":
-        (x, y), (xt, yt) = datasets.load_fashion_mnist()
-        rng = np.random.default_rng(0)
-        idx = rng.permutation(len(x))[:11000]
-        x, y = x[idx], y[idx]
-        tidx = rng.permutation(len(xt))[:5000]
-        xt, yt = xt[tidx], yt[tidx]
+        (x, y), (xt, yt) = datasets.fashion_mnist_slice(11000, 5000, seed=0)
         cfg = dict(model=lambda: zoo.resnet20(input_shape=(28, 28, 1)), n_val=1000,
                    base_epochs=8, epochs=1, rounds=6, rate=0.2, batch_size=128, lr=2e-3,
                    dataset="Fashion-MNIST slice (10k train / 1k val / 5k test), 28x28x1")

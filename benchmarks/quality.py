@@ -79,12 +79,7 @@ def dataset_config(name, quick):
         cfg = dict(model=zoo.lenet5, n_val=600, base_epochs=30, batch_size=64, lr=1e-3,
                    label="LeNet-5 / MNIST 5k digits (3.4k train, 600 val, 1k test)")
     elif name == "resnet20_fmnist":
-        (x, y), (xt, yt) = datasets.load_fashion_mnist()
-        rng = np.random.default_rng(0)
-        idx = rng.permutation(len(x))[:11000]
-        x, y = x[idx], y[idx]
-        tidx = rng.permutation(len(xt))[:5000]
-        xt, yt = xt[tidx], yt[tidx]
+        (x, y), (xt, yt) = datasets.fashion_mnist_slice(11000, 5000, seed=0)
         cfg = dict(model=lambda: zoo.resnet20(input_shape=(28, 28, 1)), n_val=1000,
                    base_epochs=8, batch_size=128, lr=2e-3,
                    label="ResNet-20 / Fashion-MNIST slice (10k train, 1k val, 5k test)")

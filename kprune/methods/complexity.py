@@ -684,7 +684,7 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
             f"measures {fastest * 1e3:.4g} ms (the model: {l0 * 1e3:.4g} ms); ask for at "
             f"least that")
     # The latency table: what halving each group saves on the deploy runtime.
-    table, widths0 = {}, _widths(analysis)
+    table = {}
     for g in analysis.groups:
         if g.channels <= min_channels:
             continue
