@@ -33,9 +33,10 @@ import numpy as np  # noqa: E402
 
 from kprune.datasets import load_fashion_mnist  # noqa: E402
 from kprune.methods.complexity import measure  # noqa: E402
-from kprune.profile import profile  # noqa: E402
+from kprune.core.profile import profile  # noqa: E402
 from kprune.prune import prune  # noqa: E402
-from kprune.training import as_data, evaluate_accuracy, fit_once  # noqa: E402
+from kprune.data import as_data, evaluate_accuracy  # noqa: E402
+from kprune.methods.trainer import fit_once  # noqa: E402
 from kprune.zoo import lenet5, resnet20  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -187,7 +188,7 @@ def run_model(name, args, data, record, save):
     # that meets it is exactly what kprune.prune(..., target=budget) returns.
     import tempfile
 
-    from kprune.checkpoint import Checkpointer
+    from kprune.methods.checkpoint import Checkpointer
 
     keras.utils.set_random_seed(args.seed)
     start = keras.models.clone_model(dense)

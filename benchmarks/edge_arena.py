@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import kprune  # noqa: E402
 import kprune.zoo  # noqa: E402
 from kprune.bench import arena_estimate, litert, tflm  # noqa: E402
-from kprune.checkpoint import atomic_write_text  # noqa: E402
+from kprune.methods.checkpoint import atomic_write_text  # noqa: E402
 from kprune.export import to_tflite  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")

@@ -38,7 +38,7 @@ import keras  # noqa: E402
 
 from kprune import datasets, zoo  # noqa: E402
 from kprune.prune import prune  # noqa: E402
-from kprune.training import as_data, evaluate_accuracy  # noqa: E402
+from kprune.data import as_data, evaluate_accuracy  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 PARTS_DIR = os.path.join(RESULTS, "paper_parts")

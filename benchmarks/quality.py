@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 
 from kprune import datasets, zoo  # noqa: E402
 from kprune.prune import prune  # noqa: E402
-from kprune.training import as_data, evaluate_accuracy  # noqa: E402
+from kprune.data import as_data, evaluate_accuracy  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 LEVELS = (2, 4, 8, 16)

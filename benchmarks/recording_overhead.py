@@ -1,7 +1,7 @@
 """Cost of the dedicated activation-recording pass vs a plain model.predict.
 
 ResNet-20 (16/32/64) on 10,000 Fashion-MNIST images (28x28x1): times
-``kprune.recording.record_activations`` (statistics of every prunable group's
+``kprune.scoring.recording.record_activations`` (statistics of every prunable group's
 post-activation tensors, reduced in-graph, accumulated in float64) and
 ``model.predict`` over the same data and batch size, interleaved, in one run.
 Reports wall time and process CPU time (user + system of this process, which
@@ -27,7 +27,7 @@ import keras  # noqa: E402
 
 import kprune  # noqa: E402
 from kprune.datasets import load_fashion_mnist  # noqa: E402
-from kprune.recording import record_activations  # noqa: E402
+from kprune.scoring.recording import record_activations  # noqa: E402
 from kprune.zoo import resnet20  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

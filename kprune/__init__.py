@@ -1,18 +1,26 @@
-"""kprune: structured (channel) pruning for Keras 3 models."""
+"""kprune: structured (channel) pruning for Keras 3 models.
 
-from kprune.dependency import Group, analyze, dependency_groups
-from kprune.handlers import ChannelHandler, register_handler, unregister_handler
-from kprune.profile import LayerProfile, Profile, profile
+Layout (the data path): `kprune.core` (graph, dependency groups, handlers,
+surgery, profile) -> `kprune.scoring` (criteria, activation recording) ->
+`kprune.methods` (the run loop, checkpoints, ILP / IAP / AIAP / complexity)
+-> `kprune.reporting` (result, plots, TensorBoard); `kprune.export` and
+`kprune.bench` sit beside the core; `kprune.cli` on top.
+"""
+
+from kprune.core.dependency import Group, analyze, dependency_groups
+from kprune.core.handlers import ChannelHandler, register_handler, unregister_handler
+from kprune.core.profile import LayerProfile, Profile, profile
+from kprune.core.surgery import masked_reference, remove_channels
+from kprune.methods.callbacks import LambdaRoundCallback, RoundCallback
 from kprune.prune import prune
-from kprune.result import PruneResult
-from kprune.surgery import masked_reference, remove_channels
-from kprune import bench, compat, export  # noqa: E402  (light: runtimes load on use)
+from kprune.reporting.result import PruneResult
+from kprune import bench, compat, export, scoring  # noqa: E402  (light: runtimes load on use)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChannelHandler", "Group", "bench", "compat", "export", "LayerProfile", "Profile", "PruneResult", "analyze",
-    "dependency_groups", "masked_reference", "profile", "prune", "register_handler",
-    "remove_channels",
-    "unregister_handler",
+    "ChannelHandler", "Group", "LambdaRoundCallback", "LayerProfile", "Profile",
+    "PruneResult", "RoundCallback", "analyze", "bench", "compat", "dependency_groups",
+    "export", "masked_reference", "profile", "prune", "register_handler", "remove_channels",
+    "scoring", "unregister_handler",
 ]

@@ -38,9 +38,9 @@ def main(argv=None):
     import numpy as np
 
     from kprune.datasets import load_fashion_mnist
-    from kprune.profile import profile
+    from kprune.core.profile import profile
     from kprune.prune import prune
-    from kprune.training import as_data, evaluate_accuracy
+    from kprune.data import as_data, evaluate_accuracy
     from kprune.zoo import lenet5
 
     t_start = time.time()

@@ -12,8 +12,10 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from kprune.dependency import analyze
-from kprune.surgery import rebuild
+from kprune.core._keras_compat import all_layers
+
+from kprune.core.dependency import analyze
+from kprune.core.surgery import rebuild
 
 
 class VacuousComparison(AssertionError):
@@ -72,8 +74,7 @@ def calibrate_batchnorm(model, x) -> None:
     """
     import keras
 
-    bns = [l for l in model._flatten_layers(include_self=False, recursive=True)
-           if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [l for l in all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
     saved = [bn.momentum for bn in bns]
     for bn in bns:
         bn.momentum = 0.0

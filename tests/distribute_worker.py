@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kprune import distribute  # noqa: E402
+from kprune.scoring import distribute  # noqa: E402
 from tests.prune_support import small_cnn  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def digits(n_train=480, n_val=200):
 
 
 def record(out):
-    from kprune.recording import record_activations
+    from kprune.scoring.recording import record_activations
 
     strategy = two_cpu_strategy()
     (x, y), _ = digits()
@@ -81,7 +81,7 @@ def record(out):
 def fit_recording(out):
     """RecordingModel statistics of training passes, mirrored vs single device
     (no BatchNormalization: its batch statistics are per replica)."""
-    from kprune.recording import RecordingCallback, RecordingModel
+    from kprune.scoring.recording import RecordingCallback, RecordingModel
 
     (x, y), _ = digits()
     stats = {}

@@ -17,8 +17,8 @@ import traceback
 import keras
 import numpy as np
 
-from kprune.dependency import analyze
-from kprune.surgery import remove_channels
+from kprune.core.dependency import analyze
+from kprune.core.surgery import remove_channels
 from kprune.testing import (VacuousComparison, assert_surgery_equivalent,
                             random_removal)
 from tests.random_graphs import random_model

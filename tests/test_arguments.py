@@ -55,7 +55,7 @@ def test_bad_scalar_arguments(kw, exc, pattern):
 
 def test_ignored_layers_string_is_one_name():
     """'conv1' used to be split into characters ('c', 'o', ...)."""
-    from kprune.arguments import check_prune_arguments
+    from kprune.methods.config import check_prune_arguments
 
     opts = check_prune_arguments(small_cnn(), 1, 1, {"ignored_layers": "conv1"})
     assert opts["ignored_layers"] == ["conv1"]
@@ -183,7 +183,7 @@ def test_remove_channels_refuses_float_and_string_indices():
 def test_no_retracing_warning_per_round_but_the_users_stays(caplog):
     """Each round's new model traces new functions by design; kprune keeps
     TensorFlow's retracing warning out of its run, not out of the process."""
-    from kprune._keras_compat import quiet_retracing
+    from kprune.core._keras_compat import quiet_retracing
 
     tf_logger = tf.get_logger()
     (x, y), (xv, yv), _ = digits()
@@ -202,7 +202,7 @@ def test_no_retracing_warning_per_round_but_the_users_stays(caplog):
 def test_methods_take_only_their_own_options():
     """Complexity-only options are refused for ILP/IAP/AIAP, naming their owner;
     a method registered with its own options gets them with their defaults."""
-    from kprune.methods.registry import METHODS, METHOD_OPTIONS, register_method
+    from kprune.methods.registry import METHOD_DEFAULTS, METHOD_OPTIONS, METHODS, register_method
 
     with pytest.raises(TypeError, match=r"\['target_arena_bytes'\] for kprune.prune\(method="
                                         r"'iap'\); 'target_arena_bytes' is an option of "
@@ -213,17 +213,20 @@ def test_methods_take_only_their_own_options():
     seen = {}
 
     @register_method("_probe_method", options={"temperature": 2.0})
-    def probe(ctx):
-        seen.update(ctx.opts)
+    def probe(run):
+        seen.update(run.method_options)
+        seen["common"] = run.opts.to_dict()
         raise RuntimeError("stop after reading the options")
 
     try:
         with pytest.raises(RuntimeError, match="stop after"):
             _prune(method="_probe_method", pretrain_epochs=0)
         assert seen["temperature"] == 2.0 and "mode" not in seen
+        assert "temperature" not in seen["common"] and seen["common"]["rate"] == 0.1
         with pytest.raises(TypeError, match="'temperature' is an option of method "
                                             "'_probe_method'"):
             _prune(method="ilp", temperature=1.0)
     finally:
         METHODS.pop("_probe_method", None)
         METHOD_OPTIONS.pop("_probe_method", None)
+        METHOD_DEFAULTS.pop("_probe_method", None)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune.complexity_weights import complexity_weights, group_complexity
+from kprune.core.complexity_weights import complexity_weights, group_complexity
 from kprune.methods.complexity import (complexity_steps, measure, minimal_model,
                                        plan_complexity_pruning)
-from kprune.profile import profile
+from kprune.core.profile import profile
 from kprune.zoo import lenet5, resnet20
 
 MODES = ("params", "flops", "memory")

@@ -5,9 +5,9 @@ import pytest
 from tests.prune_support import small_cnn
 
 import kprune
-from kprune import criteria
+from kprune.scoring import criteria
 from kprune.methods import selection
-from kprune.recording import record_activations
+from kprune.scoring.recording import record_activations
 from kprune.zoo import resnet20
 
 

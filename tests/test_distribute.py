@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kprune import distribute
+from kprune.scoring import distribute
 from kprune.prune import prune as kprune_prune
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distribute_worker.py")
@@ -79,7 +79,7 @@ def test_helpers_without_a_strategy():
     with pytest.raises(TypeError):
         distribute.scope(object())
     # One device: the default strategy's record_activations equals the plain pass.
-    from kprune.recording import record_activations
+    from kprune.scoring.recording import record_activations
 
     conv = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(3, 2, activation="relu"),
                              keras.layers.Flatten(), keras.layers.Dense(2)])

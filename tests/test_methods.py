@@ -10,7 +10,7 @@ import pytest
 import kprune
 from kprune.methods import METHODS, register_method
 from kprune.prune import prune
-from kprune.training import as_data, evaluate_accuracy
+from kprune.data import as_data, evaluate_accuracy
 from tests.prune_support import digits, small_cnn, trained_cnn
 
 PRUNABLE = ("conv1", "conv2", "fc1")
@@ -202,7 +202,7 @@ def test_registry_and_complexity_option():
 
 
 def test_batchnorm_recalibration_sets_population_statistics():
-    from kprune.training import recalibrate_batchnorm
+    from kprune.methods.trainer import recalibrate_batchnorm
 
     model = small_cnn()
     x = np.random.default_rng(0).uniform(size=(300, 8, 8, 1)).astype("float32")

@@ -1,4 +1,4 @@
-"""kprune.plots: PNG figures of a run's history and per-layer widths."""
+"""kprune.reporting.plots: PNG figures of a run's history and per-layer widths."""
 
 import builtins
 import json
@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import kprune  # noqa: E402
-from kprune import plots  # noqa: E402
+from kprune.reporting import plots  # noqa: E402
 from kprune.zoo import lenet5  # noqa: E402
 
 HISTORY = [

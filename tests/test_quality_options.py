@@ -7,7 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from kprune import criteria, training
+from kprune import data as training
+from kprune.methods import trainer
+from kprune.scoring import criteria
 from kprune.methods import selection
 from kprune.prune import prune
 from tests.prune_support import digits, small_cnn, trained_cnn
@@ -95,8 +97,8 @@ def test_distillation_pulls_student_toward_teacher():
 
     def kl_after(distill):
         student = small_cnn(seed=1, bn=False)  # no BN statistics lag in the comparison
-        training.fit_once(student, training.as_data((x, y), 48), 2,
-                          training.compile_config_of(student), distill=distill,
+        trainer.fit_once(student, training.as_data((x, y), 48), 2,
+                          trainer.compile_config_of(student), distill=distill,
                           teacher_outputs=t_out if distill else None)
         s = np.clip(student.predict(x, verbose=0), 1e-7, 1)
         return float(np.mean(np.sum(t_out * (np.log(np.clip(t_out, 1e-7, 1)) - np.log(s)), 1)))
@@ -113,7 +115,7 @@ def test_cosine_schedule_decays_within_a_round():
         def on_train_batch_end(self, batch, logs=None):
             lrs.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
-    training.fit_once(model, training.as_data((x, y), 100), 2, training.compile_config_of(model),
+    trainer.fit_once(model, training.as_data((x, y), 100), 2, trainer.compile_config_of(model),
                       callbacks=[Grab()], lr_schedule="cosine")
     assert lrs[0] == pytest.approx(3e-3, rel=0.05) and lrs[-1] < 0.05 * lrs[0]
     assert model.optimizer.get_config()["learning_rate"] == pytest.approx(3e-3)  # restored

@@ -7,8 +7,9 @@ import tensorflow as tf
 from keras import layers
 
 import kprune
-from kprune.recording import RecordingCallback, RecordingModel, record_activations
-from kprune.training import as_data, fit_once
+from kprune.scoring.recording import RecordingCallback, RecordingModel, record_activations
+from kprune.data import as_data
+from kprune.methods.trainer import fit_once
 
 
 def _model(bn=True):

@@ -7,7 +7,7 @@ import pytest
 from keras import layers as L
 
 import kprune
-from kprune.dependency import analyze
+from kprune.core.dependency import analyze
 from kprune.testing import assert_surgery_equivalent, random_removal
 
 

@@ -1,4 +1,4 @@
-"""kprune.tensorboard.RoundLogger: tf.summary scalars and per-layer widths per round."""
+"""kprune.reporting.tensorboard.RoundLogger: tf.summary scalars and per-layer widths per round."""
 
 import glob
 
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import kprune
-from kprune.tensorboard import RoundLogger, arena_estimate_bytes
+from kprune.reporting.tensorboard import RoundLogger, arena_estimate_bytes
 from kprune.zoo import lenet5
 
 

@@ -25,7 +25,7 @@ import tensorflow as tf
 import keras
 tf.get_logger().setLevel("ERROR")  # no retracing / "Assets written" chatter
 import kprune
-import kprune.bench, kprune.datasets, kprune.export, kprune.plots, kprune.testing, kprune.zoo
+import kprune.bench, kprune.datasets, kprune.export, kprune.reporting.plots, kprune.testing, kprune.zoo
 from kprune.prune import prune
 from IPython.display import Image, Markdown, display
 
@@ -231,7 +231,7 @@ for name, m, prof in (("original", model, before), ("pruned", result.model, afte
 table(rows, ["model", "parameters", "peak int8 activations (estimate)",
              "TFLM arena (measured)", "test accuracy"])'''),
         new_code_cell('''\
-kprune.plots.plot_widths(model, result.model, os.path.join(OUT, "widths.png"))
+kprune.reporting.plots.plot_widths(model, result.model, os.path.join(OUT, "widths.png"))
 display(Image(os.path.join(OUT, "widths.png")))
 print("TensorBoard logs:", sorted(os.listdir(os.path.join(OUT, "tb"))))
 print("view them with: tensorboard --logdir", os.path.join(OUT, "tb"))'''),
@@ -383,7 +383,7 @@ assert after["conv"] < before["conv"]      # pruned through the custom layer
 print("gain weights now:", result.model.get_layer("gain").get_weights()[0].shape)
 print(f"test accuracy after pruning: {result.model.evaluate(x_test, y_test, verbose=0)[1]:.4f}")'''),
         new_code_cell('''\
-kprune.plots.plot_widths(before, after, os.path.join(OUT, "own_model_widths.png"))
+kprune.reporting.plots.plot_widths(before, after, os.path.join(OUT, "own_model_widths.png"))
 display(Image(os.path.join(OUT, "own_model_widths.png")))'''),
     ]
 

@@ -191,7 +191,7 @@ def _prepare(model_or_tflite, quantizations, representative_data, eval_x, name):
         m.notes.append(f"given a flatbuffer ({mode}): no Keras-side profile or float reference")
         return _Prepared(m, None, flatbuffers)
 
-    from kprune.profile import profile
+    from kprune.core.profile import profile
     try:
         p = profile(model)
         m.params, m.macs, m.weight_bytes = p.params, p.macs, p.weight_bytes

@@ -167,7 +167,7 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0,
     if val is None:
         if not 0 < val_fraction < 1:
             raise CommandError(f"--val_fraction must be in (0, 1), got {val_fraction}")
-        from kprune.training import as_data, split_validation
+        from kprune.data import as_data, split_validation
 
         train_part, val_part = split_validation(as_data((x, y)), val_fraction, seed)
         (x, y), val = (train_part.x, train_part.y), (val_part.x, val_part.y)

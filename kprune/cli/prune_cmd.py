@@ -142,7 +142,7 @@ def execute(fv) -> int:
     import keras
 
     from kprune.prune import prune
-    from kprune.training import as_data, evaluate_accuracy
+    from kprune.data import as_data, evaluate_accuracy
 
     out = OutDir(fv.out, "prune", OUTPUTS, inputs=[fv.model] + (
         [fv.data] if fv.data and os.path.isfile(fv.data) else []), overwrite=fv.overwrite)
@@ -201,7 +201,7 @@ def execute(fv) -> int:
     print(summary)
     if fv.plots:
         try:
-            from kprune.plots import plot_history, plot_widths
+            from kprune.reporting.plots import plot_history, plot_widths
 
             plot_history(result, out("history.png"))
             plot_widths(result.baseline["widths"], result.final["widths"], out("widths.png"))

@@ -139,7 +139,7 @@ def quantize_aware(model, unsupported: str = "error"):
         >>> qat.fit(x, y, epochs=1)
         >>> flat = kprune.export.to_tflite(qat, "int8", representative_data=x[:200])
     """
-    from kprune import compat
+    from kprune.core import tf_keras as compat
 
     if unsupported not in UNSUPPORTED_POLICIES:
         raise ValueError(f"unsupported must be 'error' or 'float', got {unsupported!r}")

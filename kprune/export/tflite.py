@@ -28,6 +28,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from kprune.atomic import atomic_write_bytes
+from kprune.core._keras_compat import interpreter_op_names
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 #: The name used for each quantization mode in reports and JSON.
@@ -148,7 +149,7 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
 
 
 def _is_qat(model) -> bool:
-    from kprune.compat import is_tf_keras
+    from kprune.core.tf_keras import is_tf_keras
     if not is_tf_keras(model):
         return False
     from kprune.export.qat import is_quantize_aware, kept_float
@@ -178,7 +179,7 @@ def _input_shapes(model) -> List[tuple]:
 
 def _fixed_batch_model(model, batch_size, shapes):
     """The model called on new inputs with a fixed batch axis (weights shared)."""
-    from kprune.compat import is_tf_keras
+    from kprune.core.tf_keras import is_tf_keras
     if is_tf_keras(model):  # tf_keras (e.g. a QAT model): rebuilt with tf_keras
         import tf_keras as keras
     else:
@@ -299,7 +300,7 @@ def tflite_ops(tflite_bytes: bytes) -> List[str]:
 
     with capture_fds():
         interpreter = Interpreter(model_content=bytes(tflite_bytes))
-    return sorted({d["op_name"] for d in interpreter._get_ops_details()})
+    return interpreter_op_names(interpreter)
 
 
 def is_tflite(data) -> bool:

@@ -1,12 +1,14 @@
-"""Pruning methods behind `kprune.prune`: ILP, IAP, AIAP (and, when
-installed, the complexity-driven method), registered in `registry.METHODS`."""
+"""Pruning methods behind `kprune.prune`: ILP, IAP, AIAP and the
+complexity-driven method, registered in `registry.METHODS` when this package
+is imported; `run.Run` is the loop they drive.
 
-from kprune.methods.registry import METHODS, get_method, register_method
-from kprune.methods import ilp, iap, aiap  # noqa: F401  (register)
+Example:
+    >>> from kprune.methods import METHODS
+    >>> sorted(METHODS)
+    ['aiap', 'complexity', 'iap', 'ilp']
+"""
 
-try:  # the complexity-driven method registers itself when present
-    from kprune.methods import complexity  # noqa: F401
-except ImportError:
-    pass
+from kprune.methods.registry import METHODS, MethodDefaults, get_method, register_method
+from kprune.methods import aiap, complexity, iap, ilp  # noqa: F401,E402  (register)
 
-__all__ = ["METHODS", "get_method", "register_method"]
+__all__ = ["METHODS", "MethodDefaults", "get_method", "register_method"]

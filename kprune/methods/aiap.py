@@ -31,13 +31,16 @@ may remove, by bisecting the threshold down (a finer controller: with the
 automatic step one round could jump from about 6x to about 20x).
 """
 
+import dataclasses
 import math
+import warnings
+from typing import Optional
 
-
-
+from kprune.core.profile import profile
 from kprune.methods import selection
-from kprune.methods.context import PruneContext
-from kprune.methods.registry import register_method
+from kprune.methods.registry import MethodDefaults, register_method
+from kprune.methods.run import measure
+from kprune.methods.state import RoundStatus
 
 MAX_NOOP_STEPS = 200
 #: **kprune decision, measured** (BENCHMARKS.md, "Pruning quality"): one round
@@ -48,10 +51,20 @@ MAX_NOOP_STEPS = 200
 DEFAULT_MAX_ROUND_REDUCTION = 0.5
 
 
-def group_shares(ctx, model, analysis, kind="params"):
-    """{group index: share of parameters (or MACs) of its member layers}."""
-    from kprune.profile import profile
+@dataclasses.dataclass
+class AIAPState:
+    """The controller's state (saved with every round)."""
 
+    next_T: float = 0.0             # threshold of the next try
+    T_ok: float = 0.0               # threshold of the last accepted round
+    step: Optional[float] = None    # current step (None: not chosen yet)
+    retries: int = 0                # failed tries at the current round
+    tries: int = 0                  # retraining rounds so far
+    noop: int = 0                   # consecutive threshold advances that removed nothing
+
+
+def group_shares(model, analysis, kind="params"):
+    """{group index: share of parameters (or MACs) of its member layers}."""
     prof = profile(model, graph=analysis.graph)
     per_layer = {}
     for lp in prof.layers:
@@ -64,51 +77,56 @@ def group_shares(ctx, model, analysis, kind="params"):
     return {k: v / total for k, v in sizes.items()}
 
 
-def _at_floor(ctx, analysis):
+def _at_floor(run, analysis):
     for g in analysis.groups:
-        floor = selection.keep_floor(ctx.original_width(g), ctx.opts["min_channels"],
-                                     ctx.max_fraction_of(g), ctx.opts["round_to"])
+        floor = selection.keep_floor(run.original_width(g), run.opts.min_channels,
+                                     run.max_fraction_of(g), run.opts.round_to)
         if g.channels > floor:
             return False
     return True
 
 
-@register_method("aiap")
-def aiap(ctx: PruneContext):
+#: **kprune decision, measured** (BENCHMARKS.md, "Pruning quality"): the
+#: first-order Taylor score (|activation x gradient|) instead of the mean
+#: activation; on LeNet-5 / Fashion-MNIST it halved AIAP's loss at 8x and 16x.
+#: ``criterion='mean_activation'`` gives the paper's score (and is used when
+#: the model is not compiled, since Taylor needs the loss).
+_AIAP_DEFAULTS = MethodDefaults(criterion="taylor", allocation="layer")
+
+
+@register_method("aiap", defaults=_AIAP_DEFAULTS)
+def aiap(run):
     """Run (or resume) the AIAP controller.
 
     Options: ``step`` (threshold step; default auto = 0.25 / largest group
     share, i.e. the largest group's threshold rises by a quarter of its mean
-    score per round), ``max_retries`` (3), ``tolerance`` (0.05, reduction
-    targets), ``rounds`` = maximum number of retraining rounds.
+    score per round), ``max_retries`` (3), ``tolerance`` (0, reduction
+    targets), ``max_round_reduction`` (0.5), ``rounds`` = maximum number of
+    retraining rounds.
 
     Example:
         >>> kprune.prune(model, "aiap", train_data=(x, y), val_data=(xv, yv),
         ...              target={"accuracy_loss": 0.01}, rounds=20)
     """
-    c = ctx.controller
-    c.setdefault("next_T", 0.0)
-    c.setdefault("T_ok", 0.0)
-    c.setdefault("step", ctx.opts["step"])
-    c.setdefault("retries", 0)
-    c.setdefault("tries", 0)
-    c.setdefault("noop", 0)
-    kind, value = ctx.target if ctx.target else ("accuracy_loss", math.inf)
+    c = run.method_state(AIAPState)
+    if c.step is None:
+        c.step = run.opts.step
+    kind, value = run.target if run.target else ("accuracy_loss", math.inf)
     share_kind = "macs" if kind == "macs_reduction" else "params"
-    tol = float(ctx.opts["tolerance"])
+    tol = float(run.opts.tolerance)
     while True:
-        if c["tries"] >= ctx.rounds:
-            return ctx.finish(_unreached(ctx, f"reached the maximum of {ctx.rounds} rounds"))
-        r = ctx.history[-1]["round"] + 1
-        model = ctx.current
-        analysis = ctx.analyze(model)
-        if _at_floor(ctx, analysis):
-            return ctx.finish(_unreached(ctx, "every group is at its minimum width"))
-        shares = group_shares(ctx, model, analysis, share_kind)
-        if c["step"] is None:
-            c["step"] = 0.25 / max(max(shares.values()), 1e-9)
-        weights = ctx.complexity_weights(model, analysis) or {}
-        T = float(c["next_T"])
+        if c.tries >= run.rounds:
+            return run.finish(_unreached(run, f"reached the maximum of {run.rounds} rounds"))
+        r = run.state.last_round + 1
+        model = run.current
+        analysis = run.analyze(model)
+        if _at_floor(run, analysis):
+            return run.finish(_unreached(run, "every group is at its minimum width"))
+        shares = group_shares(model, analysis, share_kind)
+        if c.step is None:
+            c.step = 0.25 / max(max(shares.values()), 1e-9)
+        weights = run.complexity_weights(model, analysis) or {}
+        T = float(c.next_T)
 
         def select_at(t):
             def select(group, scores):
@@ -116,91 +134,88 @@ def aiap(ctx: PruneContext):
                 return selection.threshold_candidates(scores, thr)
             return select
 
-        scores = ctx.scores(model, analysis)
-        proposal = ctx.propose(model, select_at(T), r, analysis, scores=scores)
-        limit = ctx.opts["max_round_reduction"]
+        scores = run.scores(model, analysis)
+        proposal = run.propose(model, select_at(T), r, analysis, scores=scores)
+        limit = run.opts.max_round_reduction
         limit = DEFAULT_MAX_ROUND_REDUCTION if limit is None else float(limit)
-        if proposal.model is not None and limit < 1.0 and T > float(c["T_ok"]):
-            T, proposal = _limit_round(ctx, model, analysis, scores, select_at, r,
-                                       "macs" if share_kind == "macs" else "params",
-                                       float(limit), float(c["T_ok"]), T, proposal)
+        if proposal.model is not None and limit < 1.0 and T > float(c.T_ok):
+            T, proposal = _limit_round(run, model, analysis, scores, select_at, r,
+                                       share_kind, float(limit), float(c.T_ok), T, proposal)
         if proposal.model is not None and kind != "accuracy_loss":
-            T, proposal = _land_on_target(ctx, model, analysis, scores, select_at, r, kind,
-                                          value, tol, float(c["T_ok"]), T, proposal)
+            T, proposal = _land_on_target(run, model, analysis, scores, select_at, r, kind,
+                                          value, tol, float(c.T_ok), T, proposal)
         if proposal.model is None:
-            c["noop"] += 1
-            if c["noop"] > MAX_NOOP_STEPS:
-                return ctx.finish(_unreached(ctx, "the threshold no longer removes channels"))
-            c["next_T"] = T + c["step"]
-            ctx.save_controller()
+            c.noop += 1
+            if c.noop > MAX_NOOP_STEPS:
+                return run.finish(_unreached(run, "the threshold no longer removes channels"))
+            c.next_T = T + c.step
+            run.store(c, save=True)
             continue
-        c["noop"] = 0
-        entry = ctx.try_round(proposal, r, {"threshold": T, "step": c["step"]})
-        c["tries"] += 1
-        if entry["status"] == "nan_discarded":
+        c.noop = 0
+        entry = run.try_round(proposal, r, {"threshold": T, "step": c.step})
+        c.tries += 1
+        if entry.status is RoundStatus.NAN_DISCARDED:
             holds = False
         elif kind == "accuracy_loss":
-            holds = entry["feasible"]
+            holds = entry.feasible
         else:
             holds = True  # the round was already trimmed to land on the target
         if holds:
-            entry["status"] = "accepted"
-            c["T_ok"] = T
-            c["next_T"] = T + c["step"]
-            c["retries"] = 0
-            ctx.commit(entry, proposal, best=True)
-            if kind != "accuracy_loss" and entry["feasible"]:
-                return ctx.finish(f"{kind} {value} reached at round {r}")
+            c.T_ok = T
+            c.next_T = T + c.step
+            c.retries = 0
+            run.store(c)
+            run.commit(entry, proposal, best=True)
+            if kind != "accuracy_loss" and entry.feasible:
+                return run.finish(f"{kind} {value} reached at round {r}")
             continue
-        if entry["status"] != "nan_discarded":
-            entry["status"] = "violated"
-        c["retries"] += 1
-        stop = c["retries"] > int(ctx.opts["max_retries"])
-        c["step"] = c["step"] / 2.0
-        c["next_T"] = c["T_ok"] + c["step"]
-        ctx.commit(entry, proposal, accept=False, best=False)
+        if entry.status is not RoundStatus.NAN_DISCARDED:
+            entry.status = RoundStatus.VIOLATED
+        c.retries += 1
+        stop = c.retries > int(run.opts.max_retries)
+        c.step = c.step / 2.0
+        c.next_T = c.T_ok + c.step
+        run.store(c)
+        run.commit(entry, proposal, accept=False, best=False)
         if stop:
-            return ctx.finish(_unreached(
-                ctx, f"round {r}: the target failed {c['retries']} times in a row "
-                f"(step halved to {c['step']:.4g}); keeping round {ctx.best_round}"))
+            return run.finish(_unreached(
+                run, f"round {r}: the target failed {c.retries} times in a row "
+                f"(step halved to {c.step:.4g}); keeping round {run.best_round}"))
 
 
-def _reduction_of(ctx, proposal, kind):
-    from kprune.methods.context import measure
-
+def _reduction_of(run, proposal, kind):
     m = measure(proposal.model)
-    base = ctx.history[0]
-    key = "params" if kind == "params_reduction" else "macs"
-    return 1.0 - m[key] / max(base[key], 1)
+    base = run.history[0]
+    if kind == "params_reduction":
+        return 1.0 - m["params"] / max(base.params, 1)
+    return 1.0 - m["macs"] / max(base.macs, 1)
 
 
-def _land_on_target(ctx, model, analysis, scores, select_at, r, kind, value, tol,
+def _land_on_target(run, model, analysis, scores, select_at, r, kind, value, tol,
                     t_low, t_high, proposal, steps=12):
     """Trim an overshooting size-target round by bisecting the threshold in
     (t_low, t_high]: the smallest T whose proposal still reaches `value`
     (the least overshoot one threshold can give). Rounds that overshoot by at
     most `tol`, or do not reach `value`, are left as they are."""
-    red = _reduction_of(ctx, proposal, kind)
+    red = _reduction_of(run, proposal, kind)
     if red <= value + tol + 1e-12:
         return t_high, proposal
     lo, hi, best = t_low, t_high, (t_high, proposal)
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
-        prop = ctx.propose(model, select_at(mid), r, analysis, scores=scores)
-        if prop.model is not None and _reduction_of(ctx, prop, kind) >= value - 1e-12:
+        prop = run.propose(model, select_at(mid), r, analysis, scores=scores)
+        if prop.model is not None and _reduction_of(run, prop, kind) >= value - 1e-12:
             hi, best = mid, (mid, prop)
         else:
             lo = mid
     return best
 
 
-def _limit_round(ctx, model, analysis, scores, select_at, r, key, limit, t_low, t_high,
+def _limit_round(run, model, analysis, scores, select_at, r, key, limit, t_low, t_high,
                  proposal, steps=10):
     """``max_round_reduction``: bisect the threshold in (t_low, t_high] for the
     largest T whose round removes at most `limit` of the current model's
     parameters (MACs); the smallest overshooting T when none stays within."""
-    from kprune.methods.context import measure
-
     current = max(measure(model)[key], 1)
 
     def removed(prop):
@@ -212,7 +227,7 @@ def _limit_round(ctx, model, analysis, scores, select_at, r, key, limit, t_low, 
     best, over = None, (t_high, proposal)
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
-        prop = ctx.propose(model, select_at(mid), r, analysis, scores=scores)
+        prop = run.propose(model, select_at(mid), r, analysis, scores=scores)
         if prop.model is None:
             lo = mid
         elif removed(prop) <= limit + 1e-12:
@@ -222,26 +237,14 @@ def _limit_round(ctx, model, analysis, scores, select_at, r, key, limit, t_low, 
     return best or over
 
 
-def _unreached(ctx, why):
-    if ctx.target and ctx.target[0] != "accuracy_loss":
-        kind, value = ctx.target
-        best = [e for e in ctx.history if e["round"] == ctx.best_round][0]
-        got = ctx.reduction(best, kind)
+def _unreached(run, why):
+    if run.target and not run.target.is_accuracy:
+        kind, value = run.target
+        best = run.state.entry(run.best_round)
+        got = run.reduction(best, kind)
         if got < value:
-            import warnings
-
             msg = (f"{why}; target {kind}={value} not reached (best feasible: "
-                   f"{got:.3f} at round {ctx.best_round})")
+                   f"{got:.3f} at round {run.best_round})")
             warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
             return msg
     return why
-
-
-#: **kprune decision, measured** (BENCHMARKS.md, "Pruning quality"): the
-#: first-order Taylor score (|activation x gradient|) instead of the mean
-#: activation; on LeNet-5 / Fashion-MNIST it halved AIAP's loss at 8x and 16x.
-#: ``criterion='mean_activation'`` gives the paper's score (and is used when
-#: the model is not compiled, since Taylor needs the loss).
-aiap.default_criterion = "taylor"
-
-

@@ -4,7 +4,7 @@ Zawish, Davy, Abraham, *Complexity-Driven CNN Compression for
 Resource-constrained Edge AI* (2022), as specified in ALGORITHMS.md:
 
 1. Each dependency group's weight is its share of the model's complexity in
-   the chosen mode (`kprune.complexity_weights`): parameters (PA), MACs (FA)
+   the chosen mode (`kprune.core.complexity_weights`): parameters (PA), MACs (FA)
    or activation memory at batch 1 (MA).
 2. A seeded weighted random draw picks a group; a step removes
    ``step_fraction`` of its remaining channels (at least one, never below
@@ -42,11 +42,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
-from kprune.complexity_weights import (MODES, complexity_weights,
+from kprune.core.complexity_weights import (MODES, complexity_weights,
                                        group_complexity, normalize_mode)
-from kprune.dependency import analyze
-from kprune.profile import profile
-from kprune.surgery import remove_channels
+from kprune.core.dependency import analyze
+from kprune.core.profile import profile
+from kprune.core.surgery import remove_channels
+from kprune.methods.registry import MethodDefaults, register_method
+from kprune.methods.run import Proposal, measure as run_measure
+from kprune.methods.state import RoundEntry, RoundStatus
 
 __all__ = ["COMPLEXITY_OPTIONS", "complexity", "complexity_steps",
            "arena_of", "complexity_weights", "group_complexity", "measure", "minimal_model",
@@ -754,14 +757,14 @@ COMPLEXITY_OPTIONS = {
 }
 
 
-def _targets_from_ctx(ctx, model):
-    """ctx.target + options -> (mode, target fraction, absolute budgets)."""
-    opts = ctx.opts
+def _targets_from_run(run, model):
+    """run.target + options -> (mode, target fraction, absolute budgets)."""
+    opts = run.method_options
     mode = opts["mode"]
     absolute = {a: opts[a] for a in ABSOLUTE_TARGETS}
     target = None
-    if ctx.target is not None:
-        kind, value = ctx.target
+    if run.target is not None:
+        kind, value = run.target
         resource = {"params_reduction": "params",
                     "macs_reduction": "flops"}.get(kind)
         if resource is None:  # a plain number: fraction of the mode's complexity
@@ -780,7 +783,10 @@ def _targets_from_ctx(ctx, model):
     return normalize_mode(mode), target, absolute
 
 
-def complexity(ctx):
+@register_method("complexity", options=COMPLEXITY_OPTIONS,
+                 defaults=MethodDefaults(criterion="l1", target=None,
+                                         number_means="the fraction of complexity to remove"))
+def complexity(run):
     """Complexity-driven pruning through `kprune.prune` (method 'complexity').
 
     Plans the pruned architecture with `plan_complexity_pruning`, re-initialises
@@ -795,8 +801,10 @@ def complexity(ctx):
     ``target_memory_bytes=`` (``memory_dtype='int8'`` to count int8
     activations); ``target_arena_bytes=`` (the int8 model's TFLite-Micro
     tensor arena, priced by `kprune.bench.arena_estimate` and verified on the
-    runtime: the result lies in [0.9 N, N]; see `plan_arena_pruning`). Other options: ``step_fraction`` (0.1), ``seed``,
-    ``min_channels``, ``ignored_layers``.
+    runtime: the result lies in [0.9 N, N]; see `plan_arena_pruning`);
+    ``mode='latency'`` with ``target_latency_ms=`` (see `plan_latency_pruning`).
+    Other options: ``step_fraction`` (0.1), ``seed``, ``min_channels``,
+    ``ignored_layers``.
 
     History: round 0 is the model as given (its validation accuracy as
     passed in); round 1 is the pruned architecture trained from scratch, with
@@ -809,106 +817,84 @@ def complexity(ctx):
         >>> result.final["reduction"]["memory"] >= 0.5
         True
     """
-    from kprune import training
-    from kprune.methods.context import Proposal, measure as ctx_measure
-
-    if ctx.history[-1]["round"] >= 1:  # resumed after the trained round
-        return ctx.finish(ctx.reason or "complexity-driven pruning done")
-    opts = ctx.opts
-    original = ctx.current
+    if run.state.last_round >= 1:  # resumed after the trained round
+        return run.finish(run.state.reason or "complexity-driven pruning done")
+    opts = run.method_options
+    original = run.current
     arena_budget = opts.get("target_arena_bytes")
     latency_target = opts.get("target_latency_ms")
     if opts["mode"] == "latency" or latency_target is not None:
-        return _complexity_latency(ctx, original, latency_target)
+        return _complexity_latency(run, original, latency_target)
     if arena_budget is not None:
         mode, target, absolute = normalize_mode(opts["mode"] or "memory"), None, {}
     else:
-        mode, target, absolute = _targets_from_ctx(ctx, original)
-    seed = opts["seed"] if opts["seed"] is not None else 0
+        mode, target, absolute = _targets_from_run(run, original)
+    seed = run.opts.seed if run.opts.seed is not None else 0
     t0 = time.time()
     pruned, steps = plan_complexity_pruning(
         original, mode, target=target, step_fraction=opts["step_fraction"],
-        seed=seed, min_channels=opts["min_channels"],
-        ignored_layers=opts["ignored_layers"], memory_dtype=opts["memory_dtype"],
+        seed=seed, min_channels=run.opts.min_channels,
+        ignored_layers=run.opts.ignored_layers, memory_dtype=opts["memory_dtype"],
         reinit=True, target_arena_bytes=arena_budget, **absolute)
     plan_time = time.time() - t0
     t1 = time.time()
-    out = training.fit_once(pruned, ctx.train, ctx.epochs, ctx.compile_config,
-                            ctx.fit_fn, verbose=ctx.verbose)
+    out = run.trainer.fit(pruned, run.epochs)
     train_time = time.time() - t1
     base_widths = steps[0]["widths"]
     final_widths = steps[-1]["widths"]
     removed = {g: base_widths[g] - final_widths.get(g, 0) for g in base_widths
                if base_widths[g] != final_widths.get(g, 0)}
-    entry = {"round": 1, "removed": int(sum(removed.values())),
-             "removed_by_group": removed, "mode": mode, "target": target,
-             "budgets": {k: v for k, v in absolute.items() if v is not None},
-             "arena": steps[-1].get("arena"), "arena_measured": steps[-1].get("arena_measured"),
-             "memory": steps[-1]["memory"], "memory_dtype": opts["memory_dtype"],
-             "reduction": steps[-1]["reduction"], "steps": steps,
-             "plan_time_s": plan_time, "train_time_s": train_time,
-             "epochs": ctx.epochs, "losses": out.losses}
-    entry.update(ctx_measure(pruned))
+    info = {"mode": mode, "target": target,
+            "budgets": {k: v for k, v in absolute.items() if v is not None},
+            "arena": steps[-1].get("arena"), "arena_measured": steps[-1].get("arena_measured"),
+            "memory": steps[-1]["memory"], "memory_dtype": opts["memory_dtype"],
+            "reduction": steps[-1]["reduction"], "steps": steps,
+            "plan_time_s": plan_time, "train_time_s": train_time,
+            "epochs": run.epochs, "losses": out.losses}
     if arena_budget is not None:  # the trained model, as it will be deployed
-        entry["arena_measured"] = _measured_arena(pruned)
-        entry["arena_within_budget"] = entry["arena_measured"] <= arena_budget
-    acc = float("nan") if out.nan else ctx.evaluate(pruned)
-    if out.nan or acc != acc:
-        entry.update({"status": "nan_discarded", "val_accuracy": None,
-                      "feasible": False, "time_s": time.time() - t0})
-        ctx.commit(entry, None, accept=False)
-        return ctx.finish("training the pruned architecture from scratch gave a "
-                          "NaN loss; lower the learning rate")
-    entry.update({"status": "accepted", "val_accuracy": acc, "feasible": True,
-                  "time_s": time.time() - t0})
-    ctx.commit(entry, Proposal(pruned, removed, {}), best=True)
-    result = ctx.finish(f"{mode} mode: {len(steps) - 1} steps, then trained "
-                        f"from scratch for {ctx.epochs} epoch(s)")
-    result.target = dict(entry["budgets"])
+        info["arena_measured"] = _measured_arena(pruned)
+        info["arena_within_budget"] = info["arena_measured"] <= arena_budget
+    report = dict(info["budgets"])
     if arena_budget is not None:
-        result.target["target_arena_bytes"] = arena_budget
+        report["target_arena_bytes"] = arena_budget
     if target is not None:
-        result.target[f"{mode}_reduction"] = target
-    return result
+        report[f"{mode}_reduction"] = target
+    entry = RoundEntry(round=1, status=RoundStatus.ACCEPTED, removed=int(sum(removed.values())),
+                       removed_by_group=removed, info=info, **run_measure(pruned))
+    acc = float("nan") if out.nan else run.evaluate(pruned)
+    entry.time_s = time.time() - t0
+    if out.nan or acc != acc:
+        entry.status, entry.val_accuracy, entry.feasible = RoundStatus.NAN_DISCARDED, None, False
+        run.commit(entry, None, accept=False)
+        return run.finish("training the pruned architecture from scratch gave a "
+                          "NaN loss; lower the learning rate", report_target=report)
+    entry.val_accuracy, entry.feasible = acc, True
+    run.commit(entry, Proposal(pruned, removed, {}), best=True)
+    return run.finish(f"{mode} mode: {len(steps) - 1} steps, then trained "
+                      f"from scratch for {run.epochs} epoch(s)", report_target=report)
 
 
-def _complexity_latency(ctx, original, latency_target):
-    from kprune import training
-    from kprune.methods.context import Proposal, measure as ctx_measure
-
+def _complexity_latency(run, original, latency_target):
     if latency_target is None:
         raise ValueError("mode='latency' needs target_latency_ms=<milliseconds> (the measured "
                          "latency the pruned model must reach)")
-    opts = ctx.opts
-    seed = opts["seed"] if opts["seed"] is not None else 0
+    opts = run.method_options
+    seed = run.opts.seed if run.opts.seed is not None else 0
     t0 = time.time()
     pruned, steps = plan_latency_pruning(
         original, latency_target, latency_fn=opts["latency_fn"],
         quantization=opts["latency_quantization"], seed=seed,
-        step_fraction=opts["step_fraction"], min_channels=opts["min_channels"],
-        ignored_layers=opts["ignored_layers"], reinit=True)
-    out = training.fit_once(pruned, ctx.train, ctx.epochs, ctx.compile_config,
-                            ctx.fit_fn, verbose=ctx.verbose)
-    entry = {"round": 1, "mode": "latency", "target_latency_ms": latency_target,
-             "latency_ms": steps[-1]["latency_ms"], "steps": steps,
-             "epochs": ctx.epochs, "losses": out.losses}
-    entry.update(ctx_measure(pruned))
-    acc = float("nan") if out.nan else ctx.evaluate(pruned)
-    entry.update({"status": "accepted", "val_accuracy": acc, "feasible": acc == acc,
-                  "time_s": time.time() - t0})
-    ctx.commit(entry, Proposal(pruned, {}, {}), best=True)
-    result = ctx.finish(f"latency mode: {len(steps) - 1} steps to "
-                        f"{steps[-1]['latency_ms']:.4g} ms, then trained from scratch")
-    result.target = {"target_latency_ms": latency_target}
-    return result
-
-
-complexity.default_target = None  # target=None allowed with absolute budgets
-complexity.default_criterion = "l1"  # unused: no ranking
-
-try:
-    from kprune.methods.registry import register_method
-except ImportError:  # pragma: no cover - the registry ships with kprune
-    pass
-else:
-    register_method("complexity", complexity, options=COMPLEXITY_OPTIONS)
+        step_fraction=opts["step_fraction"], min_channels=run.opts.min_channels,
+        ignored_layers=run.opts.ignored_layers, reinit=True)
+    out = run.trainer.fit(pruned, run.epochs)
+    info = {"mode": "latency", "target_latency_ms": latency_target,
+            "latency_ms": steps[-1]["latency_ms"], "steps": steps,
+            "epochs": run.epochs, "losses": out.losses}
+    acc = float("nan") if out.nan else run.evaluate(pruned)
+    entry = RoundEntry(round=1, status=RoundStatus.ACCEPTED, val_accuracy=acc,
+                       feasible=acc == acc, info=info, **run_measure(pruned))
+    entry.time_s = time.time() - t0
+    run.commit(entry, Proposal(pruned, {}, {}), best=True)
+    return run.finish(f"latency mode: {len(steps) - 1} steps to "
+                      f"{steps[-1]['latency_ms']:.4g} ms, then trained from scratch",
+                      report_target={"target_latency_ms": latency_target})

@@ -19,6 +19,8 @@ import re
 
 import numpy as np
 
+from kprune.core._keras_compat import all_layers, first_output_shapes
+
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
@@ -64,11 +66,9 @@ def weights_digest(model) -> str:
 def architecture(model):
     """Layer classes and output shapes in order (no auto-generated names)."""
     out = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        shape = None
+    for layer in all_layers(model):
         try:
-            shape = [list(t.shape) for t in layer._outbound_nodes[0].outputs] \
-                if getattr(layer, "_outbound_nodes", None) else None
+            shape = first_output_shapes(layer)
         except Exception:  # noqa: BLE001
             shape = None
         out.append([type(layer).__name__, stable(shape)])
@@ -76,9 +76,9 @@ def architecture(model):
 
 
 def data_digest(data) -> str:
-    """A digest of a `kprune.training.Data`: all numpy bytes; for datasets, the
+    """A digest of a `kprune.data.Data`: all numpy bytes; for datasets, the
     first batch and the cardinality (they may be too large to read twice)."""
-    from kprune import training
+    from kprune import data as training
 
     if data is None:
         return "none"

@@ -1,12 +1,11 @@
 """IAP: iterative activation-based pruning."""
 
-from kprune.methods.context import PruneContext
 from kprune.methods.iterative import run_iterative
-from kprune.methods.registry import register_method
+from kprune.methods.registry import MethodDefaults, register_method
 
 
-@register_method("iap")
-def iap(ctx: PruneContext):
+@register_method("iap", defaults=MethodDefaults(criterion="taylor", allocation="global"))
+def iap(run):
     """Per round, score every unit from its activations, remove the weakest
     ``rate`` of them, then retrain.
 
@@ -28,8 +27,5 @@ def iap(ctx: PruneContext):
         >>> kprune.prune(model, "iap", train_data=(x, y), val_data=(xv, yv),  # the paper's
         ...              criterion="mean_activation", allocation="layer")
     """
-    return run_iterative(ctx)
+    return run_iterative(run)
 
-
-iap.default_criterion = "taylor"
-iap.default_allocation = "global"

@@ -1,12 +1,11 @@
 """ILP: iterative L1-norm filter pruning (the baseline of the spec)."""
 
-from kprune.methods.context import PruneContext
 from kprune.methods.iterative import run_iterative
-from kprune.methods.registry import register_method
+from kprune.methods.registry import MethodDefaults, register_method
 
 
-@register_method("ilp")
-def ilp(ctx: PruneContext):
+@register_method("ilp", defaults=MethodDefaults(criterion="l1", allocation="layer"))
+def ilp(run):
     """Per round, remove in every group the units whose filter L1 norm
     (``criterion='l2'`` for L2) is at or below the ``rate`` percentile, then
     retrain.
@@ -14,7 +13,5 @@ def ilp(ctx: PruneContext):
     Example:
         >>> kprune.prune(model, "ilp", train_data=(x, y), val_data=(xv, yv), rounds=5)
     """
-    return run_iterative(ctx)
+    return run_iterative(run)
 
-
-ilp.default_criterion = "l1"

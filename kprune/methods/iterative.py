@@ -18,31 +18,38 @@ reduction target is reached. Returns the smallest (last) round that met the
 target.
 """
 
+import dataclasses
 import warnings
 
 from kprune.methods import selection
+from kprune.methods.state import RoundStatus
 
 
-def run_iterative(ctx):
-    """Run (or resume) the percentile schedule on `ctx` and return the result."""
-    rate = float(ctx.opts["rate"])
-    if not 0 < rate < 1:
-        raise ValueError(f"rate must be in (0, 1), got {rate}")
-    target_kind = ctx.target[0] if ctx.target else None
-    ctx.controller.setdefault("nan_streak", 0)
-    ctx.controller.setdefault("violations", 0)
-    patience = int(ctx.opts["patience"])
+@dataclasses.dataclass
+class IterativeState:
+    """The schedule's controller state (saved with every round)."""
+
+    nan_streak: int = 0   # consecutive rounds discarded for NaN
+    violations: int = 0   # consecutive rounds that broke an accuracy target
+
+
+def run_iterative(run):
+    """Run (or resume) the percentile schedule on `run` (a `kprune.methods.run.Run`)."""
+    rate = float(run.opts.rate)
+    target_kind = run.target.kind if run.target else None
+    state = run.method_state(IterativeState)
+    patience = int(run.opts.patience)
     while True:
-        r = ctx.history[-1]["round"] + 1
-        if r > ctx.rounds:
-            return ctx.finish(_reason(ctx, f"completed {ctx.rounds} rounds"))
-        model = ctx.current
-        analysis = ctx.analyze(model)
-        weights = ctx.complexity_weights(model, analysis)
+        r = run.state.last_round + 1
+        if r > run.rounds:
+            return run.finish(_reason(run, f"completed {run.rounds} rounds"))
+        model = run.current
+        analysis = run.analyze(model)
+        weights = run.complexity_weights(model, analysis)
 
         scores = None
-        if ctx.opts["allocation"] == "global":
-            scores = ctx.scores(model, analysis)
+        if run.opts.allocation == "global":
+            scores = run.scores(model, analysis)
             if weights is not None:  # complexity_aware: heavier groups rank lower
                 ranked = {k: v / max(float(weights.get(k, 1.0)), 1e-12)
                           for k, v in scores.items()}
@@ -57,41 +64,43 @@ def run_iterative(ctx):
                 q = rate if weights is None else min(1.0, rate * float(weights.get(group.index, 1.0)))
                 return selection.percentile_candidates(scores, q)
 
-        proposal = ctx.propose(model, select, r, analysis, scores=scores)
+        proposal = run.propose(model, select, r, analysis, scores=scores)
         if proposal.model is None:
-            return ctx.finish(_reason(ctx, f"round {r}: no channel can be removed any more "
+            return run.finish(_reason(run, f"round {r}: no channel can be removed any more "
                                       "(min_channels / max_fraction / round_to limits)"))
-        entry = ctx.try_round(proposal, r, {"rate": rate})
-        if entry["status"] == "nan_discarded":
-            ctx.controller["nan_streak"] += 1
-            ctx.commit(entry, proposal, accept=False)
-            if ctx.controller["nan_streak"] >= 2:
-                return ctx.finish(_reason(ctx, f"round {r}: NaN loss twice in a row"))
+        entry = run.try_round(proposal, r, {"rate": rate})
+        if entry.status is RoundStatus.NAN_DISCARDED:
+            state.nan_streak += 1
+            run.store(state)
+            run.commit(entry, proposal, accept=False)
+            if state.nan_streak >= 2:
+                return run.finish(_reason(run, f"round {r}: NaN loss twice in a row"))
             continue
-        ctx.controller["nan_streak"] = 0
-        entry["status"] = "accepted"
+        state.nan_streak = 0
         if target_kind in (None, "accuracy_loss"):
-            ctx.controller["violations"] = 0 if entry["feasible"] else ctx.controller["violations"] + 1
-            ctx.commit(entry, proposal, best=entry["feasible"])
-            if patience and ctx.controller["violations"] >= patience:
-                return ctx.finish(
+            state.violations = 0 if entry.feasible else state.violations + 1
+            run.store(state)
+            run.commit(entry, proposal, best=entry.feasible)
+            if patience and state.violations >= patience:
+                return run.finish(
                     f"rounds {r - patience + 1}-{r} lost more than the allowed "
-                    f"{100 * ctx.target[1]:.2f} points of validation accuracy (round {r}: "
-                    f"{100 * (ctx.history[0]['val_accuracy'] - entry['val_accuracy']):.2f}); "
-                    f"returning round {ctx.best_round}")
+                    f"{100 * run.target.value:.2f} points of validation accuracy (round {r}: "
+                    f"{100 * (run.history[0].val_accuracy - entry.val_accuracy):.2f}); "
+                    f"returning round {run.best_round}")
         else:
             # Reduction targets: every accepted round is the best so far.
-            ctx.commit(entry, proposal, best=True)
-            if entry["feasible"]:
-                return ctx.finish(f"{target_kind} {ctx.target[1]} reached at round {r}")
+            run.store(state)
+            run.commit(entry, proposal, best=True)
+            if entry.feasible:
+                return run.finish(f"{target_kind} {run.target.value} reached at round {r}")
 
 
-def _reason(ctx, why):
-    if ctx.target and ctx.target[0] != "accuracy_loss":
-        kind, value = ctx.target
-        got = ctx.reduction(ctx.history[-1], kind) if ctx.history else 0.0
+def _reason(run, why):
+    if run.target and not run.target.is_accuracy:
+        kind, value = run.target
+        got = run.reduction(run.history[-1], kind) if run.history else 0.0
         msg = (f"{why}; target {kind}={value} not reached (best: {got:.3f}); "
-               f"returning the most reduced model, round {ctx.best_round}")
+               f"returning the most reduced model, round {run.best_round}")
         warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
         return msg
     return why

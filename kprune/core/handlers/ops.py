@@ -1,0 +1,75 @@
+"""`keras.ops` operations that appear inside functional graphs (for example
+`x + 3.0` or `x * y` in MobileNetV3's hard-swish)."""
+
+import keras
+import numpy as np
+
+from kprune.core._keras_compat import keras_ops_modules
+from kprune.core.handlers.base import ChannelHandler, register_handler
+from kprune.core.handlers.merge import couple_elementwise
+
+_nn, _np = keras_ops_modules()
+
+
+def _classes(module, names):
+    return tuple(getattr(module, n) for n in names if hasattr(module, n))
+
+
+def _per_channel_constant(call, channels: int):
+    """The shape of a constant argument of `call` (not a graph tensor) that
+    acts per channel, or None: its last axis has more than one entry, or it
+    is a vector of `channels` values in another shape ((C, 1): Keras's
+    TensorFlow `add` applies such a constant along the channel axis, as a
+    bias, whatever numpy broadcasting would say)."""
+    node_args = getattr(call.node, "arguments", None)
+    if node_args is None:
+        return None
+    values = list(node_args.args) + list(node_args.kwargs.values())
+    for value in keras.tree.flatten(values):
+        if isinstance(value, keras.KerasTensor) or isinstance(
+                value, (int, float, bool, str, type(None))):
+            continue
+        shape = tuple(getattr(value, "shape", np.shape(value)))
+        longer = [d for d in shape if d != 1]
+        if shape and (shape[-1] != 1 or longer == [channels]):
+            return shape
+    return None
+
+
+class ElementwiseOpHandler(ChannelHandler):
+    """Element-wise ops with tensors and/or Python scalars."""
+
+    layer_types = _classes(_np, (
+        "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum",
+        "Minimum", "Power", "Abs", "Negative", "Exp", "Log", "Sqrt", "Square",
+        "Tanh", "Sign", "Clip", "Absolute", "Reciprocal"))
+
+    def propagate(self, call, ctx):
+        layouts = [ctx.layout(t) for t in call.inputs]
+        out_len = ctx.tensor(call.outputs[0]).channels
+        constant = _per_channel_constant(call, out_len)
+        if constant is not None:
+            # kprune does not rewrite constants stored in the graph: the
+            # channels they meet keep their width.
+            for layout in layouts:
+                ctx.fix(layout, f"'{call.path}' ({call.class_name}) combines "
+                        f"them with a constant of shape {constant}, one "
+                        "value per channel, which kprune does not slice")
+        if len(layouts) == 1:
+            out_len = ctx.tensor(call.outputs[0]).channels
+            if len(layouts[0]) == out_len:
+                return [layouts[0]]
+        return couple_elementwise(call, ctx, layouts)
+
+
+class ActivationOpHandler(ElementwiseOpHandler):
+    """Activation functions from keras.ops.nn (x -> f(x), per element)."""
+
+    layer_types = _classes(_nn, (
+        "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu",
+        "LeakyRelu", "Elu", "Selu", "Softplus", "Swish", "HardSwish"))
+    is_activation = True
+
+
+register_handler(ActivationOpHandler(), first=False)
+register_handler(ElementwiseOpHandler(), first=False)

@@ -1,0 +1,67 @@
+"""Flatten and Reshape: where each channel lands after the reshape."""
+
+import numpy as np
+from keras import layers
+
+from kprune.core.handlers.base import ChannelHandler, register_handler
+
+
+def _spatial_size(shape):
+    n = 1
+    for d in shape[:-1]:
+        n *= int(d)
+    return n
+
+
+class FlattenHandler(ChannelHandler):
+    """(…, C) -> (prod(…) * C,): row-major, so position p holds channel p % C."""
+
+    layer_types = (layers.Flatten,)
+    is_structural = True
+
+    def propagate(self, call, ctx):
+        fmt = getattr(call.layer, "data_format", "channels_last")
+        if fmt not in (None, "channels_last"):
+            raise ValueError(
+                f"layer '{call.path}' (Flatten) uses data_format='{fmt}'; "
+                "kprune supports channels_last models only")
+        shape = ctx.tensor(call.inputs[0]).shape
+        layout = ctx.input_layout(call)
+        if len(shape) <= 1:
+            return [layout]
+        return [np.tile(layout, _spatial_size(shape))]
+
+
+class ReshapeHandler(ChannelHandler):
+    """Reshape that keeps the channel axis last, or flattens everything."""
+
+    layer_types = (layers.Reshape,)
+    is_structural = True
+
+    def propagate(self, call, ctx):
+        in_shape = ctx.tensor(call.inputs[0]).shape
+        out_shape = ctx.tensor(call.outputs[0]).shape
+        layout = ctx.input_layout(call)
+        if in_shape and out_shape and out_shape[-1] == in_shape[-1] and (
+                _spatial_size(in_shape) == _spatial_size(out_shape)):
+            return [layout]
+        if len(out_shape) == 1:
+            return [np.tile(layout, _spatial_size(in_shape))]
+        ctx.fix(layout, f"Reshape '{call.path}' moves the channel axis "
+                f"({in_shape} -> {out_shape})")
+        out = ctx.new_channels(call, out_shape[-1])
+        ctx.fix(out, f"Reshape '{call.path}' output")
+        return [out]
+
+    def update_config(self, config, layer, in_keep, out_keep):
+        target = list(config["target_shape"])
+        if target and target[-1] != -1:
+            if len(target) == 1:
+                target[-1] = len(out_keep)
+            else:
+                target[-1] = len(in_keep)
+        config["target_shape"] = tuple(target)
+
+
+for _h in (FlattenHandler(), ReshapeHandler()):
+    register_handler(_h, first=False)

@@ -1,0 +1,343 @@
+"""Data for kprune: adapters for the kinds users pass, whole-data validation,
+batch iteration, seeded subsets and splits, top-1 evaluation.
+
+Data may be a ``(x, y)`` tuple of numpy arrays, a batched ``tf.data.Dataset``
+of ``(x, y)`` or a ``keras.utils.PyDataset``.
+
+Example:
+    >>> data = as_data((x_train, y_train))
+    >>> check_data(model, data, "train_data")
+    >>> evaluate_accuracy(model, as_data((x_val, y_val)))
+    0.91
+"""
+
+import dataclasses
+from typing import Any, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass
+class Data:
+    """A training/validation source in one of the supported kinds."""
+
+    kind: str  # 'numpy' | 'dataset' | 'pydataset'
+    x: Any = None
+    y: Any = None
+    source: Any = None
+    batch_size: int = 32
+
+    def __len__(self):
+        if self.kind == "numpy":
+            return len(self.y) if self.y is not None else len(_first(self.x))
+        raise TypeError("only numpy data has a known length")
+
+
+def _first(x):
+    return tf.nest.flatten(x)[0]
+
+
+def as_data(data, batch_size=32, name="data") -> Optional[Data]:
+    """Wraps a user data argument into `Data` (None stays None).
+
+    Accepts ``(x, y)`` numpy tuples (or a dict ``{'x':..., 'y':...}``), a
+    batched ``tf.data.Dataset`` and a ``keras.utils.PyDataset``.
+
+    Example:
+        >>> as_data((x, y)).kind
+        'numpy'
+    """
+    if data is None or isinstance(data, Data):
+        return data
+    if isinstance(data, tf.data.Dataset):
+        return Data("dataset", source=data, batch_size=batch_size)
+    if isinstance(data, keras.utils.PyDataset):
+        return Data("pydataset", source=data, batch_size=batch_size)
+    if isinstance(data, dict) and "x" in data:
+        data = (data["x"], data.get("y"))
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        x = tf.nest.map_structure(np.asarray, x)
+        y = None if y is None else np.asarray(y)
+        return Data("numpy", x=x, y=y, batch_size=batch_size)
+    if isinstance(data, np.ndarray):
+        raise ValueError(
+            f"{name}: got a single array; pass a tuple (x, y) of inputs and labels")
+    raise ValueError(
+        f"{name}: unsupported type {type(data).__name__}; pass (x, y) numpy arrays, "
+        "a batched tf.data.Dataset of (x, y), or a keras.utils.PyDataset")
+
+
+def first_batch(data: Data):
+    """(x, y) of the first batch (numpy)."""
+    if data.kind == "numpy":
+        n = min(data.batch_size, len(data))
+        x = tf.nest.map_structure(lambda a: a[:n], data.x)
+        return x, None if data.y is None else data.y[:n]
+    if data.kind == "dataset":
+        for element in data.source.take(1):
+            element = tf.nest.map_structure(lambda t: t.numpy(), element)
+            if isinstance(element, (tuple, list)):
+                return element[0], element[1] if len(element) > 1 else None
+            return element, None
+        raise ValueError("the tf.data.Dataset is empty")
+    element = data.source[0]
+    if isinstance(element, (tuple, list)):
+        return element[0], element[1] if len(element) > 1 else None
+    return element, None
+
+
+def check_data(model, data: Data, name="train_data", need_labels=True):
+    """Raises ValueError when `data` cannot feed `model` (checked on one batch).
+
+    Checks: inputs numeric, their per-sample shape equals the model's input
+    shape (known dims), labels present and, for sparse integer labels, within
+    the number of classes; numpy x and y of equal length.
+    """
+    if data.kind == "numpy" and len(_first(data.x)) == 0:
+        raise ValueError(f"{name} is empty (0 samples); pass at least one batch of (x, y)")
+    if data.kind == "dataset":
+        card = int(data.source.cardinality())
+        if card == int(tf.data.INFINITE_CARDINALITY):
+            raise ValueError(
+                f"{name} is an infinite tf.data.Dataset (.repeat() without a count); "
+                "kprune trains for whole passes over it, so pass a finite dataset: drop "
+                ".repeat() or bound it with .take(n_batches)")
+        if card == 0:
+            raise ValueError(f"{name} is an empty tf.data.Dataset")
+    x, y = first_batch(data)
+    xs = tf.nest.flatten(x)
+    if len(xs) != len(model.inputs):
+        raise ValueError(
+            f"{name}: the model has {len(model.inputs)} inputs but the data gives {len(xs)}")
+    for arr, inp in zip(xs, model.inputs):
+        arr = np.asarray(arr)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(
+                f"{name}: input dtype {arr.dtype} is not numeric; the model input "
+                f"'{inp.name}' expects {inp.dtype}")
+        if np.issubdtype(arr.dtype, np.complexfloating):
+            raise ValueError(f"{name}: complex input dtype {arr.dtype} is not supported "
+                             f"(model input '{inp.name}' expects {inp.dtype})")
+        expected = tuple(inp.shape[1:])
+        got = tuple(arr.shape[1:])
+        if len(got) != len(expected) or any(
+                e is not None and e != g for e, g in zip(expected, got)):
+            hint = ""
+            if data.kind == "dataset" and len(arr.shape) == len(expected):
+                hint = " (is the dataset batched? call .batch(n))"
+            raise ValueError(
+                f"{name}: samples have shape {got} but model input '{inp.name}' "
+                f"expects {expected}{hint}")
+    if data.kind == "numpy" and data.y is not None:
+        nx = len(xs[0]) if data.kind == "numpy" else None
+        nx = len(_first(data.x))
+        if nx != len(data.y):
+            raise ValueError(f"{name}: {nx} input samples but {len(data.y)} labels")
+    if need_labels:
+        if y is None:
+            raise ValueError(f"{name}: no labels; pass (x, y)")
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.number):
+            raise ValueError(f"{name}: labels of dtype {y.dtype} are not numeric")
+    _scan_values(model, data, name, need_labels)
+
+
+def _label_range_applies(model, y):
+    n_classes = model.outputs[0].shape[-1]
+    return (n_classes and n_classes > 1 and np.issubdtype(y.dtype, np.integer)
+            and y.ndim <= 2 and (y.ndim == 1 or y.shape[-1] == 1)), n_classes
+
+
+def _scan_values(model, data: Data, name, need_labels):
+    """Every input finite and every sparse label a valid class, over the whole
+    data (datasets of unknown cardinality: the first batch only, since they may
+    be endless generators)."""
+    if data.kind == "numpy":
+        batches = [(data.x, data.y)]
+    elif data.kind == "dataset" and int(data.source.cardinality()) < 0:
+        batches = [first_batch(data)]
+    else:
+        batches = iterate_batches(data)
+    lo = hi = None
+    start = 0
+    for x, y in batches:
+        for arr in tf.nest.flatten(x):
+            arr = np.asarray(arr)
+            if np.issubdtype(arr.dtype, np.floating):
+                bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+                if bad.any():
+                    raise ValueError(
+                        f"{name}: {int(bad.sum())} sample(s) have NaN or infinite inputs "
+                        f"(the first is sample {start + int(np.argmax(bad))}); clean or "
+                        "drop them before pruning")
+        if need_labels and y is not None:
+            y = np.asarray(y)
+            if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+                raise ValueError(f"{name}: labels contain NaN or infinite values")
+            applies, n_classes = _label_range_applies(model, y)
+            if applies and y.size:
+                lo = y.min() if lo is None else min(lo, y.min())
+                hi = y.max() if hi is None else max(hi, y.max())
+                if lo < 0 or hi >= n_classes:
+                    raise ValueError(
+                        f"{name}: label values span [{lo}, {hi}] but the model has "
+                        f"{n_classes} output classes (labels must be 0..{n_classes - 1}"
+                        f"{'; are they 1-based? subtract 1' if lo >= 1 and hi == n_classes else ''})")
+        start += len(tf.nest.flatten(x)[0])
+
+
+def check_label_format(model, data: Data, compile_config, name="train_data"):
+    """Sparse labels with a categorical loss, or one-hot labels with a sparse
+    loss, give a ValueError that says which to change."""
+    if not compile_config:
+        return
+    loss = compile_config.get("loss")
+    if isinstance(loss, dict):
+        loss = loss.get("class_name") or loss.get("config", {}).get("name")
+    if not isinstance(loss, str):
+        return
+    key = "".join(ch for ch in loss.lower() if ch.isalpha())
+    _, y = first_batch(data)
+    if y is None:
+        return
+    y = np.asarray(y)
+    n_classes = model.outputs[0].shape[-1]
+    if not n_classes or n_classes < 2:
+        return
+    one_hot = y.ndim >= 2 and y.shape[-1] == n_classes
+    sparse = y.ndim == 1 or (y.ndim == 2 and y.shape[-1] == 1)
+    if key.startswith("sparsecategorical") and one_hot:
+        raise ValueError(
+            f"{name}: labels have shape {y.shape[1:]} (one-hot) but the loss is {loss}; "
+            "pass integer class ids (y.argmax(-1)) or compile with "
+            "categorical_crossentropy")
+    if key.startswith("categorical") and sparse:
+        raise ValueError(
+            f"{name}: labels are integer class ids (shape {y.shape[1:]}) but the loss is "
+            f"{loss}; one-hot them (keras.utils.to_categorical(y, {n_classes})) or compile "
+            "with sparse_categorical_crossentropy")
+
+
+def iterate_inputs(data, batch_size=256):
+    """Yields input batches (labels dropped) of numpy arrays or tensors."""
+    if not isinstance(data, Data):
+        if isinstance(data, np.ndarray):
+            data = Data("numpy", x=data, y=None, batch_size=batch_size)
+        else:
+            data = as_data(data, batch_size=batch_size)
+    if data.kind == "numpy":
+        n = len(_first(data.x))
+        for i in range(0, n, batch_size):
+            yield tf.nest.map_structure(lambda a: a[i:i + batch_size], data.x)
+    elif data.kind == "dataset":
+        for element in data.source:
+            yield element[0] if isinstance(element, (tuple, list)) else element
+    else:
+        for i in range(len(data.source)):
+            element = data.source[i]
+            yield element[0] if isinstance(element, (tuple, list)) else element
+
+
+def iterate_batches(data: Data, batch_size=256):
+    """Yields (x, y) numpy batches."""
+    if data.kind == "numpy":
+        n = len(data)
+        for i in range(0, n, batch_size):
+            yield (tf.nest.map_structure(lambda a: a[i:i + batch_size], data.x),
+                   data.y[i:i + batch_size])
+    elif data.kind == "dataset":
+        for x, y in data.source:
+            yield x, y.numpy()
+    else:
+        for i in range(len(data.source)):
+            x, y = data.source[i][:2]
+            yield x, np.asarray(y)
+
+
+def subset(data: Data, max_samples: int, seed: int = 0) -> Data:
+    """At most `max_samples` samples of `data` (numpy: a seeded random slice;
+    datasets: the first batches). Used for calibration data."""
+    if data.kind == "numpy":
+        n = len(data)
+        if n <= max_samples:
+            return data
+        idx = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
+        return Data("numpy", x=tf.nest.map_structure(lambda a: a[idx], data.x),
+                    y=None if data.y is None else data.y[idx], batch_size=data.batch_size)
+    xs, ys, seen = [], [], 0
+    try:  # keep the labels when the elements have them (the 'taylor' criterion uses them)
+        for x, y in iterate_batches(data):
+            xs.append(np.asarray(x))
+            ys.append(np.asarray(y))
+            seen += len(xs[-1])
+            if seen >= max_samples:
+                break
+    except (TypeError, ValueError, IndexError):
+        xs, ys, seen = [], [], 0
+        for x in iterate_inputs(data):
+            x = np.asarray(x)
+            xs.append(x)
+            seen += len(x)
+            if seen >= max_samples:
+                break
+    return Data("numpy", x=np.concatenate(xs)[:max_samples],
+                y=np.concatenate(ys)[:max_samples] if ys else None,
+                batch_size=data.batch_size)
+
+
+def split_validation(data: Data, fraction=0.1, seed=0):
+    """Split numpy `data` into (train, validation) with a seeded permutation."""
+    if data.kind != "numpy":
+        raise ValueError("val_data is required when train_data is not numpy arrays")
+    n = len(data)
+    idx = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    take = lambda ids: Data("numpy", x=tf.nest.map_structure(lambda a: a[ids], data.x),  # noqa: E731
+                            y=data.y[ids], batch_size=data.batch_size)
+    return take(np.sort(idx[n_val:])), take(np.sort(idx[:n_val]))
+
+
+def evaluate_accuracy(model, data: Data, batch_size=256) -> float:
+    """Top-1 accuracy of `model` on labelled `data` (no compile needed).
+
+    Sparse integer or one-hot labels; a single sigmoid output is thresholded at
+    0.5. Returns NaN if the model outputs non-finite values.
+
+    Example:
+        >>> evaluate_accuracy(model, as_data((x_val, y_val)))
+    """
+    data = as_data(data, batch_size=batch_size)
+    correct, total = 0, 0
+
+    def _batches():
+        if data.kind == "numpy":
+            # One predict call: Keras caches its predict function per model.
+            p = model.predict(data.x, batch_size=batch_size, verbose=0)
+            yield (p[0] if isinstance(p, (list, tuple)) else p), data.y
+            return
+        # Keras' predict_on_batch returns every replica's copy of the batch
+        # under a multi-replica tf.distribute strategy; predict splits it.
+        replicas = getattr(getattr(model, "distribute_strategy", None),
+                           "num_replicas_in_sync", 1)
+        for x, y in iterate_batches(data, batch_size):
+            p = model.predict_on_batch(x) if replicas == 1 else model.predict(x, verbose=0)
+            yield (p[0] if isinstance(p, (list, tuple)) else p), y
+
+    for p, y in _batches():
+        p = np.asarray(p)
+        if not np.all(np.isfinite(p)):
+            return float("nan")
+        y = np.asarray(y)
+        if p.shape[-1] == 1:
+            pred = (p.reshape(-1) > 0.5).astype(np.int64)
+            true = y.reshape(-1).astype(np.int64)
+        else:
+            pred = p.argmax(-1).reshape(-1)
+            true = y.argmax(-1).reshape(-1) if (y.ndim == p.ndim and y.shape[-1] == p.shape[-1]) \
+                else y.reshape(-1).astype(np.int64)
+        correct += int((pred == true).sum())
+        total += len(true)
+    return correct / max(total, 1)

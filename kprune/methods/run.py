@@ -1,0 +1,461 @@
+"""One pruning run: the loop every method drives (`Run`).
+
+`kprune.prune` builds a `Run` from a checked `RunConfig`, its `RunData`, a
+`Trainer`, a `Checkpointer` (with ``out_dir``) and round callbacks, then
+calls the method's function with it. A method's round is:
+
+* ``run.scores(model, analysis)``: importance per group unit (the criterion);
+* ``run.propose(model, select, r)``: prune a copy of `model` with a per-group
+  selection rule, returning a `Proposal` (the new model, removed counts);
+* ``run.try_round(proposal, r)``: retrain + evaluate + measure, a `RoundEntry`;
+* ``run.commit(entry, proposal)``: record the round (accepted rounds become
+  the current model; with ``out_dir`` the round is checkpointed atomically;
+  callbacks get ``on_round_end``);
+* ``run.finish(reason)``: optional fine-tuning, then the run is done.
+
+A method keeps its own controller state as a small dataclass
+(``run.method_state(MyState)`` / ``run.store(state)``), saved with every
+round and restored on resume.
+"""
+
+import dataclasses
+import math
+import time
+import warnings
+from typing import Callable, Dict, Optional
+
+import keras
+import numpy as np
+
+from kprune.core.dependency import analyze
+from kprune.core.profile import model_size
+from kprune.core.surgery import remove_channels
+from kprune.methods import selection
+from kprune.methods.callbacks import CallbackList
+from kprune.methods.checkpoint import Checkpointer
+from kprune.methods.config import RunConfig, RunData
+from kprune.methods.fingerprint import run_fingerprint
+from kprune.methods.state import RoundEntry, RoundStatus, RunState
+from kprune.methods.trainer import FitOutcome, Trainer
+
+#: params, MACs (batch 1) and widths of a model (`kprune.core.profile.model_size`).
+measure = model_size
+
+
+@dataclasses.dataclass
+class Proposal:
+    """A pruned candidate: the new model and what was removed."""
+
+    model: object
+    removed: Dict[str, int]  # group name -> units removed
+    removal: Dict[str, list]  # remove_channels argument
+    rewind_model: object = None
+    stats: object = None      # activation statistics recorded while retraining
+
+    @property
+    def total_removed(self):
+        return int(sum(self.removed.values()))
+
+
+class Run:
+    """See the module docstring."""
+
+    def __init__(self, model, config: RunConfig, data: RunData, out_dir=None, strategy=None,
+                 callbacks: Optional[CallbackList] = None):
+        self.config = config
+        self.data = data
+        self.strategy = strategy
+        self.trainer = Trainer(config, data, strategy)
+        self.callbacks = callbacks or CallbackList()
+        self.original = model
+        self.ckpt = Checkpointer(out_dir, model) if out_dir else None
+        self.out_dir = self.ckpt.out_dir if self.ckpt else None
+        # Only a run with out_dir needs its identity (it hashes weights and data).
+        fingerprint = run_fingerprint(
+            model, config.method, config.stable_options(), config.epochs, config.rounds,
+            config.target, data=(data.train, data.val)) if self.ckpt else None
+        self.state = RunState(fingerprint=fingerprint, method=config.method)
+        self.current = None
+        self.current_rewind = None
+        self.current_stats = None
+        self._models = {}  # round -> model (in memory when no out_dir)
+
+    # -- shortcuts -------------------------------------------------------------------
+    @property
+    def opts(self):
+        """The run's `RunOptions`."""
+        return self.config.options
+
+    @property
+    def method_options(self) -> Dict:
+        """The method's own options (name -> value)."""
+        return self.config.method_options
+
+    @property
+    def target(self):
+        return self.config.target
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
+
+    @property
+    def rounds(self) -> int:
+        return self.config.rounds
+
+    @property
+    def history(self):
+        return self.state.history
+
+    @property
+    def best_round(self) -> int:
+        return self.state.best_round
+
+    def method_state(self, cls):
+        """The method's controller state as dataclass `cls`."""
+        return self.state.method_state(cls)
+
+    def store(self, method_state, save=False):
+        """Keep `method_state` (saved with the next commit, or now with `save`)."""
+        self.state.store_method_state(method_state)
+        if save and self.ckpt is not None:
+            self.ckpt.save_state(self.state)
+
+    # -- setup / resume --------------------------------------------------------
+    def start(self) -> bool:
+        """Resume from out_dir or evaluate (and pretrain) the baseline. Returns
+        True when a finished run was found (nothing left to do)."""
+        resumed = None
+        if self.ckpt is not None:
+            self.ckpt.cleanup_temporaries()
+            state = self.ckpt.load_state()
+            if state is not None:
+                self._resume(state)
+                resumed = self.state.last_round
+        self.callbacks.on_run_begin({"method": self.config.method, "resumed_after": resumed})
+        if resumed is None:
+            self._baseline()
+        if self.config.distill:
+            self.trainer.teacher = self.model_of_round(0)
+        return self.state.done
+
+    def _resume(self, state: RunState):
+        if state.fingerprint != self.state.fingerprint:
+            raise ValueError(
+                f"out_dir '{self.out_dir}' holds another run (method {state.method!r}): its "
+                "model weights, data or settings differ from this call's; use a new out_dir, "
+                "or the same model, data and arguments to resume")
+        self.state = state
+        self.current = self.ckpt.load_model(_model_file(state.current_round))
+        if state.has_rewind:
+            self.current_rewind = self.ckpt.load_model(_rewind_file(state.current_round))
+        if self.opts.verbose:
+            print(f"kprune: resuming '{self.out_dir}' after round {state.last_round}")
+
+    def _baseline(self):
+        t0 = time.time()
+        model = self.original
+        self.trainer.seed(0)
+        rewind_weights = self.opts.rewind_weights
+        if self.opts.pretrain_epochs:
+            k = int(self.opts.rewind_epoch)
+            cbs, holder = [], {}
+            if self.opts.retrain == "weight_rewind" and rewind_weights is None:
+                class _Grab(keras.callbacks.Callback):
+                    def on_epoch_end(cb, epoch, logs=None):  # noqa: N805
+                        if epoch + 1 == k:
+                            holder["w"] = [np.array(w) for w in model.get_weights()]
+
+                cbs.append(_Grab())
+            out = self.trainer.fit(model, int(self.opts.pretrain_epochs),
+                                   record_groups=self._record_groups(model), callbacks=cbs)
+            if out.nan:
+                raise FloatingPointError("the baseline training (pretrain_epochs) produced a "
+                                         "NaN loss; lower the learning rate")
+            self.current_stats = out.stats
+            if cbs:
+                rewind_weights = holder["w"]
+        if self.opts.retrain == "weight_rewind":
+            rw = keras.models.clone_model(model)
+            rw.set_weights(rewind_weights.get_weights() if isinstance(rewind_weights, keras.Model)
+                           else rewind_weights)
+            self.current_rewind = rw
+        self.current = model
+        acc = self.evaluate(model)
+        if not math.isfinite(acc):
+            raise FloatingPointError("the baseline model outputs NaN/inf on val_data; check "
+                                     "the model's weights and the validation inputs")
+        entry = RoundEntry(round=0, status=RoundStatus.BASELINE, val_accuracy=acc,
+                           feasible=True, **measure(model))
+        entry.time_s = time.time() - t0
+        self.commit(entry, None)
+
+    def _record_groups(self, model):
+        if self.opts.recording != "fit" or self.config.criterion.needs != "activations":
+            return None
+        return self.analyze(model).groups
+
+    # -- scoring and selection ---------------------------------------------------
+    def analyze(self, model):
+        return analyze(model, self.opts.ignored_layers)
+
+    def scores(self, model, analysis) -> Dict[int, np.ndarray]:
+        """{group index: per-unit importance} under the run's criterion."""
+        from kprune.scoring.criteria import group_scores
+
+        crit = self.config.criterion
+        stats = None
+        if crit.needs == "gradients":
+            self.trainer.ensure_loss(model)
+            stats = crit.score_all(model, self.data.calibration, analysis=analysis,
+                                   strategy=self.strategy)
+        elif crit.needs == "activations":
+            stats = self.current_stats if model is self.current else None
+            if stats is None or self.opts.recording == "calibration":
+                from kprune.scoring.distribute import record_activations
+
+                stats = record_activations(model, self.data.calibration, self.strategy,
+                                           groups=analysis.groups)
+        return {g.index: group_scores(model, g, crit, stats, analysis=analysis)
+                for g in analysis.groups}
+
+    def original_width(self, group) -> int:
+        widths = self.history[0].widths if self.history else {}
+        vals = [widths[p] for p in group.producers if p in widths]
+        return max(vals) if vals else group.channels
+
+    def max_fraction_of(self, group) -> Optional[float]:
+        mf = self.opts.max_fraction
+        if mf is None or isinstance(mf, (int, float)):
+            return mf
+        vals = [mf[name] for name in group.layers if name in mf]
+        return min(vals) if vals else None
+
+    def complexity_weights(self, model, analysis) -> Optional[Dict[int, float]]:
+        """With ``complexity_aware``: {group index: weight}, mean 1, from
+        `kprune.core.complexity_weights` (None otherwise)."""
+        mode = self.opts.complexity_aware
+        if mode is None:
+            return None
+        from kprune.core.complexity_weights import complexity_weights
+
+        w = complexity_weights(model, mode, analysis=analysis)
+        if not w:
+            return None
+        # Normalized to mean 1: a group with an average share of the
+        # complexity is pruned at the plain rate, heavier ones faster.
+        mean = float(np.mean(list(w.values()))) or 1.0
+        return {k: float(v) / mean for k, v in w.items()}
+
+    def propose(self, model, select: Callable, round_index: int, analysis=None,
+                scores=None) -> Proposal:
+        """Prune `model` with `select(group, scores) -> candidate mask`.
+
+        Applies min_channels / max_fraction / round_to, removes the channels
+        physically and returns a `Proposal` (its model is None when nothing is
+        removed).
+        """
+        analysis = analysis or self.analyze(model)
+        scores = self.scores(model, analysis) if scores is None else scores
+        rng = np.random.default_rng((self.opts.seed or 0) * 1000 + round_index)
+        removal, removed = {}, {}
+        for g in analysis.groups:
+            s = scores[g.index]
+            cand = selection.cap_candidates(s, np.asarray(select(g, s), bool),
+                                            self.opts.max_round_fraction)
+            units = selection.limit_removal(
+                s, cand, self.original_width(g), self.opts.min_channels,
+                self.max_fraction_of(g), self.opts.round_to, rng)
+            if units.size:
+                removed[g.name] = int(units.size)
+                for layer, idx in g.to_layer_indices(units).items():
+                    removal.setdefault(layer, []).extend(idx)
+        if not removal:
+            return Proposal(None, {}, {})
+        new = remove_channels(model, removal, analysis=analysis)
+        rewind = None
+        if self.current_rewind is not None and model is self.current:
+            rewind = remove_channels(self.current_rewind, removal)
+        return Proposal(new, removed, removal, rewind)
+
+    # -- training ------------------------------------------------------------------
+    def retrain(self, proposal: Proposal, round_index: int) -> FitOutcome:
+        """Retrain the proposal's model in place (LR or weight rewinding)."""
+        model = proposal.model
+        if proposal.rewind_model is not None:
+            model.set_weights(proposal.rewind_model.get_weights())
+        out = self.trainer.retrain(model, self.epochs, round_index,
+                                   record_groups=self._record_groups(model))
+        proposal.stats = out.stats
+        return out
+
+    def evaluate(self, model) -> float:
+        """Top-1 accuracy on the validation data."""
+        return self.trainer.evaluate(model)
+
+    def try_round(self, proposal: Proposal, round_index: int, info=None) -> RoundEntry:
+        """Retrain + evaluate + measure a proposal; returns its `RoundEntry`
+        (status NAN_DISCARDED when the loss or weights became NaN, else
+        ACCEPTED with ``feasible`` telling whether the target holds; the
+        method may change the status before committing)."""
+        t0 = time.time()
+        self.callbacks.on_round_begin(round_index, {"removed": proposal.total_removed})
+        out = self.retrain(proposal, round_index)
+        acc = float("nan") if out.nan else self.evaluate(proposal.model)
+        entry = RoundEntry(round=round_index, status=RoundStatus.ACCEPTED,
+                           removed=proposal.total_removed,
+                           removed_by_group=dict(proposal.removed), info=dict(info or {}),
+                           **measure(proposal.model))
+        if out.nan or not math.isfinite(acc):
+            warnings.warn(f"kprune: round {round_index} produced a NaN loss or NaN "
+                          "weights; the round is discarded and the previous model kept",
+                          RuntimeWarning, stacklevel=2)
+            entry.status, entry.val_accuracy, entry.feasible = \
+                RoundStatus.NAN_DISCARDED, None, False
+        else:
+            entry.val_accuracy = acc
+            entry.feasible = self.meets_target(entry)
+        entry.time_s = time.time() - t0
+        return entry
+
+    def finetune(self):
+        """``finetune_epochs``: train the model to return once more and record
+        it as a round of status FINETUNED (its epochs count in the budget)."""
+        n = int(self.opts.finetune_epochs)
+        if n <= 0 or self.best_round == 0 or any(
+                e.status is RoundStatus.FINETUNED for e in self.history):
+            return
+        t0 = time.time()
+        r = self.state.last_round + 1
+        self.trainer.seed(r)
+        src = self.model_of_round(self.best_round)
+        model = keras.models.clone_model(src)
+        model.set_weights(src.get_weights())
+        self.trainer.recompile(model)
+        out = self.trainer.fit(model, n)
+        if out.nan:
+            warnings.warn("kprune: the final fine-tuning produced NaN; returning the "
+                          "model before it", RuntimeWarning, stacklevel=2)
+            return
+        if self.opts.bn_recalibration:
+            from kprune.methods.trainer import recalibrate_batchnorm
+
+            recalibrate_batchnorm(model, self.data.calibration)
+        entry = RoundEntry(round=r, status=RoundStatus.FINETUNED, val_accuracy=self.evaluate(model),
+                           info={"from_round": self.best_round, "epochs": n}, **measure(model))
+        entry.feasible = self.meets_target(entry)
+        entry.time_s = time.time() - t0
+        keep = entry.feasible or not self.target or not self.target.is_accuracy
+        self.commit(entry, Proposal(model, {}, {}), accept=True, best=keep)
+
+    # -- targets -------------------------------------------------------------------
+    def reduction(self, entry: RoundEntry, kind: str) -> float:
+        """1 - params (MACs) of `entry` / those of the baseline."""
+        base = self.history[0]
+        if kind == "params_reduction":
+            return 1.0 - entry.params / max(base.params, 1)
+        return 1.0 - entry.macs / max(base.macs, 1)
+
+    def meets_target(self, entry: RoundEntry) -> bool:
+        """Accuracy targets: accuracy within the allowed loss. Reduction
+        targets: the reduction is reached."""
+        if self.target is None:
+            return True
+        kind, value = self.target
+        if kind == "accuracy_loss":
+            return entry.val_accuracy >= self.history[0].val_accuracy - value - 1e-12
+        return self.reduction(entry, kind) >= value - 1e-12
+
+    # -- commit / finish -------------------------------------------------------------
+    def commit(self, entry: RoundEntry, proposal: Optional[Proposal], accept=None, best=None):
+        """Record a round. `accept` (default: status ACCEPTED/BASELINE) makes
+        the proposal the current model; `best` (default: accepted and
+        feasible) marks it as the model to return."""
+        if accept is None:
+            accept = entry.status in (RoundStatus.ACCEPTED, RoundStatus.BASELINE)
+        r = entry.round
+        if accept and proposal is not None:
+            self.current = proposal.model
+            self.current_rewind = proposal.rewind_model
+            self.current_stats = proposal.stats
+        self.history.append(entry)
+        if best is None:
+            best = accept and entry.feasible
+        if best:
+            self.state.best_round = r
+        if accept:
+            self.state.current_round = r
+            self.state.has_rewind = self.current_rewind is not None
+        if self.ckpt is None:
+            if accept:
+                self._models[r] = self.current
+        else:
+            if accept:
+                self.ckpt.save_model(self.current, _model_file(r))
+                if self.current_rewind is not None:
+                    self.ckpt.save_model(self.current_rewind, _rewind_file(r))
+            self.ckpt.save_state(self.state)
+        self.callbacks.set_model(proposal.model if proposal is not None
+                                 else (self.current if accept else None))
+        self.callbacks.on_round_end(r, entry.to_dict())
+
+    def set_current_round(self, r):
+        """Roll the current model back to accepted round `r` (AIAP)."""
+        if self.ckpt is None:
+            self.current = self._models[r]
+        else:
+            self.current = self.ckpt.load_model(_model_file(r))
+            if self.current_rewind is not None:
+                self.current_rewind = self.ckpt.load_model(_rewind_file(r))
+        self.current_stats = None
+        self.state.current_round = r
+
+    def model_of_round(self, r):
+        if r == 0 and self.ckpt is None:
+            return self._models.get(0, self.original)
+        if self.ckpt is None:
+            return self._models[r]
+        return self.ckpt.load_model(_model_file(r))
+
+    def finish(self, reason: str = "", report_target=None):
+        """Fine-tune (``finetune_epochs``), mark the run done with `reason`
+        and save. `report_target` replaces the target `PruneResult` shows
+        (methods whose budgets are not a `Target`)."""
+        if not self.state.done:
+            self.finetune()
+            self.state.done = True
+            self.state.reason = reason
+            if report_target is not None:
+                self.state.controller["report_target"] = report_target
+            if self.ckpt is not None:
+                self.ckpt.save_state(self.state)
+        self.callbacks.on_run_end({"final_round": self.best_round, "reason": self.state.reason})
+        return self
+
+    def final_model(self):
+        """The model to return (compiled like the user's model)."""
+        model = self.model_of_round(self.best_round)
+        return self.trainer.recompile(model)
+
+    def report_target(self):
+        if "report_target" in self.state.controller:
+            return self.state.controller["report_target"]
+        return None if self.target is None else self.target.to_dict()
+
+    def target_reached(self) -> bool:
+        if self.target is None:
+            return True
+        e = self.state.entry(self.best_round)
+        if e is None:
+            return False
+        if self.target.is_accuracy:
+            return e.feasible
+        return self.reduction(e, self.target.kind) >= self.target.value - 1e-12
+
+
+def _model_file(r):
+    return f"round_{r:03d}.keras"
+
+
+def _rewind_file(r):
+    return f"rewind_{r:03d}.keras"

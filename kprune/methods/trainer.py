@@ -1,0 +1,364 @@
+"""Retraining, evaluation and distillation of a pruning run: `Trainer`.
+
+Every round retrains a freshly compiled copy of the pruned model (a new
+optimizer from the user's compile configuration: learning-rate rewinding), or
+the user's ``fit_fn``; NaN losses and weights are detected; BatchNorm moving
+statistics are re-estimated after training; with ``distill=`` the unpruned
+model's outputs are the soft targets.
+
+Example:
+    >>> trainer = Trainer(config, run_data, compile_config_of(model))
+    >>> outcome = trainer.retrain(model, epochs=1, round_index=3)
+    >>> trainer.evaluate(model)
+    0.91
+"""
+
+import copy
+import dataclasses
+import math
+import warnings
+from typing import Any, Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kprune.core._keras_compat import inbound_node_count
+from kprune.data import Data, evaluate_accuracy, iterate_inputs
+
+def compile_config_of(model):
+    """The model's compile configuration (loss, metrics, optimizer config), or
+    None when it is not compiled. Raises ValueError when it was compiled with
+    something that cannot be serialized (pass `fit_fn` instead)."""
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        return None
+    try:
+        cfg = model.get_compile_config()
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(
+            f"the compile configuration of model '{model.name}' cannot be "
+            f"serialized ({e}); pass fit_fn= to train it yourself") from e
+    if not cfg:
+        raise ValueError(
+            f"model '{model.name}' has no serializable compile configuration; "
+            "pass fit_fn= to train it yourself")
+    for key in ("loss", "metrics", "optimizer"):
+        if cfg.get(key) is None:
+            continue
+        try:  # kprune recompiles every round from this config: it must load back
+            keras.saving.deserialize_keras_object(cfg[key]) if key != "metrics" else [
+                keras.metrics.get(m) for m in keras.tree.flatten(cfg[key])
+                if m is not None]
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(
+                f"model '{model.name}' was compiled with a {key} that kprune cannot "
+                f"re-create for retraining ({str(e).splitlines()[0] if str(e) else e}); "
+                "register it with @keras.saving.register_keras_serializable(), or pass "
+                "fit_fn=(model, data, epochs) to train it yourself") from e
+    return cfg
+
+
+def recompile(model, compile_config):
+    """Compile `model` from `compile_config`: a fresh optimizer of the same
+    config (iterations 0, so a learning-rate schedule starts over)."""
+    model.compile_from_config(compile_config)
+    return model
+
+
+class _NaNStop(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.hit = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.hit = True
+            self.model.stop_training = True
+
+
+@dataclasses.dataclass
+class FitOutcome:
+    """What one retraining run produced."""
+
+    epochs: int
+    nan: bool
+    losses: list
+    stats: Any = None  # ActivationStats when recorded during fit
+
+
+def weights_finite(model) -> bool:
+    """True when every weight of `model` is finite."""
+    return all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def _from_logits(compile_config):
+    loss = (compile_config or {}).get("loss")
+    if isinstance(loss, dict):
+        return bool(loss.get("config", {}).get("from_logits", False))
+    return False
+
+
+def distillation_loss(weight, temperature, from_logits=False):
+    """Keras loss for knowledge distillation (Hinton et al. 2015).
+
+    ``y_true`` is ``[one-hot labels, teacher outputs]`` concatenated on the
+    last axis; the loss is ``(1 - weight) * CE(labels, student) + weight *
+    T**2 * KL(softmax(teacher / T) || softmax(student / T))``. Outputs are
+    probabilities unless `from_logits`.
+    """
+    import tensorflow as tf
+
+    def loss(y_true, y_pred):
+        c = tf.shape(y_pred)[-1]
+        labels, teacher = y_true[..., :c], y_true[..., c:]
+        if from_logits:
+            s_log, t_log = y_pred, teacher
+        else:
+            s_log = tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
+            t_log = tf.math.log(tf.clip_by_value(teacher, 1e-7, 1.0))
+        hard = -tf.reduce_sum(labels * tf.nn.log_softmax(s_log), -1)
+        t_soft = tf.nn.softmax(t_log / temperature)
+        kl = tf.reduce_sum(t_soft * (tf.nn.log_softmax(t_log / temperature)
+                                     - tf.nn.log_softmax(s_log / temperature)), -1)
+        return (1.0 - weight) * hard + weight * temperature ** 2 * kl
+
+    return loss
+
+
+def _with_cosine(compile_config, steps):
+    cfg = copy.deepcopy(compile_config)
+    opt = cfg["optimizer"]
+    conf = opt["config"] if isinstance(opt, dict) else None
+    if conf is None or "learning_rate" not in conf:
+        raise ValueError("lr_schedule='cosine' needs a compiled optimizer with a "
+                         "learning_rate (compile the model with e.g. Adam(1e-3))")
+    lr = conf["learning_rate"]
+    if isinstance(lr, dict):  # already a schedule: its initial rate
+        lr = lr.get("config", {}).get("initial_learning_rate", 1e-3)
+    conf["learning_rate"] = keras.optimizers.schedules.serialize(
+        keras.optimizers.schedules.CosineDecay(float(lr), max(1, int(steps))))
+    return cfg
+
+
+def fit_once(model, data: Data, epochs: int, compile_config=None,
+             fit_fn: Optional[Callable] = None, callbacks=(), verbose=0,
+             record_groups=None, shuffle=True, lr_schedule=None, distill=None,
+             teacher_outputs=None) -> FitOutcome:
+    """Train `model` in place for `epochs` with a fresh optimizer.
+
+    With `fit_fn`, calls ``fit_fn(model, data, epochs)`` where data is what the
+    user passed (numpy tuple, Dataset or PyDataset) and expects the model to be
+    trained in place. Otherwise recompiles from `compile_config` (fresh
+    optimizer: learning-rate rewinding) and calls `model.fit`. With
+    `record_groups`, trains through a `RecordingModel` and returns the
+    post-activation statistics of the last epoch's training passes.
+
+    Detects a NaN/inf loss or non-finite weights (``outcome.nan``).
+
+    Example:
+        >>> out = fit_once(model, as_data((x, y)), 2, compile_config_of(model))
+        >>> out.nan
+        False
+    """
+    if epochs <= 0:
+        return FitOutcome(0, not weights_finite(model), [])
+    if fit_fn is not None:
+        user = (data.x, data.y) if data.kind == "numpy" else data.source
+        with warnings.catch_warnings():
+            fit_fn(model, user, epochs)
+        return FitOutcome(epochs, not weights_finite(model), [])
+    if compile_config is None:
+        raise ValueError(
+            f"model '{model.name}' is not compiled: compile it (optimizer, loss, "
+            "metrics) or pass fit_fn= to train it yourself")
+    nan_cb = _NaNStop()
+    cbs = [nan_cb] + list(callbacks)
+    target = model
+    rec_cb = None
+    if record_groups is not None:
+        from kprune.scoring.recording import RecordingCallback, RecordingModel
+
+        target = RecordingModel(model, groups=record_groups)
+        rec_cb = RecordingCallback(target)
+        cbs.append(rec_cb)
+    cfg = compile_config
+    if lr_schedule == "cosine":
+        if data.kind == "numpy":
+            per_epoch = math.ceil(len(data) / data.batch_size)
+        else:
+            try:
+                per_epoch = len(data.source)
+            except TypeError:
+                n = int(data.source.cardinality()) if hasattr(data.source, "cardinality") else -1
+                if n < 0:
+                    raise ValueError("lr_schedule='cosine' needs data of known length "
+                                     "(numpy arrays, a PyDataset or a finite Dataset)")
+                per_epoch = n
+        cfg = _with_cosine(compile_config, per_epoch * epochs)
+    y = data.y if data.kind == "numpy" else None
+    if distill is not None:
+        if data.kind != "numpy" or teacher_outputs is None:
+            raise ValueError("distill= needs numpy (x, y) train_data (the teacher's "
+                             "outputs are computed once per sample)")
+        teacher_outputs = np.asarray(teacher_outputs, np.float32)
+        n_classes = teacher_outputs.shape[-1]
+        yy = np.asarray(data.y)
+        if yy.ndim == 2 and yy.shape[-1] == n_classes:
+            onehot = yy.astype(np.float32)
+        else:
+            onehot = np.eye(n_classes, dtype=np.float32)[yy.reshape(-1).astype(np.int64)]
+        y = np.concatenate([onehot, teacher_outputs], -1)
+        recompile(target, cfg)  # a fresh optimizer from the configuration
+        target.compile(optimizer=target.optimizer,
+                       loss=distillation_loss(distill[0], distill[1], _from_logits(cfg)))
+    else:
+        recompile(target, cfg)
+    if data.kind == "numpy":
+        hist = target.fit(data.x, y, batch_size=data.batch_size, epochs=epochs,
+                          shuffle=shuffle, verbose=verbose, callbacks=cbs)
+    else:
+        # Datasets bring their own order (Keras ignores shuffle for them).
+        hist = target.fit(data.source, epochs=epochs, verbose=verbose, callbacks=cbs,
+                          shuffle=False)
+    losses = [float(v) for v in hist.history.get("loss", [])]
+    nan = nan_cb.hit or any(not math.isfinite(v) for v in losses) or not weights_finite(model)
+    if target is not model or cfg is not compile_config or distill is not None:
+        recompile(model, compile_config)
+    return FitOutcome(epochs, nan, losses, rec_cb.result if rec_cb else None)
+
+
+def batchnorm_layers(model):
+    """The BatchNormalization layers of a (top-level) functional model."""
+    return [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+
+
+def recalibrate_batchnorm(model, data, batch_size=256, max_samples=None):
+    """Re-estimate every BatchNormalization layer's moving mean and variance
+    from `data` (**kprune decision**, applied after each retraining round).
+
+    A few retraining epochs after pruning leave the moving statistics partly
+    those of the unpruned network (momentum 0.99 keeps 46% of the old value
+    after 78 steps), which can cost many points of inference accuracy. This
+    runs training-mode forward passes (batch statistics, as during training)
+    through a weight-sharing view of the BN inputs, accumulates per-channel
+    sums and squares in float64 and sets the moving statistics to the exact
+    population mean and variance over `data`. Returns the number of layers set.
+
+    Example:
+        >>> recalibrate_batchnorm(model, x_train[:2000])
+        7
+    """
+    bns = [l for l in batchnorm_layers(model) if inbound_node_count(l) == 1]
+    if not bns:
+        return 0
+    view = keras.Model(model.inputs, [bn.input for bn in bns])
+    saved = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in bns]
+
+    def _axes(bn, rank):
+        keep = [a % rank for a in (bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis])]
+        return [a for a in range(rank) if a not in keep]
+
+    @tf.function(reduce_retracing=True)
+    def step(x):
+        outs = view(x, training=True)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        res = []
+        for bn, t in zip(bns, outs):
+            t = tf.cast(t, tf.float32)
+            axes = _axes(bn, len(t.shape))
+            res.append((tf.reduce_sum(t, axes), tf.reduce_sum(tf.square(t), axes),
+                        tf.cast(tf.size(t) // tf.size(tf.reduce_sum(t, axes)), tf.float32)))
+        return res
+
+    sums = [None] * len(bns)
+    seen = 0
+    for x in iterate_inputs(data, batch_size):
+        n = int(np.shape(tf.nest.flatten(x)[0])[0])
+        if max_samples is not None and seen >= max_samples:
+            break
+        for i, (s, sq, cnt) in enumerate(step(x)):
+            s, sq, cnt = s.numpy().astype(np.float64), sq.numpy().astype(np.float64), float(cnt)
+            if sums[i] is None:
+                sums[i] = [s, sq, cnt]
+            else:
+                sums[i][0] += s
+                sums[i][1] += sq
+                sums[i][2] += cnt
+        seen += n
+    if seen == 0:
+        return 0
+    for bn, (s, sq, cnt), (old_m, old_v) in zip(bns, sums, saved):
+        mean = s / cnt
+        var = np.maximum(sq / cnt - mean ** 2, 0.0)
+        bn.moving_mean.assign(mean.reshape(old_m.shape).astype(old_m.dtype))
+        bn.moving_variance.assign(var.reshape(old_v.shape).astype(old_v.dtype))
+    return len(bns)
+
+
+class Trainer:
+    """Retraining and evaluation for one run (see the module docstring).
+
+    Args:
+        config: the run's `kprune.methods.config.RunConfig`.
+        data: its `kprune.methods.config.RunData`.
+        strategy: the ``tf.distribute`` strategy (None: one device).
+    """
+
+    def __init__(self, config, data, strategy=None):
+        self.config = config
+        self.data = data
+        self.strategy = strategy
+        self.teacher = None  # the model whose outputs are the distillation targets
+        self._teacher_outputs = None
+
+    @property
+    def compile_config(self):
+        return self.config.compile_config
+
+    def seed(self, round_index: int):
+        """Seed Python, numpy and TensorFlow for `round_index` (when the run has a seed)."""
+        seed = self.config.options.seed
+        if seed is not None:
+            keras.utils.set_random_seed(int(seed) * 1000 + int(round_index))
+
+    def fit(self, model, epochs: int, record_groups=None, callbacks=()) -> "FitOutcome":
+        """Train `model` in place for `epochs` (fresh optimizer, the run's
+        learning-rate schedule and distillation)."""
+        teacher = None
+        if self.config.distill and self.teacher is not None:
+            if self._teacher_outputs is None:
+                self._teacher_outputs = self.teacher.predict(self.data.train.x,
+                                                             batch_size=1024, verbose=0)
+            teacher = self._teacher_outputs
+        return fit_once(model, self.data.train, epochs, self.compile_config,
+                        self.config.fit_fn, callbacks=callbacks,
+                        verbose=self.config.options.verbose, record_groups=record_groups,
+                        lr_schedule=self.config.options.lr_schedule,
+                        distill=self.config.distill if teacher is not None else None,
+                        teacher_outputs=teacher)
+
+    def retrain(self, model, epochs: int, round_index: int, record_groups=None) -> "FitOutcome":
+        """Seeded retraining of a pruned model, then BatchNorm re-estimation."""
+        self.seed(round_index)
+        out = self.fit(model, epochs, record_groups=record_groups)
+        if not out.nan and self.config.options.bn_recalibration:
+            self.seed(round_index)
+            recalibrate_batchnorm(model, self.data.calibration)
+        return out
+
+    def evaluate(self, model) -> float:
+        """Top-1 accuracy on the validation data (NaN for non-finite outputs)."""
+        return evaluate_accuracy(model, self.data.val)
+
+    def recompile(self, model):
+        """Compile `model` like the user's model (when it was compiled)."""
+        if self.compile_config is not None:
+            recompile(model, self.compile_config)
+        return model
+
+    def ensure_loss(self, model):
+        """Compile `model` when it has no loss yet (gradient criteria need it)."""
+        if self.compile_config is not None and getattr(model, "loss", None) is None:
+            recompile(model, self.compile_config)
+        return model

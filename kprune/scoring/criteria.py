@@ -1,0 +1,494 @@
+"""Channel importance criteria for dependency groups.
+
+A criterion returns one score per group unit (higher = more important).
+Criteria are small classes (`Criterion`) with a stable config; strings
+resolve to them with `get_criterion`:
+
+* ``"l1"`` / `L1Norm`, ``"l2"`` / `L2Norm`: filter norms of the group's producer layers (ILP).
+* ``"mean_activation"`` / `MeanActivation`: mean post-activation value (IAP, p = 1).
+* ``"attention"`` / `Attention`: IAP score with power ``p`` (default 2): mean over
+  positions of (mean over samples of A) ** p (AAP's attention map).
+* ``"apoz"`` / `APoZ`: 1 - average percentage of zeros.
+* ``"taylor"`` / `Taylor`: first-order Taylor importance (Molchanov et al. 2017),
+  |activation x gradient of the loss| per channel, on labelled calibration
+  data (`taylor_scores`).
+
+Member scores are aggregated over the group's members with ``"sum"``
+(default), ``"mean"`` or ``"max"``. A user criterion is any callable
+``fn(model, group)`` or ``fn(model, group, stats)`` returning an array of
+``group.channels`` scores; with the three-argument form, activation statistics
+(`kprune.scoring.recording.ActivationStats`) are recorded and passed.
+
+Example:
+    >>> scores = kprune.scoring.score_groups(model, "l1")   # {group index: scores}
+    >>> kprune.prune(model, "iap", criterion=kprune.scoring.MeanActivation(p=2), ...)
+    >>> my = lambda model, group: np.arange(group.channels, dtype=float)
+    >>> scores = kprune.scoring.score_groups(model, my)
+"""
+
+import inspect
+from typing import Callable, Dict, Sequence, Union
+
+import numpy as np
+
+from kprune.scoring.aggregate import AGGREGATES, aggregate_members
+
+
+
+def _analysis_parts(model, analysis):
+    from kprune.core.dependency import analyze
+
+    return analysis or analyze(model)
+
+
+def filter_norms(model, group, ord=1, aggregate="sum", analysis=None) -> np.ndarray:
+    """Per-unit L1 (ord=1) or L2 (ord=2) norm of the producers' filters.
+
+    A producer's filter for output channel c is every kernel weight along its
+    'out' axis at c (all kernel positions and input channels).
+
+    Example:
+        >>> filter_norms(model, groups[0], ord=1).shape == (groups[0].channels,)
+        True
+    """
+    analysis = _analysis_parts(model, analysis)
+    members = []
+    for producer in group.producers:
+        layer, roles = _layer_roles(analysis, producer)
+        per_channel = None
+        for w in layer.weights:
+            r = roles.get(w.name)
+            if r is None or "out" not in r or len(r) < 2:
+                continue
+            axis = r.index("out")
+            v = np.moveaxis(np.asarray(w.numpy(), dtype=np.float64), axis, -1)
+            v = v.reshape(-1, v.shape[-1])
+            norm = np.abs(v).sum(0) if ord == 1 else (v ** 2).sum(0)
+            per_channel = norm if per_channel is None else per_channel + norm
+        if per_channel is None:  # no kernel along 'out' (e.g. depthwise): use |bias| or skip
+            continue
+        if ord == 2:
+            per_channel = np.sqrt(per_channel)
+        members.append(_to_units(group, producer, per_channel))
+    if not members:
+        raise ValueError(
+            f"group '{group.name}' has no producer with a kernel to take a "
+            "filter norm of; use an activation criterion for it")
+    return aggregate_members(members, aggregate)
+
+
+def _layer_roles(analysis, name):
+    """(layer, its handler's weight roles) of the member layer `name`."""
+    graph = analysis.graph
+    layer = graph.find_layer(name)
+    call = graph.calls_of(layer)[0]
+    n_in = graph.tensors[call.inputs[0]].channels if call.inputs else 0
+    n_out = graph.tensors[call.outputs[0]].channels
+    return layer, analysis.handlers[id(layer)].weight_roles(layer, n_in, n_out)
+
+
+def _to_units(group, member, per_channel) -> np.ndarray:
+    """A member layer's per-channel values summed onto the group's units
+    (NaN for units the member does not produce)."""
+    cmap = group.channel_map(member)
+    valid = cmap >= 0
+    tmp = np.zeros(group.channels)
+    np.add.at(tmp, cmap[valid], per_channel[valid])
+    seen = np.zeros(group.channels, bool)
+    seen[cmap[valid]] = True
+    unit = np.full(group.channels, np.nan)
+    unit[seen] = tmp[seen]
+    return unit
+
+
+def _loss_fn(model, loss=None):
+    import keras
+
+    loss = loss if loss is not None else getattr(model, "loss", None)
+    if loss is None:
+        raise ValueError(
+            "criterion 'taylor' needs the training loss: compile the model (loss=...) "
+            "or use another criterion (e.g. 'l1', 'mean_activation')")
+    if isinstance(loss, (str, dict)):
+        loss = keras.losses.get(loss)
+    return loss
+
+
+def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size=32,
+                  max_samples=None, aggregate="sum", strategy=None) -> Dict[int, np.ndarray]:
+    """First-order Taylor importance of every group unit (Molchanov et al.,
+    *Pruning CNNs for resource efficient inference*, 2017).
+
+    The score of channel c estimates how much the loss changes when c's
+    output is zeroed: ``| sum over positions of A_c * dL/dA_c |``, taken per
+    mini-batch of `batch_size` labelled samples and averaged over batches.
+    It is computed from the weights through the exact identity
+    ``sum(A_c * dL/dA_c) = sum(w * dL/dw)`` over the weights that produce
+    channel c (kernel slice and bias; BatchNorm gamma and beta where a BN
+    follows), where A_c is the layer's pre-activation output, which equals
+    the post-ReLU product (ReLU passes A and dL/dA where A > 0 and zeros
+    both elsewhere). Member scores are combined with `aggregate`.
+
+    Args:
+        data: labelled ``(x, y)`` numpy arrays or a `kprune.data.Data`.
+        loss: a Keras loss (default: the model's compiled loss).
+        strategy: the ``tf.distribute`` strategy the model lives in (each
+            replica computes the whole batch; the results are averaged, so
+            the scores equal the single-device ones).
+
+    Returns:
+        {group index: scores (>= 0)}.
+
+    Example:
+        >>> scores = taylor_scores(model, (x[:1000], y[:1000]))
+    """
+    import tensorflow as tf
+
+    from kprune import data as training
+
+    analysis = _analysis_parts(model, analysis)
+    groups = analysis.groups if groups is None else groups
+    loss_fn = _loss_fn(model, loss)
+    graph = analysis.graph
+    data = training.as_data(data, batch_size, "calibration data")
+    if data.kind == "numpy" and data.y is None:
+        raise ValueError("criterion 'taylor' needs labelled calibration data (x, y)")
+    # (group index, member name, variable position, out axis)
+    entries, variables, where = [], [], {}
+    for g in groups:
+        for name in g.layers:
+            try:
+                g.channel_map(name)  # members without a map onto the units are skipped
+            except ValueError:
+                continue
+            if not graph.calls_of(graph.find_layer(name)):
+                continue
+            layer, roles = _layer_roles(analysis, name)
+            for w in getattr(layer, "trainable_weights", ()):  # keras.ops nodes have none
+                r = roles.get(w.name)
+                if r is None or "out" not in r:
+                    continue
+                if id(w) not in where:
+                    where[id(w)] = len(variables)
+                    variables.append(w)
+                entries.append((g.index, name, where[id(w)], list(r).index("out")))
+    if not variables:
+        raise ValueError("criterion 'taylor' found no trainable weights producing "
+                         "the groups' channels")
+
+    def replica_products(x, y):
+        with tf.GradientTape() as tape:
+            pred = model(x, training=False)
+            pred = pred[0] if isinstance(pred, (list, tuple)) else pred
+            value = tf.reduce_mean(loss_fn(y, pred)) * tf.cast(tf.shape(y)[0], tf.float32)
+        grads = tape.gradient(value, variables)
+        return [tf.zeros_like(v) if gr is None else tf.convert_to_tensor(v) * gr
+                for v, gr in zip(variables, grads)]
+
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        @tf.function(reduce_retracing=True)
+        def products(x, y):
+            per = strategy.run(replica_products, args=(x, y))
+            return [strategy.reduce(tf.distribute.ReduceOp.MEAN, p, axis=None) for p in per]
+    else:
+        products = tf.function(replica_products, reduce_retracing=True)
+
+    sums = {}
+    seen, batches = 0, 0
+    for x, y in training.iterate_batches(data, batch_size):
+        if max_samples is not None and seen >= max_samples:
+            break
+        prods = [p.numpy().astype(np.float64) for p in products(x, np.asarray(y))]
+        member = {}
+        for gi, name, vi, axis in entries:
+            v = np.moveaxis(prods[vi], axis, -1).reshape(-1, prods[vi].shape[axis]).sum(0)
+            key = (gi, name)
+            member[key] = v if key not in member else member[key] + v
+        for (gi, name), v in member.items():
+            key = (gi, name)
+            sums[key] = np.abs(v) if key not in sums else sums[key] + np.abs(v)
+        seen += len(np.asarray(y))
+        batches += 1
+    out = {}
+    for g in groups:
+        members = []
+        for (gi, name), v in sums.items():
+            if gi == g.index:
+                members.append(_to_units(g, name, v / max(batches, 1)))
+        out[g.index] = (aggregate_members(members, aggregate) if members
+                        else np.zeros(g.channels))
+    return out
+
+
+def _user_wants_stats(fn) -> bool:
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 3
+
+
+# -- criteria as classes ---------------------------------------------------------------
+
+class Criterion:
+    """Importance of every unit of a dependency group (higher = keep).
+
+    Subclasses set ``name`` (the string `get_criterion` resolves), ``needs``
+    (``'weights'``, ``'activations'`` or ``'gradients'``: what must be
+    computed before `score`) and implement `score`. `get_config` is stable
+    across processes (it identifies a run in checkpoints).
+
+    Example:
+        >>> class Random(Criterion):
+        ...     name = "random"
+        ...     def score(self, model, group, stats=None, analysis=None):
+        ...         return np.random.default_rng(0).random(group.channels)
+        >>> kprune.prune(model, "ilp", criterion=Random(), train_data=(x, y))
+    """
+
+    name = "criterion"
+    needs = "weights"
+
+    def __init__(self, aggregate="sum"):
+        if aggregate not in AGGREGATES and not callable(aggregate):
+            raise ValueError(f"aggregate must be one of {AGGREGATES} or a callable, "
+                             f"got {aggregate!r}")
+        self.aggregate = aggregate
+
+    def score(self, model, group, stats=None, analysis=None) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_config(self) -> Dict:
+        agg = self.aggregate
+        return {"class_name": type(self).__name__,
+                "aggregate": agg if isinstance(agg, str) else _qualname(agg)}
+
+    def __repr__(self):
+        cfg = {k: v for k, v in self.get_config().items() if k != "class_name"}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+    def __hash__(self):
+        return hash(repr(self))
+
+
+def _qualname(fn) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+class L1Norm(Criterion):
+    """L1 norm of each unit's filter in the group's producer layers (ILP).
+
+    Example:
+        >>> L1Norm().score(model, group)
+    """
+
+    name = "l1"
+    ord = 1
+
+    def score(self, model, group, stats=None, analysis=None):
+        return filter_norms(model, group, ord=self.ord, aggregate=self.aggregate,
+                            analysis=analysis)
+
+
+class L2Norm(L1Norm):
+    """L2 norm of each unit's filter in the group's producer layers."""
+
+    name = "l2"
+    ord = 2
+
+
+class MeanActivation(Criterion):
+    """Mean over positions of (mean over samples of the post-activation) ** p
+    (the IAP paper's score; p = 1 is the plain mean activation).
+
+    Example:
+        >>> MeanActivation(p=2).score(model, group, stats=stats)
+    """
+
+    name = "mean_activation"
+    needs = "activations"
+    default_p = 1.0
+
+    def __init__(self, p=None, aggregate="sum"):
+        super().__init__(aggregate)
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0):
+            raise ValueError(f"p must be a positive number (the activation power), got {p!r}")
+        self.p = float(self.default_p if p is None else p)
+
+    def score(self, model, group, stats=None, analysis=None):
+        if stats is None:
+            raise ValueError(f"criterion {self.name!r} needs activation statistics (stats=)")
+        return stats.mean_power(group, p=self.p, aggregate=self.aggregate)
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p}
+
+
+class Attention(MeanActivation):
+    """AAP's attention-map score: `MeanActivation` with p = 2 by default."""
+
+    name = "attention"
+    default_p = 2.0
+
+
+class APoZ(Criterion):
+    """1 - the average percentage of zeros of each unit's activations."""
+
+    name = "apoz"
+    needs = "activations"
+
+    def score(self, model, group, stats=None, analysis=None):
+        if stats is None:
+            raise ValueError("criterion 'apoz' needs activation statistics (stats=)")
+        agg = "mean" if self.aggregate == "sum" else self.aggregate
+        return 1.0 - stats.apoz(group, aggregate=agg)
+
+
+class Taylor(Criterion):
+    """First-order Taylor importance |activation x gradient of the loss|
+    (Molchanov et al. 2017), computed for all groups at once by
+    `taylor_scores` on labelled calibration data.
+
+    Example:
+        >>> scores = Taylor().score_all(model, (x[:1000], y[:1000]))
+    """
+
+    name = "taylor"
+    needs = "gradients"
+
+    def score(self, model, group, stats=None, analysis=None):
+        if not isinstance(stats, dict) or group.index not in stats:
+            raise ValueError("criterion 'taylor' is computed for all groups at once: "
+                             "use taylor_scores(model, data) or score_groups(..., data=)")
+        return np.asarray(stats[group.index], dtype=np.float64)
+
+    def score_all(self, model, data, analysis=None, strategy=None) -> Dict[int, np.ndarray]:
+        return taylor_scores(model, data, analysis=analysis, aggregate=self.aggregate,
+                             strategy=strategy)
+
+
+class FunctionCriterion(Criterion):
+    """A user function ``fn(model, group)`` or ``fn(model, group, stats)``
+    (then activation statistics are recorded and passed).
+
+    Its config names the function by module and qualified name, so a run with
+    it resumes in a new process (no memory address in the checkpoint).
+    """
+
+    name = "function"
+
+    def __init__(self, fn, aggregate="sum"):
+        super().__init__(aggregate)
+        if not callable(fn):
+            raise TypeError(f"criterion must be a name, a kprune.scoring.Criterion or a "
+                            f"callable fn(model, group[, stats]), got {fn!r}")
+        self.fn = fn
+        self.needs = "activations" if (getattr(fn, "needs_activations", None)
+                                       or _user_wants_stats(fn)) else "weights"
+
+    def score(self, model, group, stats=None, analysis=None):
+        args = (model, group, stats) if _user_wants_stats(self.fn) else (model, group)
+        return np.asarray(self.fn(*args), dtype=np.float64).reshape(-1)
+
+    def get_config(self):
+        return {**super().get_config(), "function": _qualname(self.fn)}
+
+    @property
+    def label(self):
+        return getattr(self.fn, "__name__", repr(self.fn))
+
+
+#: name -> criterion class, for `get_criterion`.
+CRITERIA = {c.name: c for c in (L1Norm, L2Norm, MeanActivation, Attention, APoZ, Taylor)}
+WEIGHT_CRITERIA = ("l1", "l2")
+ACTIVATION_CRITERIA = ("mean_activation", "attention", "apoz")
+GRADIENT_CRITERIA = ("taylor",)
+
+
+def get_criterion(identifier, p=None, aggregate="sum") -> Criterion:
+    """A `Criterion` from a name (``'l1'``, ``'l2'``, ``'mean_activation'``,
+    ``'attention'``, ``'apoz'``, ``'taylor'``), a `Criterion` instance (returned
+    as is) or a callable ``fn(model, group[, stats])``. `p` applies to the
+    activation-power criteria only.
+
+    Example:
+        >>> get_criterion("attention", p=3)
+        Attention(aggregate='sum', p=3.0)
+    """
+    if isinstance(identifier, Criterion):
+        return identifier
+    if isinstance(identifier, str):
+        cls = CRITERIA.get(identifier)
+        if cls is None:
+            raise ValueError(
+                f"unknown criterion {identifier!r}: use one of {sorted(CRITERIA)}, a "
+                "kprune.scoring.Criterion or a callable fn(model, group[, stats])")
+        if issubclass(cls, MeanActivation):
+            return cls(p=p, aggregate=aggregate)
+        return cls(aggregate=aggregate)
+    if callable(identifier):
+        return FunctionCriterion(identifier, aggregate=aggregate)
+    raise TypeError(f"criterion must be a name, a kprune.scoring.Criterion or a callable "
+                    f"fn(model, group[, stats]), got {identifier!r}")
+
+
+def needs_activations(criterion) -> bool:
+    """Whether `criterion` needs recorded activation statistics."""
+    try:
+        return get_criterion(criterion).needs == "activations"
+    except (TypeError, ValueError):
+        return False
+
+
+def group_scores(model, group, criterion: Union[str, Callable, Criterion] = "l1", stats=None,
+                 aggregate="sum", p=None, analysis=None) -> np.ndarray:
+    """Scores of one group's units under `criterion` (higher = keep), checked:
+    one finite score per unit.
+
+    Example:
+        >>> group_scores(model, group, "mean_activation", stats=stats)
+    """
+    crit = get_criterion(criterion, p=p, aggregate=aggregate)
+    scores = np.asarray(crit.score(model, group, stats, analysis), dtype=np.float64)
+    label = crit.label if isinstance(crit, FunctionCriterion) else crit.name
+    if scores.shape != (group.channels,):
+        raise ValueError(
+            f"criterion {label!r} returned {scores.size} scores for group '{group.name}', "
+            f"which has {group.channels} channels")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"criterion {label!r} returned non-finite scores for group "
+                         f"'{group.name}'")
+    return scores
+
+
+def score_groups(model, criterion="l1", stats=None, aggregate="sum", p=None,
+                 analysis=None, groups: Sequence = None, data=None) -> Dict[int, np.ndarray]:
+    """Scores for every prunable group: {group index: per-unit scores}.
+
+    For activation criteria pass `stats` (from `kprune.scoring.recording`) or
+    calibration `data` to record them.
+
+    Example:
+        >>> scores = score_groups(model, "mean_activation", data=x_calib)
+    """
+    from kprune.core.dependency import analyze
+
+    analysis = analysis or analyze(model)
+    groups = analysis.groups if groups is None else groups
+    crit = get_criterion(criterion, p=p, aggregate=aggregate)
+    if crit.needs == "gradients" and stats is None:
+        if data is None:
+            raise ValueError("criterion 'taylor' needs labelled calibration `data` (x, y)")
+        stats = taylor_scores(model, data, groups, analysis=analysis, aggregate=aggregate)
+    if stats is None and crit.needs == "activations":
+        if data is None:
+            raise ValueError(f"criterion {criterion!r} needs `stats` or calibration `data`")
+        from kprune.scoring.recording import record_activations
+
+        stats = record_activations(model, data, groups=groups)
+    return {g.index: group_scores(model, g, crit, stats, analysis=analysis)
+            for g in groups}

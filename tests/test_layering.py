@@ -1,0 +1,185 @@
+"""The package layout is a promise: the data path core -> scoring -> methods
+-> reporting, export/bench beside the core, cli on top, and no import cycles.
+
+These tests read every module's import statements (module level and inside
+functions alike) with `ast`, so they fail on the commit that breaks a rule,
+not when a user happens to import in an unlucky order.
+"""
+
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kprune")
+
+#: layer of kprune -> the layers its modules may import (besides their own).
+ALLOWED = {
+    "core": set(),
+    "data": set(),
+    "atomic": set(),
+    "datasets": set(),
+    "zoo": set(),
+    "scoring": {"core", "data"},
+    "export": {"core", "data", "atomic", "bench"},
+    "bench": {"core", "data", "atomic", "export"},
+    "methods": {"core", "data", "atomic", "scoring", "export", "bench"},
+    "reporting": {"core", "data", "atomic", "methods", "bench"},
+    "compat": {"core"},
+    "testing": {"core"},
+    "prune": {"core", "methods", "reporting", "scoring"},
+    "cli": {"core", "data", "atomic", "datasets", "zoo", "scoring", "methods", "reporting",
+            "export", "bench", "compat", "prune"},
+    "demo": {"core", "data", "atomic", "datasets", "zoo", "methods", "reporting", "export",
+             "bench", "prune"},
+}
+
+
+def _modules():
+    mods = {}
+    for d, _, files in os.walk(ROOT):
+        for f in files:
+            if not f.endswith(".py"):
+                continue
+            path = os.path.join(d, f)
+            rel = os.path.relpath(path, os.path.dirname(ROOT))[:-3].replace(os.sep, ".")
+            mods[rel[:-len(".__init__")] if rel.endswith(".__init__") else rel] = path
+    return mods
+
+
+def _edges(mods):
+    """{module: {imported kprune module}} from every import statement."""
+    edges = {}
+    for name, path in mods.items():
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                    and node.module.split(".")[0] == "kprune":
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    out.add(sub if sub in mods else node.module)
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names if a.name.split(".")[0] == "kprune")
+        out.discard(name)
+        edges[name] = out
+    return edges
+
+
+def _layer(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "kprune"
+
+
+def _cycles(edges):
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, on, stack, out, counter = {}, {}, set(), [], [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in edges:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles():
+    cycles = _cycles(_edges(_modules()))
+    assert not cycles, f"import cycles among kprune modules: {cycles}"
+
+
+def _violations(edges):
+    bad = []
+    for module, targets in edges.items():
+        layer = _layer(module)
+        if layer == "kprune":  # the package's public namespace re-exports everything
+            continue
+        assert layer in ALLOWED, f"module {module} is in no known layer; add it to ALLOWED"
+        for t in targets:
+            tl = _layer(t)
+            if tl == "kprune":
+                bad.append(f"{module} imports the top-level package 'kprune' (import the "
+                           "defining module instead)")
+            elif tl != layer and tl not in ALLOWED[layer]:
+                bad.append(f"{module} ({layer}) imports {t} ({tl})")
+    return sorted(bad)
+
+
+def test_layers_import_only_what_they_may():
+    bad = _violations(_edges(_modules()))
+    assert not bad, "layering violations:\n" + "\n".join(bad)
+
+
+def test_private_keras_api_only_in_keras_compat():
+    """`keras.src` / `tensorflow.python` / tf_keras internals appear in one module only."""
+    bad = []
+    for module, path in _modules().items():
+        if module == "kprune.core._keras_compat":
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for n in names:
+                if n.startswith(("keras.src", "tensorflow.python", "tf_keras.src")):
+                    bad.append(f"{module}: import {n}")
+    assert not bad, "private API outside kprune.core._keras_compat:\n" + "\n".join(bad)
+
+
+def test_the_checks_fail_on_a_cycle_and_a_layer_violation():
+    """The detectors themselves: a planted cycle and a planted upward import."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+    assert _violations({"kprune.core.graph": {"kprune.methods.run"},
+                        "kprune.bench.measure": {"kprune"},
+                        "kprune.methods.run": {"kprune.core.graph"}}) == [
+        "kprune.bench.measure imports the top-level package 'kprune' (import the defining "
+        "module instead)",
+        "kprune.core.graph (core) imports kprune.methods.run (methods)"]
+    real = _edges(_modules())
+    assert "kprune.core.dependency" in real["kprune.core.surgery"]  # the scan sees imports
+
+
+@pytest.mark.parametrize("layer", ["export", "bench"])
+def test_edge_code_never_imports_method_code(layer):
+    for module, targets in _edges(_modules()).items():
+        if _layer(module) == layer:
+            assert not {_layer(t) for t in targets} & {"methods", "scoring", "reporting"}, module
+
+
+def test_every_test_file_has_a_build_target():
+    """BUILD mirrors the package: each tests/test_*.py is a py_test."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(os.path.dirname(here), "BUILD")) as f:
+        build = f.read()
+    missing = [f for f in sorted(os.listdir(here))
+               if f.startswith("test_") and f.endswith(".py")
+               and f'srcs = ["tests/{f}"]' not in build]
+    assert not missing, f"add py_test targets to BUILD for {missing}"
