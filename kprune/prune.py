@@ -91,10 +91,10 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
         return result
 
     fn = get_method(method)
+    distribute.check_strategy(strategy)
     config = RunConfig.build(model, method, epochs, rounds, target, options, fit_fn,
                              method_defaults(method))
     data = prepare_data(model, config, train_data, val_data)
-    distribute.check_strategy(strategy)
     cbs = list(callbacks or ())
     logger = None
     if tensorboard_dir:

@@ -204,10 +204,10 @@ def test_methods_take_only_their_own_options():
     a method registered with its own options gets them with their defaults."""
     from kprune.methods.registry import METHOD_DEFAULTS, METHOD_OPTIONS, METHODS, register_method
 
-    with pytest.raises(TypeError, match=r"\['target_arena_bytes'\] for kprune.prune\(method="
-                                        r"'iap'\); 'target_arena_bytes' is an option of "
+    with pytest.raises(TypeError, match=r"\['target_memory_bytes'\] for kprune.prune\(method="
+                                        r"'iap'\); 'target_memory_bytes' is an option of "
                                         r"method 'complexity'"):
-        _prune(method="iap", target_arena_bytes=32_000)
+        _prune(method="iap", target_memory_bytes=32_000)
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['rat'\].*options of 'ilp'"):
         _prune(rat=0.2)
     seen = {}

@@ -142,8 +142,9 @@ def aiap(run):
             T, proposal = _limit_round(run, model, analysis, scores, select_at, r,
                                        share_kind, float(limit), float(c.T_ok), T, proposal)
         if proposal.model is not None and kind != "accuracy_loss":
-            T, proposal = _land_on_target(run, model, analysis, scores, select_at, r, kind,
-                                          value, tol, float(c.T_ok), T, proposal)
+            T, proposal = run.land(
+                lambda t: run.propose(model, select_at(t), r, analysis, scores=scores),
+                float(c.T_ok), T, proposal, tolerance=tol)
         if proposal.model is None:
             c.noop += 1
             if c.noop > MAX_NOOP_STEPS:
@@ -183,34 +184,6 @@ def aiap(run):
                 f"(step halved to {c.step:.4g}); keeping round {run.best_round}"))
 
 
-def _reduction_of(run, proposal, kind):
-    m = measure(proposal.model)
-    base = run.history[0]
-    if kind == "params_reduction":
-        return 1.0 - m["params"] / max(base.params, 1)
-    return 1.0 - m["macs"] / max(base.macs, 1)
-
-
-def _land_on_target(run, model, analysis, scores, select_at, r, kind, value, tol,
-                    t_low, t_high, proposal, steps=12):
-    """Trim an overshooting size-target round by bisecting the threshold in
-    (t_low, t_high]: the smallest T whose proposal still reaches `value`
-    (the least overshoot one threshold can give). Rounds that overshoot by at
-    most `tol`, or do not reach `value`, are left as they are."""
-    red = _reduction_of(run, proposal, kind)
-    if red <= value + tol + 1e-12:
-        return t_high, proposal
-    lo, hi, best = t_low, t_high, (t_high, proposal)
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        prop = run.propose(model, select_at(mid), r, analysis, scores=scores)
-        if prop.model is not None and _reduction_of(run, prop, kind) >= value - 1e-12:
-            hi, best = mid, (mid, prop)
-        else:
-            lo = mid
-    return best
-
-
 def _limit_round(run, model, analysis, scores, select_at, r, key, limit, t_low, t_high,
                  proposal, steps=10):
     """``max_round_reduction``: bisect the threshold in (t_low, t_high] for the
@@ -238,7 +211,15 @@ def _limit_round(run, model, analysis, scores, select_at, r, key, limit, t_low, 
 
 
 def _unreached(run, why):
-    if run.target and not run.target.is_accuracy:
+    if run.target and run.target.is_budget:
+        best = run.state.entry(run.best_round)
+        got = best.info[run.target.kind]
+        if not run.budget.met(got):
+            msg = (f"{why}; target {run.target.kind}={run.target.value:.6g} not reached "
+                   f"(best: {got:.6g} at round {run.best_round})")
+            warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
+            return msg
+    elif run.target and not run.target.is_accuracy:
         kind, value = run.target
         best = run.state.entry(run.best_round)
         got = run.reduction(best, kind)

@@ -750,10 +750,6 @@ COMPLEXITY_OPTIONS = {
     "target_macs": None,
     "target_memory_bytes": None,
     "memory_dtype": "float32",    # activations the memory budget counts: float32 | int8
-    "target_arena_bytes": None,   # TFLite-Micro arena budget (int8), verified on the runtime
-    "target_latency_ms": None,    # measured latency budget (mode='latency')
-    "latency_fn": None,           # f(tflite_bytes) -> seconds; default LiteRT 1 thread
-    "latency_quantization": "int8",
 }
 
 
@@ -785,7 +781,8 @@ def _targets_from_run(run, model):
 
 @register_method("complexity", options=COMPLEXITY_OPTIONS,
                  defaults=MethodDefaults(criterion="l1", target=None,
-                                         number_means="the fraction of complexity to remove"))
+                                         number_means="the fraction of complexity to remove",
+                                         budget_targets=False))
 def complexity(run):
     """Complexity-driven pruning through `kprune.prune` (method 'complexity').
 
@@ -821,8 +818,8 @@ def complexity(run):
         return run.finish(run.state.reason or "complexity-driven pruning done")
     opts = run.method_options
     original = run.current
-    arena_budget = opts.get("target_arena_bytes")
-    latency_target = opts.get("target_latency_ms")
+    arena_budget = run.opts.target_arena_bytes
+    latency_target = run.opts.target_latency_ms
     if opts["mode"] == "latency" or latency_target is not None:
         return _complexity_latency(run, original, latency_target)
     if arena_budget is not None:
@@ -882,8 +879,8 @@ def _complexity_latency(run, original, latency_target):
     seed = run.opts.seed if run.opts.seed is not None else 0
     t0 = time.time()
     pruned, steps = plan_latency_pruning(
-        original, latency_target, latency_fn=opts["latency_fn"],
-        quantization=opts["latency_quantization"], seed=seed,
+        original, latency_target, latency_fn=run.opts.latency_fn,
+        quantization=run.opts.latency_quantization, seed=seed,
         step_fraction=opts["step_fraction"], min_channels=run.opts.min_channels,
         ignored_layers=run.opts.ignored_layers, reinit=True)
     out = run.trainer.fit(pruned, run.epochs)

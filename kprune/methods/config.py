@@ -151,8 +151,12 @@ def check_prune_arguments(model, epochs, rounds, options) -> Dict:
 
 # -- targets -------------------------------------------------------------------------
 
-#: Target kinds: an accuracy loss to stay within, or a size reduction to reach.
-TARGET_KINDS = ("accuracy_loss", "params_reduction", "macs_reduction")
+#: Target kinds: an accuracy loss to stay within, a size reduction to reach,
+#: or a device budget to fit (TFLite-Micro arena bytes of the int8 model,
+#: measured latency in milliseconds).
+TARGET_KINDS = ("accuracy_loss", "params_reduction", "macs_reduction", "arena_bytes",
+                "latency_ms")
+BUDGET_KINDS = ("arena_bytes", "latency_ms")
 
 
 class Target(NamedTuple):
@@ -169,6 +173,11 @@ class Target(NamedTuple):
     @property
     def is_accuracy(self) -> bool:
         return self.kind == "accuracy_loss"
+
+    @property
+    def is_budget(self) -> bool:
+        """A device budget (arena bytes / latency), not a fraction."""
+        return self.kind in BUDGET_KINDS
 
     def to_dict(self) -> Dict[str, float]:
         return {self.kind: self.value}
@@ -209,6 +218,12 @@ def parse_target(target, default=("accuracy_loss", 0.01),
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"target={target!r}: the {kind} value must be a number, got {value!r}")
     value = float(value)
+    if kind in BUDGET_KINDS:
+        if not (0 < value < float("inf")):
+            raise ValueError(f"target={target!r}: {kind} must be a positive number "
+                             f"({'bytes' if kind == 'arena_bytes' else 'milliseconds'}), "
+                             f"got {value}")
+        return Target(kind, value)
     if not (0 <= value < 1):
         what = (number_means if isinstance(target, numbers.Real)
                 and number_means != "accuracy_loss" else kind)
@@ -245,7 +260,11 @@ class RunOptions:
     calibration_samples: int = 2000
     bn_recalibration: bool = True   # re-estimate BatchNorm statistics after each retraining
     recording: str = "calibration"  # 'calibration' pass | 'fit' (training passes)
-    complexity_aware: Optional[str] = None  # None | 'params' | 'flops' | 'memory'
+    complexity_aware: Optional[str] = None  # None | 'params' | 'flops' | 'memory' | 'latency'
+    target_arena_bytes: Optional[int] = None  # TFLite-Micro arena budget of the int8 model
+    target_latency_ms: Optional[float] = None  # measured latency budget
+    latency_fn: Any = None          # f(tflite_bytes) -> seconds; default LiteRT, 1 thread
+    latency_quantization: Optional[str] = "int8"  # conversion whose latency counts
     patience: int = 0               # ILP/IAP: stop after this many consecutive rounds that
                                     # break the target (0: run every round)
     lr_schedule: Optional[str] = None  # None/'constant' | 'cosine' within each retraining
@@ -272,14 +291,16 @@ DEFAULT_OPTIONS = {f.name: f.default for f in dataclasses.fields(RunOptions)}
 _CHOICES = {
     "retrain": ("lr_rewind", "weight_rewind"),
     "recording": ("calibration", "fit"),
-    "complexity_aware": (None, "params", "flops", "memory"),
+    "complexity_aware": (None, "params", "flops", "memory", "latency"),
+    "latency_quantization": (None, "int8", "float32"),
     "allocation": ("layer", "global"),
     "lr_schedule": (None, "constant", "cosine"),
 }
 _CHOICE_HELP = {
     "retrain": "'lr_rewind' (fresh optimizer every round) or 'weight_rewind'",
     "recording": "'calibration' (a pass over calibration data) or 'fit' (training passes)",
-    "complexity_aware": "None, 'params', 'flops' or 'memory'",
+    "complexity_aware": "None, 'params', 'flops', 'memory' or 'latency'",
+    "latency_quantization": "'int8' or None / 'float32'",
     "allocation": "'layer' (the paper's rate per group) or 'global' (one ranking over all groups)",
     "lr_schedule": "None / 'constant' or 'cosine'",
 }
@@ -415,9 +436,32 @@ class RunConfig:
                 f">= rewind_epoch (now {options.pretrain_epochs} < {options.rewind_epoch}), "
                 "or pass rewind_weights= (a list of arrays or a model of the original "
                 "architecture)")
-        number_means = defaults.number_means
+        if options.target_arena_bytes is not None:
+            check_int("target_arena_bytes", options.target_arena_bytes, 1,
+                      fix="; the TFLite-Micro arena budget in bytes, e.g. 32768")
+        if options.target_latency_ms is not None:
+            check_positive("target_latency_ms", options.target_latency_ms,
+                           fix="; the latency budget in milliseconds, e.g. 2.5")
+        if options.latency_fn is not None and not callable(options.latency_fn):
+            raise TypeError(f"latency_fn must be a callable f(tflite_bytes) -> seconds, got "
+                            f"{options.latency_fn!r}")
+        parsed = parse_target(target, defaults.target, defaults.number_means)
+        budgets = [(k, getattr(options, f"target_{k}")) for k in BUDGET_KINDS
+                   if getattr(options, f"target_{k}") is not None]
+        if budgets and defaults.budget_targets:
+            if len(budgets) > 1:
+                raise ValueError("give one device budget: target_arena_bytes= or "
+                                 "target_latency_ms=, not both")
+            if target is not None:
+                raise ValueError(f"give either target={target!r} or target_{budgets[0][0]}=, "
+                                 "not both (a device budget is the run's target)")
+            parsed = Target(*budgets[0])
+        if options.complexity_aware == "latency" and defaults.budget_targets and \
+                (parsed is None or parsed.kind != "latency_ms"):
+            raise ValueError("complexity_aware='latency' weighs layers by their measured "
+                             "latency: give the budget too, target_latency_ms=<ms>")
         return cls(method=method, epochs=int(epochs), rounds=int(rounds),
-                   target=parse_target(target, defaults.target, number_means),
+                   target=parsed,
                    options=options, criterion=crit, method_options=mine, fit_fn=fit_fn,
                    distill=distill, compile_config=compile_config)
 

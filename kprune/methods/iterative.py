@@ -47,28 +47,35 @@ def run_iterative(run):
         analysis = run.analyze(model)
         weights = run.complexity_weights(model, analysis)
 
-        scores = None
-        if run.opts.allocation == "global":
-            scores = run.scores(model, analysis)
-            if weights is not None:  # complexity_aware: heavier groups rank lower
-                ranked = {k: v / max(float(weights.get(k, 1.0)), 1e-12)
-                          for k, v in scores.items()}
-            else:
-                ranked = scores
-            chosen = selection.global_candidates(ranked, rate)
-
-            def select(group, scores):
-                return chosen[group.index]
+        scores = run.scores(model, analysis)
+        if run.opts.allocation == "global" and weights is not None:
+            # complexity_aware: heavier groups rank lower
+            ranked = {k: v / max(float(weights.get(k, 1.0)), 1e-12) for k, v in scores.items()}
         else:
-            def select(group, scores, weights=weights):
-                q = rate if weights is None else min(1.0, rate * float(weights.get(group.index, 1.0)))
-                return selection.percentile_candidates(scores, q)
+            ranked = scores
 
-        proposal = run.propose(model, select, r, analysis, scores=scores)
+        def propose_at(q):
+            if run.opts.allocation == "global":
+                chosen = selection.global_candidates(ranked, q)
+
+                def select(group, scores):
+                    return chosen[group.index]
+            else:
+                def select(group, scores):
+                    w = 1.0 if weights is None else float(weights.get(group.index, 1.0))
+                    return selection.percentile_candidates(scores, min(1.0, q * w))
+            return run.propose(model, select, r, analysis, scores=scores)
+
+        proposal = propose_at(rate)
+        info = {"rate": rate}
+        if proposal.model is not None and target_kind not in (None, "accuracy_loss"):
+            # A size target: the round that reaches it removes no more than needed.
+            q, proposal = run.land(propose_at, 0.0, rate, proposal)
+            info["rate"] = q
         if proposal.model is None:
             return run.finish(_reason(run, f"round {r}: no channel can be removed any more "
                                       "(min_channels / max_fraction / round_to limits)"))
-        entry = run.try_round(proposal, r, {"rate": rate})
+        entry = run.try_round(proposal, r, info)
         if entry.status is RoundStatus.NAN_DISCARDED:
             state.nan_streak += 1
             run.store(state)
@@ -96,6 +103,14 @@ def run_iterative(run):
 
 
 def _reason(run, why):
+    if run.target and run.target.is_budget:
+        got = run.history[-1].info.get(run.target.kind)
+        if got is not None and not run.budget.met(got):
+            msg = (f"{why}; target {run.target.kind}={run.target.value:.6g} not reached "
+                   f"(last: {got:.6g}); returning the smallest model, round {run.best_round}")
+            warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
+            return msg
+        return why
     if run.target and not run.target.is_accuracy:
         kind, value = run.target
         got = run.reduction(run.history[-1], kind) if run.history else 0.0

@@ -34,6 +34,9 @@ class MethodDefaults:
     target: Optional[Tuple[str, float]] = ("accuracy_loss", 0.01)
     #: how a bare-number target reads for this method
     number_means: str = "accuracy_loss"
+    #: whether ``target_arena_bytes`` / ``target_latency_ms`` become the run's
+    #: `Target` (iterative methods) or are read by the method itself
+    budget_targets: bool = True
 
 
 METHOD_DEFAULTS: Dict[str, MethodDefaults] = {}

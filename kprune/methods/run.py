@@ -35,7 +35,7 @@ from kprune.methods.callbacks import CallbackList
 from kprune.methods.checkpoint import Checkpointer
 from kprune.methods.config import RunConfig, RunData
 from kprune.methods.fingerprint import run_fingerprint
-from kprune.methods.state import RoundEntry, RoundStatus, RunState
+from kprune.methods.state import RoundEntry, RoundStatus, RunState, model_file, rewind_file
 from kprune.methods.trainer import FitOutcome, Trainer
 
 #: params, MACs (batch 1) and widths of a model (`kprune.core.profile.model_size`).
@@ -79,6 +79,8 @@ class Run:
         self.current_rewind = None
         self.current_stats = None
         self._models = {}  # round -> model (in memory when no out_dir)
+        self._budget = None
+        self._ended = False
 
     # -- shortcuts -------------------------------------------------------------------
     @property
@@ -111,6 +113,34 @@ class Run:
     def best_round(self) -> int:
         return self.state.best_round
 
+    @property
+    def budget(self):
+        """The `kprune.methods.device_budget.DeviceBudget` of a device-budget
+        target (or of ``complexity_aware='latency'``), else None."""
+        if self._budget is None and self.target is not None and self.target.is_budget:
+            from kprune.methods.device_budget import DeviceBudget
+
+            latency = self.target.kind == "latency_ms"
+            self._budget = DeviceBudget(
+                self.target.kind, self.target.value,
+                latency_fn=self.opts.latency_fn if latency else None,
+                quantization=self.opts.latency_quantization if latency else "int8")
+        return self._budget
+
+    def measure(self, model) -> Dict:
+        """`measure` plus, with a device budget, its estimate for `model`."""
+        values = measure(model)
+        if self.budget is not None:
+            values[self.budget.kind] = float(self.budget.estimate(model))
+        return values
+
+    def _entry(self, round_index, status, model, **fields) -> RoundEntry:
+        values = self.measure(model)
+        info = dict(fields.pop("info", None) or {})
+        if self.budget is not None:
+            info[self.budget.kind] = values.pop(self.budget.kind)
+        return RoundEntry(round=round_index, status=status, info=info, **values, **fields)
+
     def method_state(self, cls):
         """The method's controller state as dataclass `cls`."""
         return self.state.method_state(cls)
@@ -135,6 +165,9 @@ class Run:
         self.callbacks.on_run_begin({"method": self.config.method, "resumed_after": resumed})
         if resumed is None:
             self._baseline()
+            if self.target is not None and not self.target.is_accuracy and \
+                    self.meets_target(self.history[0]):
+                self.finish(f"the model already meets the target {self.target.to_dict()}")
         if self.config.distill:
             self.trainer.teacher = self.model_of_round(0)
         return self.state.done
@@ -146,15 +179,33 @@ class Run:
                 "model weights, data or settings differ from this call's; use a new out_dir, "
                 "or the same model, data and arguments to resume")
         self.state = state
-        self.current = self.ckpt.load_model(_model_file(state.current_round))
+        self.current = self.ckpt.load_model(model_file(state.current_round))
         if state.has_rewind:
-            self.current_rewind = self.ckpt.load_model(_rewind_file(state.current_round))
+            self.current_rewind = self.ckpt.load_model(rewind_file(state.current_round))
         if self.opts.verbose:
             print(f"kprune: resuming '{self.out_dir}' after round {state.last_round}")
+
+    def _check_budget_reachable(self, model):
+        """A device budget below what the smallest prunable model needs fails
+        before any training, naming that smallest value."""
+        from kprune.methods.device_budget import reachable_floor
+
+        budget = self.budget
+        floor = reachable_floor(budget, model, self.opts.min_channels, self.opts.ignored_layers)
+        full = budget.estimate(model)
+        if floor < full and not budget.met(floor):
+            unit = "bytes" if budget.kind == "arena_bytes" else "ms"
+            raise ValueError(
+                f"target_{budget.kind}={self.target.value:.6g} cannot be reached: the smallest "
+                f"reachable model (every prunable group at min_channels="
+                f"{self.opts.min_channels}) needs {floor:.6g} {unit} (the model: {full:.6g}); "
+                f"ask for at least {floor:.6g}, or lower min_channels / ignored_layers")
 
     def _baseline(self):
         t0 = time.time()
         model = self.original
+        if self.budget is not None:
+            self._check_budget_reachable(model)
         self.trainer.seed(0)
         rewind_weights = self.opts.rewind_weights
         if self.opts.pretrain_epochs:
@@ -185,8 +236,7 @@ class Run:
         if not math.isfinite(acc):
             raise FloatingPointError("the baseline model outputs NaN/inf on val_data; check "
                                      "the model's weights and the validation inputs")
-        entry = RoundEntry(round=0, status=RoundStatus.BASELINE, val_accuracy=acc,
-                           feasible=True, **measure(model))
+        entry = self._entry(0, RoundStatus.BASELINE, model, val_accuracy=acc, feasible=True)
         entry.time_s = time.time() - t0
         self.commit(entry, None)
 
@@ -237,6 +287,12 @@ class Run:
         mode = self.opts.complexity_aware
         if mode is None:
             return None
+        budget = self.budget
+        if budget is not None and (mode, budget.kind) in (("memory", "arena_bytes"),
+                                                          ("latency", "latency_ms")):
+            # Weights priced on the device: each group's marginal arena bytes /
+            # milliseconds per channel (mean 1).
+            return budget.group_weights(model, analysis)
         from kprune.core.complexity_weights import complexity_weights
 
         w = complexity_weights(model, mode, analysis=analysis)
@@ -302,10 +358,9 @@ class Run:
         self.callbacks.on_round_begin(round_index, {"removed": proposal.total_removed})
         out = self.retrain(proposal, round_index)
         acc = float("nan") if out.nan else self.evaluate(proposal.model)
-        entry = RoundEntry(round=round_index, status=RoundStatus.ACCEPTED,
-                           removed=proposal.total_removed,
-                           removed_by_group=dict(proposal.removed), info=dict(info or {}),
-                           **measure(proposal.model))
+        entry = self._entry(round_index, RoundStatus.ACCEPTED, proposal.model,
+                            removed=proposal.total_removed,
+                            removed_by_group=dict(proposal.removed), info=info)
         if out.nan or not math.isfinite(acc):
             warnings.warn(f"kprune: round {round_index} produced a NaN loss or NaN "
                           "weights; the round is discarded and the previous model kept",
@@ -341,8 +396,8 @@ class Run:
             from kprune.methods.trainer import recalibrate_batchnorm
 
             recalibrate_batchnorm(model, self.data.calibration)
-        entry = RoundEntry(round=r, status=RoundStatus.FINETUNED, val_accuracy=self.evaluate(model),
-                           info={"from_round": self.best_round, "epochs": n}, **measure(model))
+        entry = self._entry(r, RoundStatus.FINETUNED, model, val_accuracy=self.evaluate(model),
+                            info={"from_round": self.best_round, "epochs": n})
         entry.feasible = self.meets_target(entry)
         entry.time_s = time.time() - t0
         keep = entry.feasible or not self.target or not self.target.is_accuracy
@@ -358,13 +413,52 @@ class Run:
 
     def meets_target(self, entry: RoundEntry) -> bool:
         """Accuracy targets: accuracy within the allowed loss. Reduction
-        targets: the reduction is reached."""
+        targets: the reduction is reached. Device budgets: the estimate is
+        within the budget."""
         if self.target is None:
             return True
         kind, value = self.target
         if kind == "accuracy_loss":
             return entry.val_accuracy >= self.history[0].val_accuracy - value - 1e-12
+        if self.target.is_budget:
+            return self.budget.met(entry.info[kind])
         return self.reduction(entry, kind) >= value - 1e-12
+
+    def size_progress(self, model, tolerance=0.0):
+        """For size targets (reduction or device budget): (reaches, overshoots)
+        of a candidate `model`: whether it meets the target, and whether it
+        goes beyond it by more than `tolerance` (reductions) or below the
+        budget's ``low`` end (device budgets: 0.9 x the budget)."""
+        kind, value = self.target
+        if self.target.is_budget:
+            v = float(self.budget.estimate(model))
+            return self.budget.met(v), v < self.budget.low
+        m = measure(model)
+        base = self.history[0]
+        red = 1.0 - (m["params"] / max(base.params, 1) if kind == "params_reduction"
+                     else m["macs"] / max(base.macs, 1))
+        return red >= value - 1e-12, red > value + tolerance + 1e-12
+
+    def land(self, make_proposal: Callable, low: float, high: float, proposal: Proposal,
+             tolerance: float = 0.0, steps: int = 12):
+        """Trim a size-target round that overshoots: bisect the knob
+        (AIAP's threshold, ILP/IAP's rate) in (low, high] for the smallest
+        value whose proposal (``make_proposal(value)``) still reaches the
+        target, i.e. the least overshoot one knob value can give. A
+        proposal that does not overshoot (`size_progress`) is kept as is.
+        Returns (value, proposal)."""
+        reaches, overshoots = self.size_progress(proposal.model, tolerance)
+        if not (reaches and overshoots):
+            return high, proposal
+        lo, hi, best = low, high, (high, proposal)
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            prop = make_proposal(mid)
+            if prop.model is not None and self.size_progress(prop.model, tolerance)[0]:
+                hi, best = mid, (mid, prop)
+            else:
+                lo = mid
+        return best
 
     # -- commit / finish -------------------------------------------------------------
     def commit(self, entry: RoundEntry, proposal: Optional[Proposal], accept=None, best=None):
@@ -391,9 +485,9 @@ class Run:
                 self._models[r] = self.current
         else:
             if accept:
-                self.ckpt.save_model(self.current, _model_file(r))
+                self.ckpt.save_model(self.current, model_file(r))
                 if self.current_rewind is not None:
-                    self.ckpt.save_model(self.current_rewind, _rewind_file(r))
+                    self.ckpt.save_model(self.current_rewind, rewind_file(r))
             self.ckpt.save_state(self.state)
         self.callbacks.set_model(proposal.model if proposal is not None
                                  else (self.current if accept else None))
@@ -404,9 +498,9 @@ class Run:
         if self.ckpt is None:
             self.current = self._models[r]
         else:
-            self.current = self.ckpt.load_model(_model_file(r))
+            self.current = self.ckpt.load_model(model_file(r))
             if self.current_rewind is not None:
-                self.current_rewind = self.ckpt.load_model(_rewind_file(r))
+                self.current_rewind = self.ckpt.load_model(rewind_file(r))
         self.current_stats = None
         self.state.current_round = r
 
@@ -415,22 +509,42 @@ class Run:
             return self._models.get(0, self.original)
         if self.ckpt is None:
             return self._models[r]
-        return self.ckpt.load_model(_model_file(r))
+        return self.ckpt.load_model(model_file(r))
 
     def finish(self, reason: str = "", report_target=None):
-        """Fine-tune (``finetune_epochs``), mark the run done with `reason`
-        and save. `report_target` replaces the target `PruneResult` shows
-        (methods whose budgets are not a `Target`)."""
+        """Fine-tune (``finetune_epochs``), verify a device budget on the real
+        runtime, mark the run done with `reason` and save. `report_target`
+        replaces the target `PruneResult` shows (methods whose budgets are not
+        a `Target`)."""
         if not self.state.done:
             self.finetune()
+            self._verify_budget()
             self.state.done = True
             self.state.reason = reason
             if report_target is not None:
                 self.state.controller["report_target"] = report_target
             if self.ckpt is not None:
                 self.ckpt.save_state(self.state)
-        self.callbacks.on_run_end({"final_round": self.best_round, "reason": self.state.reason})
+        if not self._ended:
+            self._ended = True
+            self.callbacks.on_run_end({"final_round": self.best_round,
+                                       "reason": self.state.reason})
         return self
+
+    def _verify_budget(self):
+        """Device budgets: measure the model to return on the real runtime
+        (TFLite-Micro arena / timed latency) and record it in its entry as
+        ``<kind>_measured``; a miss is a warning and ``target_reached`` False."""
+        if self.budget is None or self.target is None or not self.target.is_budget:
+            return
+        entry = self.state.entry(self.best_round)
+        measured = float(self.budget.measure(self.model_of_round(self.best_round)))
+        entry.info[f"{self.budget.kind}_measured"] = measured
+        if not self.budget.met(measured):
+            warnings.warn(f"kprune: the returned model measures {measured:.6g} "
+                          f"{self.budget.kind} on the runtime, over the budget "
+                          f"{self.budget.limit:.6g} (the estimate said "
+                          f"{entry.info[self.budget.kind]:.6g})", RuntimeWarning, stacklevel=3)
 
     def final_model(self):
         """The model to return (compiled like the user's model)."""
@@ -450,12 +564,8 @@ class Run:
             return False
         if self.target.is_accuracy:
             return e.feasible
+        if self.target.is_budget:
+            kind = self.target.kind
+            return self.budget.met(e.info.get(f"{kind}_measured", e.info[kind]))
         return self.reduction(e, self.target.kind) >= self.target.value - 1e-12
 
-
-def _model_file(r):
-    return f"round_{r:03d}.keras"
-
-
-def _rewind_file(r):
-    return f"rewind_{r:03d}.keras"

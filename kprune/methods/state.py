@@ -130,7 +130,10 @@ class RunState:
              "history": [e.to_dict() for e in self.history],
              "controller": _jsonable(self.controller), "best_round": self.best_round,
              "current_round": self.current_round, "done": self.done, "reason": self.reason,
-             "has_rewind": self.has_rewind}
+             "has_rewind": self.has_rewind,
+             # for a reader of the file: the checkpoints the state relies on
+             "current_file": model_file(self.current_round),
+             "rewind_file": rewind_file(self.current_round) if self.has_rewind else None}
         return json.dumps(d, indent=1, sort_keys=True)
 
     @classmethod
@@ -164,6 +167,16 @@ class RunState:
                    controller=dict(d["controller"]), best_round=int(d["best_round"]),
                    current_round=int(d["current_round"]), done=bool(d["done"]),
                    reason=str(d["reason"]), has_rewind=bool(d.get("has_rewind")))
+
+
+def model_file(round_index: int) -> str:
+    """The checkpoint file of an accepted round's model."""
+    return f"round_{round_index:03d}.keras"
+
+
+def rewind_file(round_index: int) -> str:
+    """The checkpoint file of an accepted round's weight-rewinding reference."""
+    return f"rewind_{round_index:03d}.keras"
 
 
 def _first_line(e):
