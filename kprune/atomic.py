@@ -70,3 +70,21 @@ def atomic_save_model(model, path):
     with atomic_path(path) as tmp:
         model.save(tmp)
     return os.path.abspath(os.fspath(path))
+
+
+def json_default(o):
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays as
+    Python numbers and lists, enums as their values, anything else as its repr."""
+    import enum
+
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, enum.Enum):
+        return o.value
+    return repr(o)

@@ -278,9 +278,9 @@ def write_json(path: str, data) -> None:
     """`data` as indented JSON, written atomically."""
     import json
 
-    from kprune.atomic import atomic_write_text
+    from kprune.atomic import atomic_write_text, json_default
 
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default))
+    atomic_write_text(path, json.dumps(data, indent=2, default=json_default))
 
 
 def write_text(path: str, text: str) -> None:
@@ -290,14 +290,6 @@ def write_text(path: str, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return repr(o)
 
 
 def c_identifier(text: str) -> str:

@@ -18,7 +18,7 @@ import enum
 import json
 from typing import Any, Dict, List, Optional
 
-import numpy as np
+from kprune.atomic import json_default
 
 #: Version of the state.json layout.
 STATE_VERSION = 2
@@ -186,16 +186,4 @@ def _first_line(e):
 
 def _jsonable(value):
     """`value` with numpy scalars/arrays turned into Python numbers/lists."""
-    return json.loads(json.dumps(value, default=_default))
-
-
-def _default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, enum.Enum):
-        return o.value
-    return repr(o)
+    return json.loads(json.dumps(value, default=json_default))
