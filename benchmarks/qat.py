@@ -1,28 +1,37 @@
 """QAT benchmark: float32 vs post-training int8 vs quantization-aware int8.
 
 Fashion-MNIST (a training slice; the full 10,000-image test set), for
-LeNet-5 (28x28x1), ResNet-20 (32x32x1, images zero-padded) and a
-MobileNetV2-style net (inverted residual blocks, 32x32x1, `mobilenet_v2_style`),
-each unpruned and pruned by kprune (L1 scores per dependency group, half the
-channels of every group removed with `kprune.remove_channels`: about 4x fewer
-parameters; then fine-tuned). Every model goes three ways:
+LeNet-5 (28x28x1), ResNet-20 (32x32x1, images zero-padded), a
+MobileNetV2-style net (inverted residual blocks, 32x32x1, `mobilenet_v2_style`)
+and DS-CNN (`kprune.zoo.ds_cnn`, depthwise-separable, 28x28x1), each unpruned
+and pruned by kprune (L1 scores per dependency group, half the channels of
+every group removed with `kprune.remove_channels`: about 4x fewer parameters;
+--prune-fraction for more; then fine-tuned). Every model goes these ways:
 
 * float32: `kprune.export.to_tflite(model)` on LiteRT;
-* PTQ int8: `to_tflite(model, "int8", representative_data=500 train images)`;
+* float32 +FT: the float model fine-tuned exactly like QAT (same images,
+  epochs, batch size, learning rate, seed): the fair reference for QAT, whose
+  fine-tuning is extra training;
+* PTQ int8: `to_tflite(model, "int8", representative_data=500 train images)`
+  (per-channel weight scales; with --per-tensor also `per_channel=False`);
 * QAT int8: `kprune.export.quantize_aware(model)` (Keras 3 -> tf_keras ->
-  tfmot), fine-tuned, then `to_tflite(qat_model, "int8")` (no calibration).
+  tfmot), fine-tuned, then `to_tflite(qat_model, "int8")` (no calibration);
+  with --per-tensor also `quantize_aware(model, per_channel=False)` ->
+  `to_tflite(qat, "int8", per_channel=False)`.
 
-Both int8 flatbuffers are full-integer (int8 input and output) and are run on
-LiteRT over the whole test set and on TFLite-Micro (`kprune.bench.tflm`, its
-reference kernels are slow: a test subset, see --tflm-samples).
+All int8 flatbuffers are full-integer (int8 input and output) and are run on
+LiteRT over the whole test set; PTQ and QAT (per-channel) also on TFLite-Micro
+(`kprune.bench.tflm`, its reference kernels are slow: a test subset, see
+--tflm-samples).
 
 Usage:
-    python benchmarks/qat.py                 # full run (~30 min on 2 shared cores)
+    python benchmarks/qat.py --per-tensor --bn-recalibrate   # the four families
     python benchmarks/qat.py --quick         # smoke run (~3 min)
-    python benchmarks/qat.py --models lenet5 --epochs-scale 2
+    python benchmarks/qat.py --models ds_cnn --prune-fraction 0.8 --skip-unpruned \\
+        --per-tensor --bn-recalibrate --seed 1 --append   # add rows to the results
 
 Writes benchmarks/results/qat.json and benchmarks/results/qat.md
-(qat_quick.* with --quick).
+(qat_quick.* with --quick); `--render` re-renders the markdown from the JSON.
 """
 
 import argparse
@@ -364,7 +373,12 @@ def main(argv=None):
                         "short schedule: inference-mode accuracy was at chance without it)")
     p.add_argument("--append", action="store_true",
                    help="add the rows to the existing results file instead of replacing it")
+    p.add_argument("--render", action="store_true",
+                   help="only re-render the markdown (and verdict) from the results JSON")
     args = p.parse_args(argv)
+    if args.render:
+        render(os.path.join(args.out, ("qat_quick" if args.quick else "qat") + ".json"))
+        return
     if args.quick:
         args.train_samples, args.test_samples, args.tflm_samples = 2000, 1000, 100
         args.qat_samples = 1000
