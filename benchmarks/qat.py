@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -326,12 +327,40 @@ def verdict(rows):
             if r.get("qat_int8_per_tensor") is not None:
                 qpt = _pt(r["qat_int8_per_tensor"], r["float32"])
                 line += f", per-tensor QAT {qpt:+.2f} pt"
+                if r.get("float32_ft") is not None:
+                    line += (f" ({_pt(r['qat_int8_per_tensor'], r['float32_ft']):+.2f} pt vs "
+                             f"float32 +FT)")
                 if ptl <= -0.5:
                     line += f" (QAT recovers {qpt - ptl:+.2f} pt of per-tensor PTQ's loss)"
             out.append(line)
         if abs(r["tflm_qat_int8"] - r["litert_qat_int8_subset"]) > 0.002:
             out.append(f"{r['model']}: TFLite-Micro and LiteRT QAT int8 differ on the subset "
                        f"({r['tflm_qat_int8']:.4f} vs {r['litert_qat_int8_subset']:.4f})")
+    out += _across_seeds(rows)
+    return out
+
+
+def _across_seeds(rows):
+    """Mean [min, max] of each difference over rows that differ only by seed."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(re.sub(r" \(seed \d+\)$", "", r["model"]), []).append(r)
+    out = []
+    for name, rs in groups.items():
+        if len(rs) < 2:
+            continue
+        parts = []
+        for label, key, ref in (("PTQ", "ptq_int8", "float32"),
+                                ("per-tensor PTQ", "ptq_int8_per_tensor", "float32"),
+                                ("QAT", "qat_int8", "float32"),
+                                ("QAT vs float32 +FT", "qat_int8", "float32_ft"),
+                                ("per-tensor QAT", "qat_int8_per_tensor", "float32")):
+            d = [_pt(r[key], r[ref]) for r in rs if r.get(key) is not None
+                 and r.get(ref) is not None]
+            if len(d) == len(rs):
+                parts.append(f"{label} {np.mean(d):+.2f} [{min(d):+.2f}, {max(d):+.2f}]")
+        out.append(f"{name} over {len(rs)} seeds, mean [min, max] pt vs float32: "
+                   + ", ".join(parts))
     return out
 
 
