@@ -244,3 +244,52 @@ def test_multi_input_int8():
     for x in ({"a": xa[:20], "b": xb[:20]}, [xa[:20], xb[:20]]):
         out = litert.predict(flat, x)[0]
         assert np.abs(out - ref).max() <= TOLERANCE["int8"] * np.abs(ref).max()
+
+
+def _weight_scales(flat):
+    """{op type: [number of scales of each weight tensor]} of a flatbuffer."""
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=flat)
+    details = {t["index"]: t for t in it.get_tensor_details()}
+    out = {}
+    for op in it._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            weight = details[op["inputs"][1]]
+            assert weight["dtype"] == np.int8
+            out.setdefault(op["op_name"], []).append(
+                len(weight["quantization_parameters"]["scales"]))
+    return out
+
+
+def _depthwise_model():
+    inp = keras.Input((8, 8, 4))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(inp)
+    x = keras.layers.Conv2D(6, 1, name="pw")(x)
+    out = keras.layers.Dense(3, name="fc")(keras.layers.Flatten()(x))
+    return keras.Model(inp, out)
+
+
+def test_per_tensor_int8_has_one_scale_per_weight_tensor(data):
+    keras.utils.set_random_seed(3)
+    model = _depthwise_model()
+    x = np.random.default_rng(1).random((64, 8, 8, 4), dtype=np.float32)
+    per_channel = to_tflite(model, "int8", representative_data=x)
+    per_tensor = to_tflite(model, "int8", representative_data=x, per_channel=False)
+    assert _weight_scales(per_channel) == {"DEPTHWISE_CONV_2D": [4], "CONV_2D": [6],
+                                           "FULLY_CONNECTED": [3]}
+    assert _weight_scales(per_tensor) == {"DEPTHWISE_CONV_2D": [1], "CONV_2D": [1],
+                                          "FULLY_CONNECTED": [1]}
+    ref = model.predict(x, verbose=0)
+    for flat in (per_channel, per_tensor):  # both still follow the float model
+        out = litert.predict(flat, x)[0]
+        assert np.abs(out - ref).max() / np.abs(ref).max() < TOLERANCE["int8"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"quantization": "int8", "per_channel": "no"}, r"per_channel must be True .* got 'no'"),
+    ({"quantization": None, "per_channel": False}, r"per_channel=False applies to "
+                                                   r"quantization='int8' only"),
+    ({"quantization": "dynamic", "per_channel": False}, r"quantization='dynamic'")])
+def test_per_channel_bad_values(pruned, data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        to_tflite(pruned, representative_data=data[0], **kwargs)

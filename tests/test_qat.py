@@ -141,3 +141,62 @@ def test_qat_model_back_to_float_keras3(data):
     assert kprune.profile(qat).params == back.count_params()
     kernel = [w for w in qat.get_layer("quant_conv1").weights if "kernel" in w.name][0]
     np.testing.assert_array_equal(back.get_layer("conv1").get_weights()[0], kernel.numpy())
+
+
+def test_cli_bench_with_qat_epochs(data, tmp_path, monkeypatch, capsys):
+    import json
+
+    import kprune.bench
+    from kprune.cli.main import main
+    x, y = data
+    model = _compiled_lenet()
+    model.save(tmp_path / "m.keras")
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:40], y_test=y[:40])
+    measured = []
+    real_measure = kprune.bench.measure
+
+    def spy(model, **kwargs):  # the real measurement, recording what it was given
+        measured.append(model)
+        return real_measure(model, **kwargs)
+
+    monkeypatch.setattr(kprune.bench, "measure", spy)
+    flags = ["--quantizations", "float32,int8", "--latency_modes", "int8", "--runs", "2",
+             "--warmup", "1", "--rounds", "1", "--nomin_arena", "--eval_samples", "40"]
+    assert main(["kprune", "bench", "--model", str(tmp_path / "m.keras"), "--data",
+                 str(tmp_path / "d.npz"), "--out", str(tmp_path / "b"), "--qat-epochs", "1",
+                 "--qat_samples", "96"] + flags) == 0
+    (qat,) = measured
+    assert compat.is_tf_keras(qat) and export.is_quantize_aware(qat)  # QAT model measured
+    record = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert "int8" in json.dumps(record)
+    capsys.readouterr()
+
+    # --qat_epochs needs training data and a Keras model, not a flatbuffer.
+    assert main(["kprune", "bench", "--model", str(tmp_path / "m.keras"),
+                 "--qat_epochs", "1"] + flags) == 2
+    assert "needs training data" in capsys.readouterr().err
+    (tmp_path / "m.tflite").write_bytes(export.to_tflite(model))
+    assert main(["kprune", "bench", "--model", str(tmp_path / "m.tflite"), "--data",
+                 str(tmp_path / "d.npz"), "--qat_epochs", "1"] + flags) == 2
+    assert "already a .tflite flatbuffer" in capsys.readouterr().err
+    assert len(measured) == 1
+
+
+def test_per_tensor_qat_gives_per_tensor_int8(data):
+    from tests.test_export import _weight_scales
+    x, y = data
+    model = _compiled_lenet()
+    per_tensor = export.quantize_aware(model, per_channel=False)
+    assert not export.qat.per_channel_weights(per_tensor)
+    per_tensor.fit(x[:64], y[:64], epochs=1, verbose=0)
+    flat = export.to_tflite(per_tensor, "int8", per_channel=False)
+    assert _weight_scales(flat) == {"CONV_2D": [1, 1], "FULLY_CONNECTED": [1, 1, 1]}
+    assert _tensor_types(flat)[1] <= {"int8", "int32"}
+    per_channel = export.quantize_aware(model)  # the default: one scale per conv filter
+    assert export.qat.per_channel_weights(per_channel)
+    assert _weight_scales(export.to_tflite(per_channel, "int8"))["CONV_2D"] == [6, 16]
+    with pytest.raises(ValueError, match=r"per-channel weight scales.*"
+                                         r"quantize_aware\(model, per_channel=False\)"):
+        export.to_tflite(per_channel, "int8", per_channel=False)
+    with pytest.raises(ValueError, match=r"per_channel must be True .* got 0"):
+        export.quantize_aware(model, per_channel=0)

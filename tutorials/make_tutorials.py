@@ -419,13 +419,22 @@ print(result.summary())'''),
 pruned model's loss and metrics and a fresh optimizer of the same kind, ready
 for `fit`. (The Keras 3 side of kprune keeps working in the same process.) Here
 the pruned model is recompiled with a small learning rate first, so QAT
-fine-tunes gently."""),
+fine-tunes gently.
+
+QAT is also one more epoch of training. To see what it does for *quantization*,
+compare it with the float model fine-tuned exactly the same way (same images,
+epochs, learning rate): `tuned` below."""),
         new_code_cell('''\
-pruned.compile(keras.optimizers.Adam(2e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+pruned.compile(keras.optimizers.Adam(5e-5), "sparse_categorical_crossentropy", metrics=["accuracy"])
 qat = kprune.export.quantize_aware(pruned)
 print(type(qat).__module__, "|", qat.get_compile_config()["loss"])
 n_qat = 1000 if SMALL else len(x_train)
-qat.fit(x_train[:n_qat], y_train[:n_qat], epochs=1, batch_size=64, verbose=0)'''),
+qat.fit(x_train[:n_qat], y_train[:n_qat], epochs=1, batch_size=64, verbose=0)
+
+tuned = keras.models.clone_model(pruned)  # the fair float reference
+tuned.set_weights(pruned.get_weights())
+tuned.compile(keras.optimizers.Adam(5e-5), "sparse_categorical_crossentropy", metrics=["accuracy"])
+tuned.fit(x_train[:n_qat], y_train[:n_qat], epochs=1, batch_size=64, verbose=0)'''),
         new_markdown_cell("""\
 ## int8 flatbuffers: post-training vs quantization-aware
 
@@ -444,6 +453,7 @@ n_micro = 50 if SMALL else 1000
 flats = {
     "original float32": to_tflite(model),
     "pruned float32": to_tflite(pruned),
+    "pruned float32, fine-tuned like QAT": to_tflite(tuned),
     "pruned PTQ int8": to_tflite(pruned, "int8", representative_data=x_train[:300]),
     "pruned QAT int8": to_tflite(qat, "int8"),
 }
@@ -456,12 +466,21 @@ for name, flat in flats.items():
 table(rows, ["model", "flatbuffer bytes", f"LiteRT top-1 ({len(x_test)} test images)",
              f"TFLite-Micro top-1 ({n_micro} images)"])
 print(f"parameters: {model.count_params():,} -> {pruned.count_params():,}")'''),
+        new_markdown_cell("""\
+Per-channel weight scales (one per conv filter) are TFLite's default. For int8
+targets whose kernels take one scale per weight tensor, convert with
+`to_tflite(pruned, "int8", representative_data=..., per_channel=False)`, and
+train with `quantize_aware(pruned, per_channel=False)` then
+`to_tflite(qat, "int8", per_channel=False)`. Per-tensor scales cost most on
+depthwise-separable and heavily pruned nets: see the QAT section of
+BENCHMARKS.md (`benchmarks/qat.py`)."""),
         new_code_cell('''\
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 fig, ax = plt.subplots(figsize=(6, 3))
-ax.barh(list(accs), [100 * a for a in accs.values()], color=["#999", "#69c", "#e96", "#4a4"])
+ax.barh(list(accs), [100 * a for a in accs.values()],
+        color=["#999", "#69c", "#9bd", "#e96", "#4a4"])
 ax.set_xlim(min(100 * a for a in accs.values()) - 3, 100)
 ax.set_xlabel("top-1 (%)")
 fig.tight_layout()

@@ -89,7 +89,11 @@ def execute(fv) -> int:
         # Without training inputs, int8 calibrates on the evaluation inputs.
         calibration = (data["train"][0][:fv.calibration_samples]
                        if data["train"] is not None else None)
-    if fv.qat_epochs and not (isinstance(model, str) and fv.data):  # not for a .tflite
+    if fv.qat_epochs and isinstance(model, str):
+        raise CommandError(f"--qat_epochs trains a Keras model before conversion: '{fv.model}' "
+                           f"is already a .tflite flatbuffer; pass the .keras or .h5 model, "
+                           f"or drop --qat_epochs")
+    if fv.qat_epochs:
         model = qat.maybe_quantize_aware(model, fv, data if fv.data else None)
     kwargs = dict(eval_data=eval_data, representative_data=calibration,
                   quantizations=[None if q == "float32" else q for q in fv.quantizations],

@@ -183,3 +183,9 @@ def tf_keras_tensor_class():
 def interpreter_op_names(interpreter):
     """Sorted names of the operators in a LiteRT interpreter's graph."""
     return sorted({d["op_name"] for d in interpreter._get_ops_details()})
+
+
+def set_per_channel_quantization(converter, per_channel: bool):
+    """Per-channel (default) or per-tensor int8 weight scales for a
+    ``tf.lite.TFLiteConverter`` (its only switch is private)."""
+    converter._experimental_disable_per_channel = not per_channel

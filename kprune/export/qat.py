@@ -62,6 +62,15 @@ def is_quantize_aware(model) -> bool:
     return False
 
 
+def per_channel_weights(model) -> bool:
+    """True when a QAT model fake-quantizes some weights per output channel
+    (`quantize_aware`'s default), False when every weight scale is per tensor
+    (``quantize_aware(model, per_channel=False)``)."""
+    return any(getattr(getattr(getattr(layer, "quantize_config", None), "weight_quantizer",
+                               None), "per_axis", False)
+               for layer in getattr(model, "layers", []))
+
+
 def kept_float(model) -> List[str]:
     """Layers of a QAT model that `quantize_aware(unsupported='float')` kept in float."""
     return [l.name for l in getattr(model, "layers", [])
@@ -108,7 +117,7 @@ def _no_op_config(tfmot):
     return KeepFloatConfig
 
 
-def quantize_aware(model, unsupported: str = "error"):
+def quantize_aware(model, unsupported: str = "error", per_channel: bool = True):
     """The tfmot quantization-aware (fake-quant) version of `model`, ready for `fit`.
 
     Args:
@@ -121,6 +130,12 @@ def quantize_aware(model, unsupported: str = "error"):
             ``'float'`` annotates them with a config that keeps them in float
             during QAT, and the int8 converter then calibrates them from
             ``representative_data`` like post-training quantization.
+        per_channel: True (default) fake-quantizes Conv2D/DepthwiseConv2D
+            weights with one scale per output channel, as TFLite's int8
+            kernels do by default; False uses one scale per weight tensor
+            (tfmot's ``Default8BitQuantizeScheme(disable_per_axis=True)``),
+            for targets whose kernels are per-tensor only. Convert such a
+            model with ``to_tflite(qat, "int8", per_channel=False)``.
 
     Returns:
         A tf_keras model of quantize-wrapped layers, compiled like `model`
@@ -138,11 +153,17 @@ def quantize_aware(model, unsupported: str = "error"):
         >>> qat = kprune.export.quantize_aware(result.model)
         >>> qat.fit(x, y, epochs=1)
         >>> flat = kprune.export.to_tflite(qat, "int8", representative_data=x[:200])
+        >>> qat_pt = kprune.export.quantize_aware(result.model, per_channel=False)
+        >>> qat_pt.fit(x, y, epochs=1)
+        >>> flat_pt = kprune.export.to_tflite(qat_pt, "int8", per_channel=False)
     """
     from kprune.core import tf_keras as compat
 
     if unsupported not in UNSUPPORTED_POLICIES:
         raise ValueError(f"unsupported must be 'error' or 'float', got {unsupported!r}")
+    if not isinstance(per_channel, bool):
+        raise ValueError(f"per_channel must be True (one weight scale per output channel) or "
+                         f"False (one per tensor), got {per_channel!r}")
     if compat.is_tf_keras(model):
         if is_quantize_aware(model):
             raise QATError(f"model '{model.name}' is already quantization-aware")
@@ -167,6 +188,10 @@ def quantize_aware(model, unsupported: str = "error"):
             f"tfmot's 8-bit QAT cannot quantize layer(s) {names} of model '{model.name}': "
             f"pass unsupported='float' to keep them in float during QAT (the int8 "
             f"converter then calibrates them from representative_data), or replace them")
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import \
+        default_8bit_quantize_scheme
+    scheme = default_8bit_quantize_scheme.Default8BitQuantizeScheme(
+        disable_per_axis=not per_channel)
     try:
         if bad:
             keep = {l.name for l in bad}
@@ -183,9 +208,9 @@ def quantize_aware(model, unsupported: str = "error"):
             # The annotation wrappers hold the original layers: weights shared.
             annotated = tf_keras.models.clone_model(source, clone_function=annotate)
             with quant.quantize_scope({"KeepFloatConfig": config_cls}):
-                qat = quant.quantize_apply(annotated)
+                qat = quant.quantize_apply(annotated, scheme)
         else:
-            qat = quant.quantize_model(source)
+            qat = quant.quantize_apply(quant.quantize_annotate_model(source), scheme)
     except (RuntimeError, ValueError) as err:
         raise QATError(f"tfmot could not make model '{model.name}' quantization-aware: "
                        f"{err}") from err

@@ -28,7 +28,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from kprune.atomic import atomic_write_bytes
-from kprune.core._keras_compat import interpreter_op_names
+from kprune.core._keras_compat import interpreter_op_names, set_per_channel_quantization
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 #: The name used for each quantization mode in reports and JSON.
@@ -58,7 +58,8 @@ def normalize_quantization(quantization) -> Optional[str]:
 
 
 def to_tflite(model, quantization: Optional[str] = None, representative_data=None,
-              batch_size: Optional[int] = 1, path: Optional[str] = None) -> bytes:
+              batch_size: Optional[int] = 1, path: Optional[str] = None,
+              per_channel: bool = True) -> bytes:
     """Converts a Keras model to a TFLite flatbuffer.
 
     Args:
@@ -77,6 +78,16 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
         batch_size: the fixed batch size of the signature (default 1); None
             keeps a dynamic batch axis (adds shape ops to the graph).
         path: also write the flatbuffer to this file when given.
+        per_channel: for 'int8' only. True (default): Conv2D, DepthwiseConv2D
+            and Dense weights get one scale per output channel, TFLite's
+            default. False: one scale per weight tensor, for accelerators and
+            older toolchains whose int8 kernels are per-tensor only. Per-tensor
+            can lose accuracy where channel ranges differ a lot (depthwise
+            convolutions after BatchNormalization folding); QAT with
+            ``quantize_aware(model, per_channel=False)`` recovers it. A
+            quantization-aware model keeps the weight scales it was trained
+            with: per-tensor needs ``quantize_aware(model, per_channel=False)``
+            (``per_channel=False`` on a per-channel QAT model is an error).
 
     Returns:
         The flatbuffer as bytes.
@@ -92,12 +103,21 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
         >>> flat8 = to_tflite(model, "int8", representative_data=x[:100])
         >>> len(flat8) < len(flat)
         True
+        >>> per_tensor = to_tflite(model, "int8", representative_data=x[:100],
+        ...                        per_channel=False)
     """
     import tensorflow as tf
 
     from kprune.export.capture import capture_fds
 
     q = normalize_quantization(quantization)
+    if not isinstance(per_channel, bool):
+        raise ValueError(f"per_channel must be True (one weight scale per output channel) or "
+                         f"False (one per tensor), got {per_channel!r}")
+    if not per_channel and q != "int8":
+        raise ValueError(f"per_channel=False applies to quantization='int8' only (got "
+                         f"quantization={quantization!r}): pass quantization='int8' with "
+                         f"representative_data, or leave per_channel=True")
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     shapes = _input_shapes(model)
@@ -105,6 +125,13 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
     if q == "int8" and not (representative_data is None and _is_qat(model)):
         # A QAT model carries its own ranges; calibration is then optional.
         calibration = _check_representative(representative_data, shapes, model)
+    if not per_channel and _is_qat(model, any_layers=True):
+        from kprune.export.qat import per_channel_weights
+        if per_channel_weights(model):
+            raise ValueError(
+                f"per_channel=False: quantization-aware model '{model.name}' was trained "
+                f"with per-channel weight scales, which the converter keeps; make it with "
+                f"quantize_aware(model, per_channel=False) for per-tensor int8")
     fixed = _fixed_batch_model(model, batch_size, shapes)
 
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
@@ -131,6 +158,8 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+        # The converter's own (private, stable since TF 2.4) switch to per-tensor scales.
+        set_per_channel_quantization(converter, per_channel)
     try:
         with capture_fds() as cap, warnings.catch_warnings():
             # Harmless: int8 input statistics come from the representative data.
@@ -148,13 +177,15 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
     return flat
 
 
-def _is_qat(model) -> bool:
+def _is_qat(model, any_layers: bool = False) -> bool:
+    """A tfmot quantize-wrapped model (with `any_layers` False: none kept in float)."""
     from kprune.core.tf_keras import is_tf_keras
+
     if not is_tf_keras(model):
         return False
     from kprune.export.qat import is_quantize_aware, kept_float
     # Layers kept in float during QAT need calibration like post-training int8.
-    return is_quantize_aware(model) and not kept_float(model)
+    return is_quantize_aware(model) and (any_layers or not kept_float(model))
 
 
 def _input_shapes(model) -> List[tuple]:
