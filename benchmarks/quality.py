@@ -41,6 +41,7 @@ Usage:
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -130,8 +131,82 @@ def baseline(cfg, dname, seed, work_dir, quick):
     return model
 
 
+@contextlib.contextmanager
+def _aiap_shares(mode):
+    """Benchmark-only ablation (not a kprune option): ``aiap:shares=uniform``
+    replaces AIAP's per-group threshold weights (each group's share of the
+    parameters, `kprune.methods.aiap.group_shares`) by equal weights, so one
+    threshold applies to every group's mean-normalised scores (a global
+    ranking, as IAP's default allocation). Monkeypatches the module for the
+    duration of one run only."""
+    if mode is None:
+        yield
+        return
+    if mode != "uniform":
+        raise SystemExit(f"shares={mode!r}: only 'uniform' is implemented")
+    from kprune.methods import aiap as aiap_module
+
+    original = aiap_module.group_shares
+
+    def uniform(ctx, model, analysis, kind="params"):
+        n = max(len(analysis.groups), 1)
+        return {g.index: 1.0 / n for g in analysis.groups}
+
+    aiap_module.group_shares = uniform
+    try:
+        yield
+    finally:
+        aiap_module.group_shares = original
+
+
+def run_complexity(cfg, base, spec, seed, args, opts):
+    """``complexity:mode=params|flops[,epochs=E][,reductions=[...]]``: the
+    complexity-driven method plans an architecture for one reduction of its
+    mode's resource (parameters, or MACs for 'flops'), re-initialises it and
+    trains it from scratch for ``epochs`` (E, default 10: the epochs ILP / IAP
+    spend to reach 16x, baseline included). It has no rounds, so the curve
+    is one run per reduction (default 1 - 1/level for 2x / 4x / 8x / 16x),
+    each an independent model. Budget of a point = its E from-scratch epochs
+    (the trained baseline is not used, only its architecture; it is the
+    reference the drop is measured from)."""
+    test = as_data((cfg["xt"], cfg["yt"]))
+    base_test = evaluate_accuracy(base, test)
+    epochs = int(opts.pop("epochs", 10))
+    reductions = opts.pop("reductions", [1 - 1 / lv for lv in LEVELS])
+    kw = dict(opts)
+    pts, t0, reasons = [], time.time(), []
+    for red in reductions:
+        model = _compile(keras.models.clone_model(base), cfg["lr"])
+        model.set_weights(base.get_weights())
+        got = []
+
+        def hook(entry, m):
+            if entry["status"] in ("baseline", "accepted") and m is not None:
+                got.append({"round": entry["round"], "status": entry["status"],
+                            "params": entry["params"], "macs": entry["macs"],
+                            "val_accuracy": entry["val_accuracy"],
+                            "test_accuracy": evaluate_accuracy(m, test),
+                            "budget_epochs": epochs if entry["round"] else 0,
+                            "widths": entry["widths"], "target_reduction": red})
+
+        keras.utils.set_random_seed(seed)
+        res = prune(model, "complexity", train_data=(cfg["x"], cfg["y"]),
+                    val_data=(cfg["xv"], cfg["yv"]), epochs=epochs, target=float(red),
+                    seed=seed, batch_size=cfg["batch_size"], on_round=hook, **kw)
+        reasons.append(res.reason)
+        if not pts:
+            pts.append(got[0])
+        pts.extend(got[1:])
+    pts = [pts[0]] + sorted(pts[1:], key=lambda p: (-p["params"], -p["macs"]))
+    return pts, base_test, kw, "; ".join(reasons), epochs * len(reductions), t0
+
+
 def run_one(cfg, base, spec, seed, args):
     method, opts = parse_variant(spec)
+    if method == "complexity":
+        points, base_test, kw, reason, spent_total, t0 = run_complexity(
+            cfg, base, spec, seed, args, opts)
+        return _finish(points, base_test, spec, method, kw, seed, reason, None, t0, spent_total)
     test = as_data((cfg["xt"], cfg["yt"]))
     base_test = evaluate_accuracy(base, test)
     model = _compile(keras.models.clone_model(base), cfg["lr"])
@@ -150,6 +225,7 @@ def run_one(cfg, base, spec, seed, args):
                            "test_accuracy": evaluate_accuracy(m, test),
                            "budget_epochs": spent["epochs"], "widths": entry["widths"]})
 
+    shares = opts.pop("shares", None)  # benchmark-only AIAP ablation, see _aiap_shares
     kw = dict(rate=args.rate, calibration_samples=2000)
     if method == "aiap":
         kw.pop("rate")
@@ -158,9 +234,17 @@ def run_one(cfg, base, spec, seed, args):
         {"params_reduction": 1 - 1 / args.max_x})
     kw.pop("target", None)
     t0 = time.time()
-    res = prune(model, method, train_data=(cfg["x"], cfg["y"]), val_data=(cfg["xv"], cfg["yv"]),
-                epochs=args.epochs, rounds=args.rounds, target=target, seed=seed,
-                batch_size=cfg["batch_size"], on_round=hook, **kw)
+    with _aiap_shares(shares):
+        res = prune(model, method, train_data=(cfg["x"], cfg["y"]),
+                    val_data=(cfg["xv"], cfg["yv"]), epochs=args.epochs, rounds=args.rounds,
+                    target=target, seed=seed, batch_size=cfg["batch_size"], on_round=hook, **kw)
+    if shares is not None:
+        kw["shares"] = shares
+    return _finish(points, base_test, spec, method, kw, seed, res.reason, res.final_round, t0,
+                   spent["epochs"] - cfg["base_epochs"])
+
+
+def _finish(points, base_test, spec, method, kw, seed, reason, final_round, t0, retrain_epochs):
     p0, m0 = points[0]["params"], points[0]["macs"]
     v0 = points[0]["val_accuracy"]
     for pt in points:
@@ -169,13 +253,14 @@ def run_one(cfg, base, spec, seed, args):
         pt["test_drop"] = 100 * (pt["test_accuracy"] - base_test)
         pt["val_drop"] = 100 * (pt["val_accuracy"] - v0)
     return {"variant": spec, "method": method, "options": kw, "seed": seed,
-            "baseline_test": base_test, "points": points, "reason": res.reason,
-            "returned_round": res.final_round, "wall_s": time.time() - t0,
-            "retraining_epochs": spent["epochs"] - cfg["base_epochs"]}
+            "baseline_test": base_test, "points": points, "reason": reason,
+            "returned_round": final_round, "wall_s": time.time() - t0,
+            "retraining_epochs": retrain_epochs}
 
 
 def at_level(points, level, key="compression"):
     """(test drop at `level`, interpolated?, budget epochs) or None if not reached."""
+    points = sorted(points, key=lambda p: p[key])  # stable: rounds stay in order
     xs = [p[key] for p in points]
     if max(xs) < level * 0.97:
         return None
