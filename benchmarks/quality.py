@@ -212,11 +212,14 @@ def run_one(cfg, base, spec, seed, args):
     model = _compile(keras.models.clone_model(base), cfg["lr"])
     model.set_weights(base.get_weights())
     points, spent = [], {"epochs": cfg["base_epochs"]}
+    # Per-variant overrides of --epochs / --rounds (recorded in the run's options).
+    epochs = int(opts.pop("epochs", args.epochs))
+    rounds = int(opts.pop("rounds", args.rounds))
 
     def hook(entry, m):
         st = entry["status"]
         if st in ("accepted", "violated", "trained", "nan_discarded"):
-            spent["epochs"] += args.epochs
+            spent["epochs"] += epochs
         elif st == "finetuned":
             spent["epochs"] += entry.get("epochs", 0)
         if st in ("baseline", "accepted", "finetuned") and m is not None:
@@ -236,10 +239,11 @@ def run_one(cfg, base, spec, seed, args):
     t0 = time.time()
     with _aiap_shares(shares):
         res = prune(model, method, train_data=(cfg["x"], cfg["y"]),
-                    val_data=(cfg["xv"], cfg["yv"]), epochs=args.epochs, rounds=args.rounds,
+                    val_data=(cfg["xv"], cfg["yv"]), epochs=epochs, rounds=rounds,
                     target=target, seed=seed, batch_size=cfg["batch_size"], on_round=hook, **kw)
     if shares is not None:
         kw["shares"] = shares
+    kw.update(epochs=epochs, rounds=rounds)
     return _finish(points, base_test, spec, method, kw, seed, res.reason, res.final_round, t0,
                    spent["epochs"] - cfg["base_epochs"])
 
