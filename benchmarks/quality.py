@@ -27,7 +27,16 @@ Follows ``../shared/EVALUATION.md`` (the project's protocol):
 
 Variants are ``method`` or ``method:key=value,key=value`` (values parsed as
 JSON, else strings), e.g. ``iap:allocation=layer,criterion=mean_activation``
-(the paper's IAP). Seeds are the outer loop and variants the inner one, so
+(the paper's IAP). Besides the method's own options a variant may set
+``epochs=`` / ``rounds=`` (override ``--epochs`` / ``--rounds`` for that
+variant; counted in its budget), ``target=`` (e.g. ``aiap:target=0.01``: the
+accuracy-controlled AIAP instead of the size target) and, for AIAP only,
+the benchmark-only ablation ``shares=uniform`` (see `_aiap_shares`; not a
+kprune option). ``complexity:mode=params`` / ``complexity:mode=flops``
+(optionally ``epochs=E``, default 10, and ``reductions=[...]``) run the
+complexity-driven method once per reduction of its resource (default
+1 - 1/level for 2x / 4x / 8x / 16x): each point is an architecture trained
+from scratch for E epochs, and its budget is E. Seeds are the outer loop and variants the inner one, so
 machine noise hits all variants alike. Every finished run is saved at once to
 ``benchmarks/results/quality_runs/<tag>/<dataset>/...json``; a second call
 skips finished runs (resumable), and ``--report`` only rebuilds the tables.
