@@ -288,6 +288,25 @@ def at_level(points, level, key="compression"):
     return p["test_drop"], False, p["budget_epochs"]
 
 
+def mean_curve_crossing(rs, drop=-1.0, key="compression", n=400):
+    """The largest compression at which the seed-mean test curve (each seed
+    interpolated in log(compression), as the level cells) is still at or
+    above `drop` points (linear in log(compression) to the crossing); less
+    sensitive to one round's test noise than the per-seed 'max x' (one test
+    image can move that from one round to the next). None if the mean curve
+    stays above `drop` up to where the least-pruned seed ends."""
+    top = min(max(p[key] for p in r["points"]) for r in rs)
+    grid = np.exp(np.linspace(0.0, math.log(max(top, 1.0)), n))
+    means = [float(np.mean([at_level(r["points"], g, key)[0] for r in rs])) for g in grid]
+    ok = [i for i, m in enumerate(means) if m >= drop - 1e-9]
+    if ok[-1] == len(grid) - 1:
+        return None
+    i = ok[-1]
+    g0, m0, g1, m1 = grid[i], means[i], grid[i + 1], means[i + 1]
+    t = (drop - m0) / (m1 - m0) if m1 != m0 else 0.0
+    return float(math.exp(math.log(g0) + t * (math.log(g1) - math.log(g0))))
+
+
 def summarize(runs):
     """{variant: summary} over seeds."""
     by = {}
@@ -325,6 +344,7 @@ def summarize(runs):
             okv = [p for p in r["points"] if p["val_drop"] >= -1.0 - 1e-9]
             pv = max(okv, key=lambda p: p["compression"])
             best_val.append((pv["compression"], pv["test_drop"], pv["budget_epochs"]))
+        s["mean_curve_x_at_1pt"] = mean_curve_crossing(rs)
         s["max_x_at_1pt_test"] = {"mean": float(np.mean(best_test)),
                                   "min": float(np.min(best_test)), "per_seed": best_test}
         s["val_selected"] = {"compression": float(np.mean([b[0] for b in best_val])),
@@ -370,7 +390,9 @@ def report(tag, command=""):
              "2x / 4x / 8x / 16x compression; `~` = interpolated in log(compression) "
              "between rounds; (N ep) = total training epochs, baseline included, to first "
              "reach the level. 'max x @ <=1 pt' = the most compressed round within 1 point "
-             "of the baseline on test (mean / worst seed); 'val-selected' = the most "
+             "of the baseline on test (mean / worst seed); 'mean curve @ -1 pt' = the largest "
+             "compression at which the seed-mean test curve (interpolated in log(compression)) "
+             "is within 1 point; 'val-selected' = the most "
              "compressed round within 1 point on validation (the model a user gets), "
              "with its test drop; 'patience=2' = what the old stopping rule (stop after 2 "
              "consecutive rounds more than 1 point down on validation) would have returned.", ""]
@@ -379,9 +401,9 @@ def report(tag, command=""):
         for title, key in (("parameters", "levels"), ("MACs", "macs_levels")):
             lines += [f"Compression in {title}:", "",
                       "| variant | seeds | " + " | ".join(f"{lv}x" for lv in LEVELS)
-                      + (" | max x @ <=1 pt test | val-selected x / test drop (ep) |"
+                      + (" | mean curve @ -1 pt | max x @ <=1 pt test | val-selected x / test drop (ep) |"
                          " patience=2 x / test drop |" if key == "levels" else " |"),
-                      "|---|---|" + "---|" * len(LEVELS) + ("---|---|---|" if key == "levels"
+                      "|---|---|" + "---|" * len(LEVELS) + ("---|---|---|---|" if key == "levels"
                                                            else "")]
             for spec, s in d["summary"].items():
                 row = (f"| `{spec}` | {len(s['seeds'])} | "
@@ -389,7 +411,9 @@ def report(tag, command=""):
                 if key == "levels":
                     m, vs = s["max_x_at_1pt_test"], s["val_selected"]
                     pe = s["patience2_selected"]
-                    row += (f" | {m['mean']:.2f}x / {m['min']:.2f}x | {vs['compression']:.2f}x / "
+                    cx = s.get("mean_curve_x_at_1pt")
+                    row += (" | " + ("not crossed" if cx is None else f"~{cx:.2f}x")
+                            + f" | {m['mean']:.2f}x / {m['min']:.2f}x | {vs['compression']:.2f}x / "
                             f"{vs['test_drop']:+.2f} ({vs['budget_epochs']:.0f} ep) | "
                             f"{pe['compression']:.2f}x / {pe['test_drop']:+.2f} |")
                 else:
