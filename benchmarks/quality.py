@@ -157,7 +157,10 @@ def _aiap_shares(mode):
 
     original = aiap_module.group_shares
 
-    def uniform(ctx, model, analysis, kind="params"):
+    def uniform(*args, **kwargs):
+        # group_shares(ctx, model, analysis, kind) here, (model, analysis, kind)
+        # after the run-loop redesign: take whichever argument has the groups.
+        analysis = next(a for a in list(args) + list(kwargs.values()) if hasattr(a, "groups"))
         n = max(len(analysis.groups), 1)
         return {g.index: 1.0 / n for g in analysis.groups}
 
