@@ -27,7 +27,16 @@ Follows ``../shared/EVALUATION.md`` (the project's protocol):
 
 Variants are ``method`` or ``method:key=value,key=value`` (values parsed as
 JSON, else strings), e.g. ``iap:allocation=layer,criterion=mean_activation``
-(the paper's IAP). Seeds are the outer loop and variants the inner one, so
+(the paper's IAP). Besides the method's own options a variant may set
+``epochs=`` / ``rounds=`` (override ``--epochs`` / ``--rounds`` for that
+variant; counted in its budget), ``target=`` (e.g. ``aiap:target=0.01``: the
+accuracy-controlled AIAP instead of the size target) and, for AIAP only,
+the benchmark-only ablation ``shares=uniform`` (see `_aiap_shares`; not a
+kprune option). ``complexity:mode=params`` / ``complexity:mode=flops``
+(optionally ``epochs=E``, default 10, and ``reductions=[...]``) run the
+complexity-driven method once per reduction of its resource (default
+1 - 1/level for 2x / 4x / 8x / 16x): each point is an architecture trained
+from scratch for E epochs, and its budget is E. Seeds are the outer loop and variants the inner one, so
 machine noise hits all variants alike. Every finished run is saved at once to
 ``benchmarks/results/quality_runs/<tag>/<dataset>/...json``; a second call
 skips finished runs (resumable), and ``--report`` only rebuilds the tables.
@@ -41,6 +50,7 @@ Usage:
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -130,18 +140,98 @@ def baseline(cfg, dname, seed, work_dir, quick):
     return model
 
 
+@contextlib.contextmanager
+def _aiap_shares(mode):
+    """Benchmark-only ablation (not a kprune option): ``aiap:shares=uniform``
+    replaces AIAP's per-group threshold weights (each group's share of the
+    parameters, `kprune.methods.aiap.group_shares`) by equal weights, so one
+    threshold applies to every group's mean-normalised scores (a global
+    ranking, as IAP's default allocation). Monkeypatches the module for the
+    duration of one run only."""
+    if mode is None:
+        yield
+        return
+    if mode != "uniform":
+        raise SystemExit(f"shares={mode!r}: only 'uniform' is implemented")
+    from kprune.methods import aiap as aiap_module
+
+    original = aiap_module.group_shares
+
+    def uniform(*args, **kwargs):
+        # group_shares(ctx, model, analysis, kind) here, (model, analysis, kind)
+        # after the run-loop redesign: take whichever argument has the groups.
+        analysis = next(a for a in list(args) + list(kwargs.values()) if hasattr(a, "groups"))
+        n = max(len(analysis.groups), 1)
+        return {g.index: 1.0 / n for g in analysis.groups}
+
+    aiap_module.group_shares = uniform
+    try:
+        yield
+    finally:
+        aiap_module.group_shares = original
+
+
+def run_complexity(cfg, base, spec, seed, args, opts):
+    """``complexity:mode=params|flops[,epochs=E][,reductions=[...]]``: the
+    complexity-driven method plans an architecture for one reduction of its
+    mode's resource (parameters, or MACs for 'flops'), re-initialises it and
+    trains it from scratch for ``epochs`` (E, default 10: the epochs ILP / IAP
+    spend to reach 16x, baseline included). It has no rounds, so the curve
+    is one run per reduction (default 1 - 1/level for 2x / 4x / 8x / 16x),
+    each an independent model. Budget of a point = its E from-scratch epochs
+    (the trained baseline is not used, only its architecture; it is the
+    reference the drop is measured from)."""
+    test = as_data((cfg["xt"], cfg["yt"]))
+    base_test = evaluate_accuracy(base, test)
+    epochs = int(opts.pop("epochs", 10))
+    reductions = opts.pop("reductions", [1 - 1 / lv for lv in LEVELS])
+    kw = dict(opts)
+    pts, t0, reasons = [], time.time(), []
+    for red in reductions:
+        model = _compile(keras.models.clone_model(base), cfg["lr"])
+        model.set_weights(base.get_weights())
+        got = []
+
+        def hook(entry, m):
+            if entry["status"] in ("baseline", "accepted") and m is not None:
+                got.append({"round": entry["round"], "status": entry["status"],
+                            "params": entry["params"], "macs": entry["macs"],
+                            "val_accuracy": entry["val_accuracy"],
+                            "test_accuracy": evaluate_accuracy(m, test),
+                            "budget_epochs": epochs if entry["round"] else 0,
+                            "widths": entry["widths"], "target_reduction": red})
+
+        keras.utils.set_random_seed(seed)
+        res = prune(model, "complexity", train_data=(cfg["x"], cfg["y"]),
+                    val_data=(cfg["xv"], cfg["yv"]), epochs=epochs, target=float(red),
+                    seed=seed, batch_size=cfg["batch_size"], on_round=hook, **kw)
+        reasons.append(res.reason)
+        if not pts:
+            pts.append(got[0])
+        pts.extend(got[1:])
+    pts = [pts[0]] + sorted(pts[1:], key=lambda p: (-p["params"], -p["macs"]))
+    return pts, base_test, kw, "; ".join(reasons), epochs * len(reductions), t0
+
+
 def run_one(cfg, base, spec, seed, args):
     method, opts = parse_variant(spec)
+    if method == "complexity":
+        points, base_test, kw, reason, spent_total, t0 = run_complexity(
+            cfg, base, spec, seed, args, opts)
+        return _finish(points, base_test, spec, method, kw, seed, reason, None, t0, spent_total)
     test = as_data((cfg["xt"], cfg["yt"]))
     base_test = evaluate_accuracy(base, test)
     model = _compile(keras.models.clone_model(base), cfg["lr"])
     model.set_weights(base.get_weights())
     points, spent = [], {"epochs": cfg["base_epochs"]}
+    # Per-variant overrides of --epochs / --rounds (recorded in the run's options).
+    epochs = int(opts.pop("epochs", args.epochs))
+    rounds = int(opts.pop("rounds", args.rounds))
 
     def hook(entry, m):
         st = entry["status"]
         if st in ("accepted", "violated", "trained", "nan_discarded"):
-            spent["epochs"] += args.epochs
+            spent["epochs"] += epochs
         elif st == "finetuned":
             spent["epochs"] += entry.get("epochs", 0)
         if st in ("baseline", "accepted", "finetuned") and m is not None:
@@ -150,6 +240,7 @@ def run_one(cfg, base, spec, seed, args):
                            "test_accuracy": evaluate_accuracy(m, test),
                            "budget_epochs": spent["epochs"], "widths": entry["widths"]})
 
+    shares = opts.pop("shares", None)  # benchmark-only AIAP ablation, see _aiap_shares
     kw = dict(rate=args.rate, calibration_samples=2000)
     if method == "aiap":
         kw.pop("rate")
@@ -158,9 +249,18 @@ def run_one(cfg, base, spec, seed, args):
         {"params_reduction": 1 - 1 / args.max_x})
     kw.pop("target", None)
     t0 = time.time()
-    res = prune(model, method, train_data=(cfg["x"], cfg["y"]), val_data=(cfg["xv"], cfg["yv"]),
-                epochs=args.epochs, rounds=args.rounds, target=target, seed=seed,
-                batch_size=cfg["batch_size"], on_round=hook, **kw)
+    with _aiap_shares(shares):
+        res = prune(model, method, train_data=(cfg["x"], cfg["y"]),
+                    val_data=(cfg["xv"], cfg["yv"]), epochs=epochs, rounds=rounds,
+                    target=target, seed=seed, batch_size=cfg["batch_size"], on_round=hook, **kw)
+    if shares is not None:
+        kw["shares"] = shares
+    kw.update(epochs=epochs, rounds=rounds)
+    return _finish(points, base_test, spec, method, kw, seed, res.reason, res.final_round, t0,
+                   spent["epochs"] - cfg["base_epochs"])
+
+
+def _finish(points, base_test, spec, method, kw, seed, reason, final_round, t0, retrain_epochs):
     p0, m0 = points[0]["params"], points[0]["macs"]
     v0 = points[0]["val_accuracy"]
     for pt in points:
@@ -169,13 +269,14 @@ def run_one(cfg, base, spec, seed, args):
         pt["test_drop"] = 100 * (pt["test_accuracy"] - base_test)
         pt["val_drop"] = 100 * (pt["val_accuracy"] - v0)
     return {"variant": spec, "method": method, "options": kw, "seed": seed,
-            "baseline_test": base_test, "points": points, "reason": res.reason,
-            "returned_round": res.final_round, "wall_s": time.time() - t0,
-            "retraining_epochs": spent["epochs"] - cfg["base_epochs"]}
+            "baseline_test": base_test, "points": points, "reason": reason,
+            "returned_round": final_round, "wall_s": time.time() - t0,
+            "retraining_epochs": retrain_epochs}
 
 
 def at_level(points, level, key="compression"):
     """(test drop at `level`, interpolated?, budget epochs) or None if not reached."""
+    points = sorted(points, key=lambda p: p[key])  # stable: rounds stay in order
     xs = [p[key] for p in points]
     if max(xs) < level * 0.97:
         return None
@@ -188,6 +289,25 @@ def at_level(points, level, key="compression"):
             return a["test_drop"] + t * (b["test_drop"] - a["test_drop"]), True, b["budget_epochs"]
     p = points[-1]
     return p["test_drop"], False, p["budget_epochs"]
+
+
+def mean_curve_crossing(rs, drop=-1.0, key="compression", n=400):
+    """The largest compression at which the seed-mean test curve (each seed
+    interpolated in log(compression), as the level cells) is still at or
+    above `drop` points (linear in log(compression) to the crossing); less
+    sensitive to one round's test noise than the per-seed 'max x' (one test
+    image can move that from one round to the next). None if the mean curve
+    stays above `drop` up to where the least-pruned seed ends."""
+    top = min(max(p[key] for p in r["points"]) for r in rs)
+    grid = np.exp(np.linspace(0.0, math.log(max(top, 1.0)), n))
+    means = [float(np.mean([at_level(r["points"], g, key)[0] for r in rs])) for g in grid]
+    ok = [i for i, m in enumerate(means) if m >= drop - 1e-9]
+    if ok[-1] == len(grid) - 1:
+        return None
+    i = ok[-1]
+    g0, m0, g1, m1 = grid[i], means[i], grid[i + 1], means[i + 1]
+    t = (drop - m0) / (m1 - m0) if m1 != m0 else 0.0
+    return float(math.exp(math.log(g0) + t * (math.log(g1) - math.log(g0))))
 
 
 def summarize(runs):
@@ -227,6 +347,7 @@ def summarize(runs):
             okv = [p for p in r["points"] if p["val_drop"] >= -1.0 - 1e-9]
             pv = max(okv, key=lambda p: p["compression"])
             best_val.append((pv["compression"], pv["test_drop"], pv["budget_epochs"]))
+        s["mean_curve_x_at_1pt"] = mean_curve_crossing(rs)
         s["max_x_at_1pt_test"] = {"mean": float(np.mean(best_test)),
                                   "min": float(np.min(best_test)), "per_seed": best_test}
         s["val_selected"] = {"compression": float(np.mean([b[0] for b in best_val])),
@@ -272,7 +393,9 @@ def report(tag, command=""):
              "2x / 4x / 8x / 16x compression; `~` = interpolated in log(compression) "
              "between rounds; (N ep) = total training epochs, baseline included, to first "
              "reach the level. 'max x @ <=1 pt' = the most compressed round within 1 point "
-             "of the baseline on test (mean / worst seed); 'val-selected' = the most "
+             "of the baseline on test (mean / worst seed); 'mean curve @ -1 pt' = the largest "
+             "compression at which the seed-mean test curve (interpolated in log(compression)) "
+             "is within 1 point; 'val-selected' = the most "
              "compressed round within 1 point on validation (the model a user gets), "
              "with its test drop; 'patience=2' = what the old stopping rule (stop after 2 "
              "consecutive rounds more than 1 point down on validation) would have returned.", ""]
@@ -281,9 +404,9 @@ def report(tag, command=""):
         for title, key in (("parameters", "levels"), ("MACs", "macs_levels")):
             lines += [f"Compression in {title}:", "",
                       "| variant | seeds | " + " | ".join(f"{lv}x" for lv in LEVELS)
-                      + (" | max x @ <=1 pt test | val-selected x / test drop (ep) |"
+                      + (" | mean curve @ -1 pt | max x @ <=1 pt test | val-selected x / test drop (ep) |"
                          " patience=2 x / test drop |" if key == "levels" else " |"),
-                      "|---|---|" + "---|" * len(LEVELS) + ("---|---|---|" if key == "levels"
+                      "|---|---|" + "---|" * len(LEVELS) + ("---|---|---|---|" if key == "levels"
                                                            else "")]
             for spec, s in d["summary"].items():
                 row = (f"| `{spec}` | {len(s['seeds'])} | "
@@ -291,7 +414,9 @@ def report(tag, command=""):
                 if key == "levels":
                     m, vs = s["max_x_at_1pt_test"], s["val_selected"]
                     pe = s["patience2_selected"]
-                    row += (f" | {m['mean']:.2f}x / {m['min']:.2f}x | {vs['compression']:.2f}x / "
+                    cx = s.get("mean_curve_x_at_1pt")
+                    row += (" | " + ("not crossed" if cx is None else f"~{cx:.2f}x")
+                            + f" | {m['mean']:.2f}x / {m['min']:.2f}x | {vs['compression']:.2f}x / "
                             f"{vs['test_drop']:+.2f} ({vs['budget_epochs']:.0f} ep) | "
                             f"{pe['compression']:.2f}x / {pe['test_drop']:+.2f} |")
                 else:
