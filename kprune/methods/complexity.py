@@ -575,7 +575,9 @@ def latency_staircase(model, group, cost, analysis=None, min_channels: int = 1,
     sweep included). A *step width* is the low side of a step: the widest
     width with the lower latency, i.e. the most channels one can keep for that
     latency. A gentle slope (no drop above the threshold between adjacent
-    widths) gives no step widths.
+    widths) gives no step widths. When the probes run out, the low end of an
+    interval not yet bisected down to adjacent widths stands in for its step
+    (a coarse step width: a swept or bisected width where latency was lower).
 
     Returns:
         ``{'points': [(width, ms), ...] (widest first, every width priced),
@@ -651,9 +653,9 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
     `step_fraction` of its channels. The latency is predicted from the table
     and measured (median of `repeats` calls, cached per flatbuffer) when the
     prediction is within 10 % of the target. A step that lands below 0.9 of
-    the target is redone with fewer channels of that group (at its step widths,
-    or by binary search without a staircase) or with the next step of another
-    group, whichever lands in the window.
+    the target is redone with fewer channels of that group (binary search; not
+    after a cut to a step width, where fewer channels buy no latency) or with
+    the next step width of another group instead, whichever lands in the window.
 
     The chosen model is finally timed interleaved with the original
     (`kprune.methods.device_budget.interleaved_ms`): ``steps[-1]`` has
@@ -706,7 +708,10 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
     except ValueError as err:
         fastest = None  # e.g. TFLM aborts on a 1-channel model's degenerate softmax
         steps[0]["note"] = f"the fastest reachable model could not be timed: {err}"
-    if fastest is not None and fastest > target:
+    if fastest is not None and fastest >= l0:  # not a floor: 1-channel kernels can be slow
+        steps[0]["note"] = (f"the smallest reachable model measures {fastest:.4g} ms, not "
+                            f"faster than the model ({l0:.4g} ms): no floor known")
+    elif fastest is not None and fastest > target:
         raise ValueError(
             f"target_latency_ms={target_latency_ms} cannot be reached: the fastest "
             f"reachable model (every prunable group at min_channels={min_channels}) "
@@ -766,8 +771,8 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
             if measured <= target:
                 if measured < low:  # too far: fewer channels, or another group's step
                     nxt, measured, how = _land_in_window(
-                        current, analysis, group, cut, k, step_widths, stairs, lat, target,
-                        low, min_channels, nxt, measured)
+                        current, analysis, group, cut, k, to is not None, stairs, lat,
+                        target, low, min_channels, nxt, measured)
                     record.update(how, latency_ms=measured)
                 values = measure(nxt)
                 record.update(values, reduction=_reductions(values, base),
@@ -783,26 +788,17 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
         current = nxt
 
 
-def _land_in_window(current, analysis, group, cut, k, step_widths, stairs, lat, target, low,
+def _land_in_window(current, analysis, group, cut, k, on_step, stairs, lat, target, low,
                     min_channels, nxt, measured):
     """The cut of `k` channels of `group` from `current` measured `measured`
-    < `low`: find a cut that lands in [low, target]. First fewer channels of the
-    same group (its step widths above the cut, widest first, or a binary search
-    when it has no staircase), then the next step of each other group. Returns
-    (model, ms, record fields); the best fit found if none lands in the window."""
+    < `low`: find a cut that lands in [low, target]. First fewer channels of
+    the same group by binary search (not when the cut was to a step width:
+    there is no step between it and the current width, so fewer channels buy
+    no latency), then the next step width of each other group. Returns (model,
+    ms, record fields): the first cut in the window, else the slowest found
+    within the target."""
     best = (nxt, measured, {"removed": int(k)})
-    if step_widths:
-        for wd in sorted((s for s in step_widths if group.channels - k < s < group.channels)):
-            cand = cut(group.channels - wd)
-            ms = lat(cand)
-            if ms <= target:
-                best = (cand, ms, {"removed": int(group.channels - wd), "on_step": True})
-                if ms >= low:
-                    return best
-            # a narrower width that is too slow: wider ones are slower still
-            else:
-                break
-    elif k > 1:
+    if not on_step and k > 1:
         hi, fit = _fewest_that_fit(cut, lat, 0, k, target, low)
         if fit is not None:
             best = (fit[0], fit[1], {"removed": int(hi)})
@@ -817,7 +813,7 @@ def _land_in_window(current, analysis, group, cut, k, step_widths, stairs, lat, 
         cand = remove_channels(current, g.to_layer_indices(range(to, g.channels)),
                                analysis=analysis)
         ms = lat(cand)
-        if ms <= target and ms > best[1]:
+        if best[1] < ms <= target:
             best = (cand, ms, {"group": g.name, "removed": int(g.channels - to),
                                "on_step": True})
             if ms >= low:
