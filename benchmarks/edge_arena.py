@@ -262,7 +262,10 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     import edge
     from kprune.methods.complexity import _int8_flat, plan_latency_pruning
 
-    build, shape = FAMILIES[family_name]
+    from qat import mobilenet_v2_style
+
+    build, shape = {**FAMILIES, "mobilenetv2-style-32": (mobilenet_v2_style, (32, 32, 1))}[
+        family_name]
     keras.utils.set_random_seed(0)
     model = build()
     edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
@@ -506,6 +509,9 @@ def main(argv=None):
     p.add_argument("--train", type=int, default=12000)
     p.add_argument("--out", default=RESULTS)
     p.add_argument("--latency-runtime", default="tflm", choices=("tflm", "litert"))
+    p.add_argument("--latency-model", default="mobilenetv2-0.35-96",
+                   help="latency_target_litert: a FAMILIES name or mobilenetv2-style-32")
+    p.add_argument("--staircase-probes", type=int, default=4)
     args = p.parse_args(argv)
     sections = args.sections.split(",")
     command = "python benchmarks/edge_arena.py " + " ".join(argv or sys.argv[1:])
@@ -534,7 +540,8 @@ def main(argv=None):
         res["latency_target"] = section_latency_target(log, args.latency_runtime)
         save()
     if "latency_target_litert" in sections:  # not in the default run
-        res["latency_target_litert"] = section_latency_target_litert(log)
+        res["latency_target_litert"] = section_latency_target_litert(
+            log, args.latency_model, probes=args.staircase_probes)
         save()
     if "mac_vs_latency" in sections:  # not in the default run
         res["mac_vs_latency"] = section_mac_vs_latency(log, args.epochs, args.train)
