@@ -295,17 +295,18 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     return row
 
 
-def section_mac_vs_latency(log, epochs=2, train_n=12000, mac_target=0.5):
-    """ResNet-20 on Fashion-MNIST (28x28x1): the complexity method with a MAC
-    target (mode='flops', target=`mac_target`) and with a latency target equal
-    to the MAC-pruned model's measured LiteRT latency (mode='latency'), both
-    trained from scratch like the unpruned baseline; speedup per MAC reduction
-    and test accuracy of each, latencies timed interleaved (3 x 600 invokes)."""
+def section_mac_vs_latency(log, epochs=2, train_n=12000, mac_target=0.5, probes=4):
+    """ResNet-20 on Fashion-MNIST (28x28x1): complexity-driven planning with a
+    MAC target (`plan_complexity_pruning`, 'flops', target=`mac_target`) and
+    with a latency target equal to the MAC-pruned model's measured LiteRT
+    latency (`plan_latency_pruning`, staircases with `probes` prices per
+    group), both trained from scratch like the unpruned baseline: speedup per
+    MAC reduction and test accuracy of each, latencies timed interleaved
+    (3 x 600 invokes)."""
     from kprune.datasets import fashion_mnist_slice
     from kprune.methods.complexity import _int8_flat
 
-    (x, y), (xt, yt) = fashion_mnist_slice(train_n + 2000, 2000)
-    x, y, xv, yv = x[:train_n], y[:train_n], x[train_n:], y[train_n:]
+    (x, y), (xt, yt) = fashion_mnist_slice(train_n, 2000)
     calib = x[:200]
 
     def flat(m):
@@ -322,26 +323,31 @@ def section_mac_vs_latency(log, epochs=2, train_n=12000, mac_target=0.5):
     base.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
     base_acc = float(base.evaluate(xt, yt, verbose=0)[1])
     log(f"baseline trained: {base_acc:.4f} ({time.time() - t:.0f} s)")
-    r_mac = kprune.prune(fresh(), "complexity", mode="flops", target=mac_target,
-                         train_data=(x, y), val_data=(xv, yv), epochs=epochs, batch_size=128,
-                         seed=0)
-    mac_acc = float(r_mac.model.evaluate(xt, yt, verbose=0)[1])
-    b, m = _interleaved_spread([flat(base), flat(r_mac.model)])
+    from kprune.methods.complexity import plan_complexity_pruning, plan_latency_pruning
+
+    def train(arch):
+        arch.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        arch.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+        return arch
+
+    mac_arch, _ = plan_complexity_pruning(fresh(), "flops", target=mac_target, seed=0)
+    mac_model = train(mac_arch)
+    mac_acc = float(mac_model.evaluate(xt, yt, verbose=0)[1])
+    b, m = _interleaved_spread([flat(base), flat(mac_model)])
     target_ms = m["median_ms"]  # the MAC-pruned model's latency, measured interleaved
     log(f"MAC-targeted: acc {mac_acc:.4f}, {m['median_ms']:.4f} ms vs {b['median_ms']:.4f}")
     t = time.time()
-    r_lat = kprune.prune(fresh(), "complexity", mode="latency", target_latency_ms=target_ms,
-                         train_data=(x, y), val_data=(xv, yv), epochs=epochs, batch_size=128,
-                         seed=0)
+    lat_arch, _ = plan_latency_pruning(fresh(), target_ms, seed=0, staircase_probes=probes)
+    lat_model = train(lat_arch)
     lat_plan_s = time.time() - t
-    lat_acc = float(r_lat.model.evaluate(xt, yt, verbose=0)[1])
-    b, m, l = _interleaved_spread([flat(base), flat(r_mac.model), flat(r_lat.model)])
-    macs = [kprune.profile(mm).macs for mm in (base, r_mac.model, r_lat.model)]
+    lat_acc = float(lat_model.evaluate(xt, yt, verbose=0)[1])
+    b, m, l = _interleaved_spread([flat(base), flat(mac_model), flat(lat_model)])
+    macs = [kprune.profile(mm).macs for mm in (base, mac_model, lat_model)]
     rows = []
     for how, stats, acc, mc in (("unpruned", b, base_acc, macs[0]),
-                                (f"MAC target (mode='flops', target={mac_target})", m, mac_acc,
-                                 macs[1]),
-                                (f"latency target (mode='latency', target_latency_ms="
+                                (f"MAC target (plan_complexity_pruning 'flops', "
+                                 f"target={mac_target})", m, mac_acc, macs[1]),
+                                (f"latency target (plan_latency_pruning, target_latency_ms="
                                  f"{target_ms:.4f})", l, lat_acc, macs[2])):
         speed = b["median_ms"] / stats["median_ms"]
         rows.append({"model": "resnet20-fmnist", "how": how, "macs": int(mc),
@@ -544,7 +550,8 @@ def main(argv=None):
             log, args.latency_model, probes=args.staircase_probes)
         save()
     if "mac_vs_latency" in sections:  # not in the default run
-        res["mac_vs_latency"] = section_mac_vs_latency(log, args.epochs, args.train)
+        res["mac_vs_latency"] = section_mac_vs_latency(log, args.epochs, args.train,
+                                                       probes=args.staircase_probes)
         save()
     if "fit_tail" in sections:  # not in the default run: prints the refitted constants
         res["tail_fit"] = section_fit_tail(log)

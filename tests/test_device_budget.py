@@ -286,3 +286,14 @@ def test_a_slow_smallest_model_is_no_latency_floor():
                                        reinit=False, repeats=1, staircase=False)
     assert "no floor known" in steps[0]["note"]
     assert 0.9 * target <= fn(to_tflite(fast)) * 1e3 <= target
+
+
+def test_a_target_missed_at_min_channels_is_a_value_error():
+    def fn(flat):  # narrower is never faster on this device
+        return 1e-3
+
+    keras.utils.set_random_seed(0)
+    with pytest.raises(ValueError, match=r"target_latency_ms=0.5 was not reached: every group "
+                                         r"is at min_channels=1 .* 1 ms .*ask for more"):
+        plan_latency_pruning(_two_convs(4), 0.5, latency_fn=fn, quantization=None,
+                             reinit=False, repeats=1, staircase=False)
