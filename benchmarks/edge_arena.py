@@ -422,8 +422,18 @@ def section_fit_tail(log):
     return fit
 
 
+#: The commands that produced the sections recorded before commands were kept per section.
+EARLIER_COMMAND = ("python benchmarks/edge_arena.py --sections estimate,latency; python "
+                   "benchmarks/edge_arena.py --sections target; python benchmarks/edge_arena.py "
+                   "--sections latency_target (one model per process)")
+
+
 def markdown(res, command):
-    out = [f"Command: `{command}`  ", f"Host: {platform.machine()}, {os.cpu_count()} cores "
+    commands = res.get("commands", {})
+    earlier = [k for k in res if k not in commands and k != "commands"]
+    lines = [f"- {', '.join(earlier)}: `{EARLIER_COMMAND}`"] if earlier else []
+    lines += [f"- {k}: `{v}`" for k, v in commands.items()]
+    out = ["Commands (per section):", "", *lines, "", f"Host: {platform.machine()}, {os.cpu_count()} cores "
            "(shared); tflite-micro reference kernels on the host; LiteRT XNNPACK 1 thread.", ""]
     if "estimate" in res:
         out += ["### TFLite-Micro arena: `arena_estimate` vs the runtime", "",
@@ -520,13 +530,18 @@ def main(argv=None):
     p.add_argument("--staircase-probes", type=int, default=4)
     args = p.parse_args(argv)
     sections = args.sections.split(",")
-    command = "python benchmarks/edge_arena.py " + " ".join(argv or sys.argv[1:])
+    command = ("nice -n 5 python benchmarks/edge_arena.py "
+               + " ".join(argv or sys.argv[1:]))
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "edge_arena.json")
     res = json.load(open(path)) if os.path.exists(path) else {}
 
     def log(msg):
         print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+    res.setdefault("commands", {})
+    for section in sections:
+        res["commands"][section] = command
 
     def save():
         atomic_write_text(path, json.dumps(res, indent=1))
