@@ -36,8 +36,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from kprune.dependency import analyze
-from kprune.surgery import remove_channels
+# From the package (not its submodules, whose paths are being reorganized);
+# kprune binds both before it imports the methods.
+from kprune import analyze, remove_channels
 
 __all__ = ["DeviceBudget", "KINDS", "TOLERANCE", "default_latency_fn", "flatbuffer_for",
            "interleaved_ms", "measured_arena", "minimal_model", "reachable_floor"]
