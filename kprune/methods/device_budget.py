@@ -40,7 +40,8 @@ import numpy as np
 # kprune binds both before it imports the methods.
 from kprune import analyze, remove_channels
 
-__all__ = ["DeviceBudget", "KINDS", "TOLERANCE", "default_latency_fn", "flatbuffer_for",
+__all__ = ["DeviceBudget", "KINDS", "TOLERANCE", "call_latency_fn", "default_latency_fn",
+           "flatbuffer_for",
            "interleaved_ms", "measured_arena", "minimal_model", "reachable_floor"]
 
 #: Budget kinds and their units.
