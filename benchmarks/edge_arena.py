@@ -14,6 +14,12 @@ Sections (``--sections``, default all):
 * ``latency_target``: `plan_latency_pruning` to half the measured latency of
   ResNet-20 and MobileNetV2 on TFLite-Micro's reference kernels
   (``--latency-runtime litert``: 0.7x on LiteRT), verified interleaved.
+* ``latency_target_litert`` (only when named): `plan_latency_pruning` to 0.7x
+  of MobileNetV2 (0.35, 96)'s LiteRT int8 latency with latency staircases,
+  verified interleaved with the original (3 x 600 invokes) and drift-corrected.
+* ``mac_vs_latency`` (only when named): ResNet-20 on Fashion-MNIST pruned by
+  the complexity method to 50 % of its MACs and to the same measured latency
+  (mode='latency'), trained from scratch: speedup per MAC reduction, accuracy.
 * ``fit_tail`` (only when named): refits the arena tail model's constants
   from one-op probe models measured with the recording allocator.
 * ``latency``: LiteRT int8 (XNNPACK, 1 thread) and TFLite-Micro reference
@@ -233,6 +239,125 @@ def section_latency_target(log, runtime="tflm", families=("resnet20", "mobilenet
     return rows
 
 
+def _interleaved_spread(flats, repeats=3, runs=600, rounds=6):
+    """LiteRT int8 (1 thread) medians of `repeats` separate interleaved
+    measurements: per model the median of the medians and their min / max."""
+    meds = [[s.median_ms for s in litert.interleaved_latency(flats, num_threads=1, warmup=20,
+                                                             runs=runs, rounds=rounds)]
+            for _ in range(repeats)]
+    per_model = list(zip(*meds))
+    return [{"median_ms": float(np.median(m)), "min_ms": float(min(m)),
+             "max_ms": float(max(m)), "medians_ms": [float(v) for v in m]}
+            for m in per_model]
+
+
+def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fraction=0.7,
+                                  probes=4):
+    """plan_latency_pruning on LiteRT int8 (1 thread, the default latency_fn)
+    to `fraction` of the model's latency, with latency staircases (sweep of
+    0.75/0.5/0.25 of each group, `probes` prices per group). The result is
+    re-measured interleaved with the original (3 x 600 invokes each); drift
+    between planning and verification is removed by scaling the achieved
+    latency with the original's latency at planning / at verification."""
+    import edge
+    from kprune.methods.complexity import _int8_flat, plan_latency_pruning
+
+    from qat import mobilenet_v2_style
+
+    build, shape = {**FAMILIES, "mobilenetv2-style-32": (mobilenet_v2_style, (32, 32, 1))}[
+        family_name]
+    keras.utils.set_random_seed(0)
+    model = build()
+    edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
+        (64,) + shape, dtype=np.float32))
+    base_flat = _int8_flat(model)
+    base_ms = _interleaved_spread([base_flat], repeats=1, runs=300, rounds=3)[0]["median_ms"]
+    target = fraction * base_ms
+    t = time.time()
+    fast, steps = plan_latency_pruning(model, target, reinit=False, repeats=3,
+                                       staircase_probes=probes)
+    plan_s = time.time() - t
+    b, a = _interleaved_spread([base_flat, _int8_flat(fast)])
+    macs0, macs1 = kprune.profile(model).macs, kprune.profile(fast).macs
+    corrected = a["median_ms"] * base_ms / b["median_ms"]
+    row = {"model": family_name, "runtime": "LiteRT int8, 1 thread", "fraction": fraction,
+           "base_ms_at_plan": base_ms, "target_ms": target,
+           "planner_ms": steps[-1]["latency_ms"], "base": b, "achieved": a,
+           "achieved_over_target": a["median_ms"] / target,
+           "achieved_drift_corrected_ms": corrected,
+           "corrected_over_target": corrected / target,
+           "speedup": b["median_ms"] / a["median_ms"], "mac_reduction": macs0 / macs1,
+           "steps": len(steps) - 1, "on_step": sum(bool(s.get("on_step")) for s in steps[1:]),
+           "step_widths": steps[0].get("step_widths"), "plan_time_s": plan_s,
+           "staircase_probes": probes}
+    row["speedup_per_mac"] = row["speedup"] / row["mac_reduction"]
+    log(f"latency target {family_name}: { {k: v for k, v in row.items() if k != 'step_widths'} }")
+    return row
+
+
+def section_mac_vs_latency(log, epochs=2, train_n=12000, mac_target=0.5, probes=4):
+    """ResNet-20 on Fashion-MNIST (28x28x1): complexity-driven planning with a
+    MAC target (`plan_complexity_pruning`, 'flops', target=`mac_target`) and
+    with a latency target equal to the MAC-pruned model's measured LiteRT
+    latency (`plan_latency_pruning`, staircases with `probes` prices per
+    group), both trained from scratch like the unpruned baseline: speedup per
+    MAC reduction and test accuracy of each, latencies timed interleaved
+    (3 x 600 invokes)."""
+    from kprune.datasets import fashion_mnist_slice
+    from kprune.methods.complexity import _int8_flat
+
+    (x, y), (xt, yt) = fashion_mnist_slice(train_n, 2000)
+    calib = x[:200]
+
+    def flat(m):
+        return _int8_flat(m, representative_data=calib)
+
+    def fresh():
+        keras.utils.set_random_seed(0)
+        m = kprune.zoo.resnet20(input_shape=(28, 28, 1))
+        m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return m
+
+    t = time.time()
+    base = fresh()
+    base.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+    base_acc = float(base.evaluate(xt, yt, verbose=0)[1])
+    log(f"baseline trained: {base_acc:.4f} ({time.time() - t:.0f} s)")
+    from kprune.methods.complexity import plan_complexity_pruning, plan_latency_pruning
+
+    def train(arch):
+        arch.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        arch.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+        return arch
+
+    mac_arch, _ = plan_complexity_pruning(fresh(), "flops", target=mac_target, seed=0)
+    mac_model = train(mac_arch)
+    mac_acc = float(mac_model.evaluate(xt, yt, verbose=0)[1])
+    b, m = _interleaved_spread([flat(base), flat(mac_model)])
+    target_ms = m["median_ms"]  # the MAC-pruned model's latency, measured interleaved
+    log(f"MAC-targeted: acc {mac_acc:.4f}, {m['median_ms']:.4f} ms vs {b['median_ms']:.4f}")
+    t = time.time()
+    lat_arch, _ = plan_latency_pruning(fresh(), target_ms, seed=0, staircase_probes=probes)
+    lat_model = train(lat_arch)
+    lat_plan_s = time.time() - t
+    lat_acc = float(lat_model.evaluate(xt, yt, verbose=0)[1])
+    b, m, l = _interleaved_spread([flat(base), flat(mac_model), flat(lat_model)])
+    macs = [kprune.profile(mm).macs for mm in (base, mac_model, lat_model)]
+    rows = []
+    for how, stats, acc, mc in (("unpruned", b, base_acc, macs[0]),
+                                (f"MAC target (plan_complexity_pruning 'flops', "
+                                 f"target={mac_target})", m, mac_acc, macs[1]),
+                                (f"latency target (plan_latency_pruning, target_latency_ms="
+                                 f"{target_ms:.4f})", l, lat_acc, macs[2])):
+        speed = b["median_ms"] / stats["median_ms"]
+        rows.append({"model": "resnet20-fmnist", "how": how, "macs": int(mc),
+                     "mac_reduction": macs[0] / mc, "latency": stats, "speedup": speed,
+                     "speedup_per_mac": speed / (macs[0] / mc), "accuracy": acc,
+                     "accuracy_loss": base_acc - acc})
+        log(f"{how}: {rows[-1]}")
+    rows[-1]["plan_and_train_time_s"] = lat_plan_s
+    return rows
+
 def section_fit_tail(log):
     """Refits `kprune.bench.arena`'s tail model: one-op probe models measured
     with the recording allocator, least squares for the constant and the
@@ -297,8 +422,18 @@ def section_fit_tail(log):
     return fit
 
 
+#: The commands that produced the sections recorded before commands were kept per section.
+EARLIER_COMMAND = ("python benchmarks/edge_arena.py --sections estimate,latency; python "
+                   "benchmarks/edge_arena.py --sections target; python benchmarks/edge_arena.py "
+                   "--sections latency_target (one model per process)")
+
+
 def markdown(res, command):
-    out = [f"Command: `{command}`  ", f"Host: {platform.machine()}, {os.cpu_count()} cores "
+    commands = res.get("commands", {})
+    earlier = [k for k in res if k not in commands and k != "commands"]
+    lines = [f"- {', '.join(earlier)}: `{EARLIER_COMMAND}`"] if earlier else []
+    lines += [f"- {k}: `{v}`" for k, v in commands.items()]
+    out = ["Commands (per section):", "", *lines, "", f"Host: {platform.machine()}, {os.cpu_count()} cores "
            "(shared); tflite-micro reference kernels on the host; LiteRT XNNPACK 1 thread.", ""]
     if "estimate" in res:
         out += ["### TFLite-Micro arena: `arena_estimate` vs the runtime", "",
@@ -334,6 +469,42 @@ def markdown(res, command):
                        f"{r['speedup']:.2f}x | {r['mac_reduction']:.2f}x | "
                        f"{r['speedup_per_mac']:.2f} | {r['plan_time_s']:.0f} s |")
         out.append("")
+    if "latency_target_litert" in res:
+        r = res["latency_target_litert"]
+        b, a = r["base"], r["achieved"]
+        out += ["### Latency target on LiteRT (staircase widths, drift-checked)", "",
+                f"`plan_latency_pruning` to {r['fraction']} x the measured LiteRT int8 latency "
+                f"(1 thread, default `latency_fn`), latency staircases swept at 0.75/0.5/0.25 "
+                f"of each group ({r['staircase_probes']} prices per group). The result is timed "
+                "interleaved with the original, 3 separate runs of 600 invokes each (median of "
+                "the 3 medians, min-max across them); *drift-corrected* scales the achieved "
+                "median by the original's latency at planning / at verification.", "",
+                "| model | original ms at plan | original ms at verify (min-max) | target ms | "
+                "achieved ms (min-max) | achieved / target | drift-corrected / target | "
+                "speedup | MAC reduction | speedup / MAC red. | steps on a step width | "
+                "plan time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                f"| {r['model']} | {r['base_ms_at_plan']:.4f} | {b['median_ms']:.4f} "
+                f"({b['min_ms']:.4f}-{b['max_ms']:.4f}) | {r['target_ms']:.4f} | "
+                f"{a['median_ms']:.4f} ({a['min_ms']:.4f}-{a['max_ms']:.4f}) | "
+                f"{r['achieved_over_target']:.3f} | {r['corrected_over_target']:.3f} | "
+                f"{r['speedup']:.2f}x | {r['mac_reduction']:.2f}x | {r['speedup_per_mac']:.2f} | "
+                f"{r['on_step']}/{r['steps']} | {r['plan_time_s']:.0f} s |", ""]
+    if "mac_vs_latency" in res:
+        out += ["### MAC target vs latency target: speedup per MAC reduction (LiteRT int8)", "",
+                "ResNet-20 on Fashion-MNIST (28x28x1), each model trained from scratch for the "
+                "same epochs; the latency target is the MAC-pruned model's measured latency. "
+                "Latency: 3 separate interleaved runs of 600 invokes (median of medians, "
+                "min-max); accuracy on 2,000 real test images.", "",
+                "| how | MACs | MAC reduction | LiteRT int8 ms (min-max) | speedup | "
+                "speedup / MAC red. | top-1 | loss vs unpruned |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["mac_vs_latency"]:
+            lt = r["latency"]
+            out.append(f"| {r['how']} | {r['macs']:,} | {r['mac_reduction']:.2f}x | "
+                       f"{lt['median_ms']:.4f} ({lt['min_ms']:.4f}-{lt['max_ms']:.4f}) | "
+                       f"{r['speedup']:.2f}x | {r['speedup_per_mac']:.2f} | "
+                       f"{r['accuracy'] * 100:.1f} % | {r['accuracy_loss'] * 100:+.1f} pt |")
+        out.append("")
     if "latency" in res:
         out += ["### Speedup per MAC reduction on both runtimes (L1 pruning)", "",
                 "| model | MAC reduction | LiteRT int8 ms | speedup | / MAC red. | TFLM ms | "
@@ -354,15 +525,23 @@ def main(argv=None):
     p.add_argument("--train", type=int, default=12000)
     p.add_argument("--out", default=RESULTS)
     p.add_argument("--latency-runtime", default="tflm", choices=("tflm", "litert"))
+    p.add_argument("--latency-model", default="mobilenetv2-0.35-96",
+                   help="latency_target_litert: a FAMILIES name or mobilenetv2-style-32")
+    p.add_argument("--staircase-probes", type=int, default=4)
     args = p.parse_args(argv)
     sections = args.sections.split(",")
-    command = "python benchmarks/edge_arena.py " + " ".join(argv or sys.argv[1:])
+    command = ("nice -n 5 python benchmarks/edge_arena.py "
+               + " ".join(argv or sys.argv[1:]))
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "edge_arena.json")
     res = json.load(open(path)) if os.path.exists(path) else {}
 
     def log(msg):
         print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+    res.setdefault("commands", {})
+    for section in sections:
+        res["commands"][section] = command
 
     def save():
         atomic_write_text(path, json.dumps(res, indent=1))
@@ -380,6 +559,14 @@ def main(argv=None):
         section_target(log, args.epochs, args.train, res["target"], save)  # saved per row
     if "latency_target" in sections:
         res["latency_target"] = section_latency_target(log, args.latency_runtime)
+        save()
+    if "latency_target_litert" in sections:  # not in the default run
+        res["latency_target_litert"] = section_latency_target_litert(
+            log, args.latency_model, probes=args.staircase_probes)
+        save()
+    if "mac_vs_latency" in sections:  # not in the default run
+        res["mac_vs_latency"] = section_mac_vs_latency(log, args.epochs, args.train,
+                                                       probes=args.staircase_probes)
         save()
     if "fit_tail" in sections:  # not in the default run: prints the refitted constants
         res["tail_fit"] = section_fit_tail(log)

@@ -40,9 +40,7 @@ Example:
 
 import dataclasses
 import warnings
-from typing import Dict, List, Optional, Tuple
-
-import numpy as np
+from typing import Dict, List, Tuple
 
 from kprune.bench import flatbuffer
 
@@ -199,13 +197,6 @@ def estimate(tflite_bytes) -> ArenaEstimate:
     return ArenaEstimate(head + tail, head, tail, buffers, unmodelled)
 
 
-def _synthetic_calibration(model, n: int = 8):
-    shapes = [tuple(int(d) for d in t.shape[1:]) for t in model.inputs]
-    rng = np.random.default_rng(0)
-    data = [rng.random((n,) + s, dtype=np.float32) for s in shapes]
-    return data[0] if len(data) == 1 else data
-
-
 def arena_estimate(model_or_bytes, representative_data=None, detail: bool = False):
     """TFLite-Micro arena bytes of an int8 model, computed without the runtime.
 
@@ -237,10 +228,10 @@ def arena_estimate(model_or_bytes, representative_data=None, detail: bool = Fals
     if isinstance(model_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(model_or_bytes)
     elif hasattr(model_or_bytes, "inputs") and hasattr(model_or_bytes, "layers"):
-        from kprune.export.tflite import to_tflite
+        from kprune.export.tflite import synthetic_calibration, to_tflite
         calib = representative_data
         if calib is None:
-            calib = _synthetic_calibration(model_or_bytes)
+            calib = synthetic_calibration(model_or_bytes)
         data = to_tflite(model_or_bytes, "int8", representative_data=calib)
     else:
         raise TypeError(f"model_or_bytes must be a Keras model or TFLite flatbuffer bytes, "

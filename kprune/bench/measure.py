@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from kprune.bench import litert, tflm
-from kprune.export.tflite import MODE_NAMES, normalize_quantization, to_tflite
+from kprune.export.tflite import (MODE_NAMES, normalize_quantization, synthetic_calibration,
+                                  to_tflite)
 
 DEFAULT_QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 DEFAULT_LATENCY_MODES = ("float32", "int8")
@@ -210,8 +211,7 @@ def _prepare(model_or_tflite, quantizations, representative_data, eval_x, name):
                 m.notes.append(f"int8 calibrated on the first {len(calibration)} eval "
                                f"samples (no representative_data given)")
             else:
-                shape = (FALLBACK_CALIBRATION,) + tuple(model.inputs[0].shape[1:])
-                calibration = np.random.default_rng(0).random(shape, dtype=np.float32)
+                calibration = synthetic_calibration(model, FALLBACK_CALIBRATION)
                 m.notes.append("int8 calibrated on synthetic uniform [0, 1) inputs (no "
                                "representative or eval data): accuracy would be off")
         fb = to_tflite(model, q, representative_data=calibration if q == "int8" else None)

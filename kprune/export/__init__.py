@@ -13,9 +13,9 @@ them, so importing this package stays light.
 from kprune.export.c_source import CSourceFiles, recommended_arena_bytes, to_c_source
 from kprune.export.micro import to_micro
 from kprune.export.qat import QATError, is_quantize_aware, quantize_aware
-from kprune.export.tflite import (ConversionError, is_tflite, load_tflite, tflite_ops,
-                                  to_tflite)
+from kprune.export.tflite import (ConversionError, is_tflite, load_tflite, synthetic_calibration,
+                                  tflite_ops, to_tflite)
 
 __all__ = ["CSourceFiles", "ConversionError", "QATError", "is_quantize_aware", "is_tflite",
            "load_tflite", "quantize_aware",
-           "recommended_arena_bytes", "tflite_ops", "to_c_source", "to_micro", "to_tflite"]
+           "recommended_arena_bytes", "synthetic_calibration", "tflite_ops", "to_c_source", "to_micro", "to_tflite"]

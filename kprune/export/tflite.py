@@ -177,6 +177,25 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
     return flat
 
 
+def synthetic_calibration(model, n: int = 8, seed: int = 0):
+    """`n` seeded uniform [0, 1) inputs shaped like `model`'s inputs: int8
+    calibration data when no real data is at hand (the flatbuffer's structure,
+    its TFLite-Micro arena and its latency do not depend on the values; its
+    accuracy does, so calibrate on real data for accuracy). One array for a
+    single-input model, else a list in input order.
+
+    Example:
+        >>> x = synthetic_calibration(kprune.zoo.lenet5())
+        >>> x.shape
+        (8, 28, 28, 1)
+        >>> flat = to_tflite(model, "int8", representative_data=x)
+    """
+    rng = np.random.default_rng(seed)
+    data = [rng.random((int(n),) + tuple(int(d) for d in s[1:]), dtype=np.float32)
+            for s in _input_shapes(model)]
+    return data[0] if len(data) == 1 else data
+
+
 def _is_qat(model, any_layers: bool = False) -> bool:
     """A tfmot quantize-wrapped model (with `any_layers` False: none kept in float)."""
     from kprune.core.tf_keras import is_tf_keras
@@ -349,4 +368,4 @@ def load_tflite(path: Union[str, os.PathLike]) -> bytes:
 
 
 __all__ = ["ConversionError", "MODE_NAMES", "QUANTIZATIONS", "is_tflite", "load_tflite",
-           "normalize_quantization", "to_tflite", "tflite_ops"]
+           "normalize_quantization", "synthetic_calibration", "to_tflite", "tflite_ops"]
