@@ -43,13 +43,17 @@ def test_aiap_lands_in_an_arena_budget_verified_on_tflite_micro():
     model = trained_cnn()
     arena0 = DeviceBudget("arena_bytes", 1).estimate(model)
     target = int(0.7 * arena0)
-    res = kprune.prune(model, "aiap", **_data(), rounds=6, target_arena_bytes=target,
+    res = kprune.prune(model, "aiap", **_data(), rounds=8, target_arena_bytes=target,
                        complexity_aware="memory", fit_fn=_no_training)
     final = res.final
     assert res.target_reached, res.reason
     assert 0.9 * target <= final["arena_bytes"] <= target
-    # Verified on the TFLite-Micro runtime: the estimator is exact here.
-    assert final["arena_bytes_measured"] == final["arena_bytes"]
+    # Verified on the TFLite-Micro runtime (the estimator is within 2%).
+    assert 0.9 * target <= final["arena_bytes_measured"] <= target
+    assert abs(final["arena_bytes_measured"] - final["arena_bytes"]) <= 0.02 * target
+    # The budget priced the groups: the arena's peak (the conv outputs) shrank,
+    # not the parameter-heavy Dense layer.
+    assert final["widths"]["conv1"] < 16 and final["widths"]["fc1"] >= 40
 
 
 def test_budget_below_the_smallest_reachable_model_fails_before_training():

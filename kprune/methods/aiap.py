@@ -77,6 +77,13 @@ def group_shares(model, analysis, kind="params"):
     return {k: v / total for k, v in sizes.items()}
 
 
+def _normalized(weights):
+    total = float(sum(weights.values()))
+    if total <= 0:
+        return {k: 1.0 / max(len(weights), 1) for k in weights}
+    return {k: float(v) / total for k, v in weights.items()}
+
+
 def _at_floor(run, analysis):
     for g in analysis.groups:
         floor = selection.keep_floor(run.original_width(g), run.opts.min_channels,
@@ -122,10 +129,16 @@ def aiap(run):
         analysis = run.analyze(model)
         if _at_floor(run, analysis):
             return run.finish(_unreached(run, "every group is at its minimum width"))
-        shares = group_shares(model, analysis, share_kind)
+        if run.target is not None and run.target.is_budget:
+            # A device budget prices the groups itself: each group's share of
+            # what removing its channels saves on the device.
+            shares = _normalized(run.budget.group_weights(model, analysis))
+            weights = {}
+        else:
+            shares = group_shares(model, analysis, share_kind)
+            weights = run.complexity_weights(model, analysis) or {}
         if c.step is None:
             c.step = 0.25 / max(max(shares.values()), 1e-9)
-        weights = run.complexity_weights(model, analysis) or {}
         T = float(c.next_T)
 
         def select_at(t):
