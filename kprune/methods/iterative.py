@@ -14,8 +14,17 @@ Which units (``allocation``):
 ``rounds``, when nothing can be removed any more, after ``patience``
 consecutive rounds that violate an accuracy target (default 0: never; pruning
 continues from a violating round, whose retraining may recover), or when a
-reduction target is reached. Returns the smallest (last) round that met the
+size target is reached: a reduction (``params_reduction`` /
+``macs_reduction``) or a device budget (``target_arena_bytes`` /
+``target_latency_ms``, priced by `kprune.methods.device_budget.DeviceBudget`).
+The round that reaches a size target is trimmed before retraining: its rate
+is bisected down to the smallest that still reaches it (a device budget is
+then met within 10% below it). Returns the smallest (last) round that met the
 target.
+
+Example:
+    >>> kprune.prune(model, "iap", train_data=(x, y), target_arena_bytes=32 * 1024,
+    ...              complexity_aware="memory")
 """
 
 import dataclasses
