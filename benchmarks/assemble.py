@@ -19,6 +19,7 @@ SECTIONS = [
     ("edge_arena_intro.md", None),
     ("edge_arena.md", None),
     ("edge.md", None),
+    ("budget_targets.md", None),
     ("qat.md", None),
 ]
 IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
