@@ -428,6 +428,14 @@ EARLIER_COMMAND = ("python benchmarks/edge_arena.py --sections estimate,latency;
                    "--sections latency_target (one model per process)")
 
 
+def _litert_rows(res):
+    """The latency_target_litert rows (one per model; older files hold one dict)."""
+    rows = res.get("latency_target_litert")
+    if not rows:
+        return []
+    return [rows] if isinstance(rows, dict) else list(rows)
+
+
 def markdown(res, command):
     commands = res.get("commands", {})
     earlier = [k for k in res if k not in commands and k != "commands"]
@@ -469,9 +477,9 @@ def markdown(res, command):
                        f"{r['speedup']:.2f}x | {r['mac_reduction']:.2f}x | "
                        f"{r['speedup_per_mac']:.2f} | {r['plan_time_s']:.0f} s |")
         out.append("")
-    if "latency_target_litert" in res:
-        r = res["latency_target_litert"]
-        b, a = r["base"], r["achieved"]
+    rows = _litert_rows(res)
+    if rows:
+        r = rows[0]
         out += ["### Latency target on LiteRT (staircase widths, drift-checked)", "",
                 f"`plan_latency_pruning` to {r['fraction']} x the measured LiteRT int8 latency "
                 f"(1 thread, default `latency_fn`), latency staircases swept at 0.75/0.5/0.25 "
@@ -482,13 +490,16 @@ def markdown(res, command):
                 "| model | original ms at plan | original ms at verify (min-max) | target ms | "
                 "achieved ms (min-max) | achieved / target | drift-corrected / target | "
                 "speedup | MAC reduction | speedup / MAC red. | steps on a step width | "
-                "plan time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-                f"| {r['model']} | {r['base_ms_at_plan']:.4f} | {b['median_ms']:.4f} "
+                "plan time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            b, a = r["base"], r["achieved"]
+            out += [f"| {r['model']} | {r['base_ms_at_plan']:.4f} | {b['median_ms']:.4f} "
                 f"({b['min_ms']:.4f}-{b['max_ms']:.4f}) | {r['target_ms']:.4f} | "
                 f"{a['median_ms']:.4f} ({a['min_ms']:.4f}-{a['max_ms']:.4f}) | "
                 f"{r['achieved_over_target']:.3f} | {r['corrected_over_target']:.3f} | "
                 f"{r['speedup']:.2f}x | {r['mac_reduction']:.2f}x | {r['speedup_per_mac']:.2f} | "
-                f"{r['on_step']}/{r['steps']} | {r['plan_time_s']:.0f} s |", ""]
+                f"{r['on_step']}/{r['steps']} | {r['plan_time_s']:.0f} s |"]
+        out.append("")
     if "mac_vs_latency" in res:
         out += ["### MAC target vs latency target: speedup per MAC reduction (LiteRT int8)", "",
                 "ResNet-20 on Fashion-MNIST (28x28x1), each model trained from scratch for the "
@@ -561,8 +572,11 @@ def main(argv=None):
         res["latency_target"] = section_latency_target(log, args.latency_runtime)
         save()
     if "latency_target_litert" in sections:  # not in the default run
-        res["latency_target_litert"] = section_latency_target_litert(
-            log, args.latency_model, probes=args.staircase_probes)
+        row = section_latency_target_litert(log, args.latency_model,
+                                            probes=args.staircase_probes)
+        res["latency_target_litert"] = [r for r in _litert_rows(res)
+                                         if r["model"] != row["model"]] + [row]
+        res["commands"][f"latency_target_litert ({row['model']})"] = command
         save()
     if "mac_vs_latency" in sections:  # not in the default run
         res["mac_vs_latency"] = section_mac_vs_latency(log, args.epochs, args.train,
