@@ -27,6 +27,7 @@ import keras
 from kprune import data as data_lib
 from kprune.core.graph import Graph, functional_of
 from kprune.methods.registry import MethodDefaults, method_options, owners_of
+from kprune.methods.trainer import compile_config_of
 from kprune.scoring.criteria import Criterion, get_criterion
 
 
@@ -384,12 +385,9 @@ class RunConfig:
         opts = check_prune_arguments(model, epochs, rounds, options)
         common = {k: v for k, v in opts.items() if k in DEFAULT_OPTIONS}
         mine = {**own, **{k: v for k, v in opts.items() if k in own}}
-        compile_config = None
         if fit_fn is not None and not callable(fit_fn):
             raise TypeError(f"fit_fn must be a callable fit_fn(model, data, epochs), got "
                             f"{fit_fn!r}")
-        from kprune.methods.trainer import compile_config_of
-
         compile_config = compile_config_of(model)
         if compile_config is None and fit_fn is None:
             raise ValueError(

@@ -127,19 +127,13 @@ class Run:
                 quantization=self.opts.latency_quantization if latency else "int8")
         return self._budget
 
-    def measure(self, model) -> Dict:
-        """`measure` plus, with a device budget, its estimate for `model`."""
-        values = measure(model)
-        if self.budget is not None:
-            values[self.budget.kind] = float(self.budget.estimate(model))
-        return values
-
     def _entry(self, round_index, status, model, **fields) -> RoundEntry:
-        values = self.measure(model)
+        """A `RoundEntry` of `model` (with a device budget: its estimate in ``info``)."""
         info = dict(fields.pop("info", None) or {})
         if self.budget is not None:
-            info[self.budget.kind] = values.pop(self.budget.kind)
-        return RoundEntry(round=round_index, status=status, info=info, **values, **fields)
+            info[self.budget.kind] = float(self.budget.estimate(model))
+        return RoundEntry(round=round_index, status=status, info=info, **measure(model),
+                          **fields)
 
     def method_state(self, cls):
         """The method's controller state as dataclass `cls`."""
