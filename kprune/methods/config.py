@@ -490,7 +490,6 @@ class RunData:
     train: data_lib.Data
     val: data_lib.Data
     calibration: data_lib.Data
-    user_train: Any = None  # what the user passed (for fit_fn)
 
 
 def prepare_data(model, config: RunConfig, train_data, val_data) -> RunData:
@@ -518,4 +517,4 @@ def prepare_data(model, config: RunConfig, train_data, val_data) -> RunData:
         raise ValueError("distill= needs numpy (x, y) train_data (the teacher's outputs "
                          "are computed once per training sample)")
     calibration = data_lib.subset(train, int(opts.calibration_samples), opts.seed or 0)
-    return RunData(train, val, calibration, train_data)
+    return RunData(train, val, calibration)

@@ -65,7 +65,7 @@ class Run:
         self.config = config
         self.data = data
         self.strategy = strategy
-        self.trainer = Trainer(config, data, strategy)
+        self.trainer = Trainer(config, data)
         self.callbacks = callbacks or CallbackList()
         self.original = model
         self.ckpt = Checkpointer(out_dir, model) if out_dir else None

@@ -7,7 +7,7 @@ statistics are re-estimated after training; with ``distill=`` the unpruned
 model's outputs are the soft targets.
 
 Example:
-    >>> trainer = Trainer(config, run_data, compile_config_of(model))
+    >>> trainer = Trainer(config, run_data)
     >>> outcome = trainer.retrain(model, epochs=1, round_index=3)
     >>> trainer.evaluate(model)
     0.91
@@ -302,13 +302,11 @@ class Trainer:
     Args:
         config: the run's `kprune.methods.config.RunConfig`.
         data: its `kprune.methods.config.RunData`.
-        strategy: the ``tf.distribute`` strategy (None: one device).
     """
 
-    def __init__(self, config, data, strategy=None):
+    def __init__(self, config, data):
         self.config = config
         self.data = data
-        self.strategy = strategy
         self.teacher = None  # the model whose outputs are the distillation targets
         self._teacher_outputs = None
 

@@ -404,9 +404,6 @@ class FunctionCriterion(Criterion):
 
 #: name -> criterion class, for `get_criterion`.
 CRITERIA = {c.name: c for c in (L1Norm, L2Norm, MeanActivation, Attention, APoZ, Taylor)}
-WEIGHT_CRITERIA = ("l1", "l2")
-ACTIVATION_CRITERIA = ("mean_activation", "attention", "apoz")
-GRADIENT_CRITERIA = ("taylor",)
 
 
 def get_criterion(identifier, p=None, aggregate="sum") -> Criterion:
