@@ -309,6 +309,17 @@ def evaluate_accuracy(model, data: Data, batch_size=256) -> float:
     Example:
         >>> evaluate_accuracy(model, as_data((x_val, y_val)))
     """
+    return accuracy_and_count(model, data, batch_size)[0]
+
+
+def accuracy_and_count(model, data: Data, batch_size=256):
+    """``(top-1 accuracy, number of samples evaluated)`` of `model` on `data`,
+    as `evaluate_accuracy` (accuracy NaN for non-finite outputs).
+
+    Example:
+        >>> accuracy_and_count(model, as_data((x_val, y_val)))
+        (0.91, 5000)
+    """
     data = as_data(data, batch_size=batch_size)
     correct, total = 0, 0
 
@@ -329,7 +340,7 @@ def evaluate_accuracy(model, data: Data, batch_size=256) -> float:
     for p, y in _batches():
         p = np.asarray(p)
         if not np.all(np.isfinite(p)):
-            return float("nan")
+            return float("nan"), total + len(p)
         y = np.asarray(y)
         if p.shape[-1] == 1:
             pred = (p.reshape(-1) > 0.5).astype(np.int64)
@@ -340,4 +351,4 @@ def evaluate_accuracy(model, data: Data, batch_size=256) -> float:
                 else y.reshape(-1).astype(np.int64)
         correct += int((pred == true).sum())
         total += len(true)
-    return correct / max(total, 1)
+    return correct / max(total, 1), total

@@ -176,3 +176,35 @@ def test_aiap_max_round_reduction_makes_smaller_steps():
     assert all(0 < cut(capped, i) <= 0.3 for i in (1, 2))
     with pytest.raises(ValueError, match="max_round_reduction must be"):
         prune(trained_cnn(), "aiap", max_round_reduction=1.5, rounds=1, **_data())
+
+
+def test_validation_noise_helpers_agree():
+    from kprune.methods.run import NOISE_Z, samples_to_resolve, validation_standard_error
+
+    assert validation_standard_error(0.97, 600) == pytest.approx(0.00696, abs=1e-5)
+    for acc, loss in ((0.97, 0.01), (0.86, 0.01), (0.5, 0.02)):
+        n = samples_to_resolve(acc, loss)
+        assert NOISE_Z * validation_standard_error(acc, n) <= loss
+        assert NOISE_Z * validation_standard_error(acc, n - 1) > loss
+
+
+def test_accuracy_target_finer_than_validation_noise_warns():
+    (x, y), (xv, yv), _ = digits()
+    small = dict(train_data=(x, y), val_data=(xv[:60], yv[:60]))
+    # A tiny validation set cannot judge a 1-point accuracy target.
+    with pytest.warns(RuntimeWarning, match=r"val_data has 60 samples.*allowed accuracy "
+                      r"loss of 1\.00 points.*at least \d+ samples"):
+        res = prune(trained_cnn(), "ilp", epochs=1, rounds=1, seed=0,
+                    target={"accuracy_loss": 0.01}, **small)
+    base = res.history[0]
+    assert base["val_samples"] == 60
+    assert base["val_standard_error"] == pytest.approx(
+        np.sqrt(base["val_accuracy"] * (1 - base["val_accuracy"]) / 60))
+    # The same data with a target it can resolve, and a size target: no warning.
+    import warnings
+
+    for target in ({"accuracy_loss": 0.3}, {"params_reduction": 0.3}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            prune(trained_cnn(), "ilp", epochs=1, rounds=1, seed=0, target=target, **small)
+        assert not [w for w in caught if "val_data has" in str(w.message)], target

@@ -30,6 +30,7 @@ import numpy as np
 from kprune.core.dependency import analyze
 from kprune.core.profile import model_size
 from kprune.core.surgery import remove_channels
+from kprune.data import accuracy_and_count
 from kprune.methods import selection
 from kprune.methods.callbacks import CallbackList
 from kprune.methods.checkpoint import Checkpointer
@@ -37,6 +38,31 @@ from kprune.methods.config import RunConfig, RunData
 from kprune.methods.fingerprint import run_fingerprint
 from kprune.methods.state import RoundEntry, RoundStatus, RunState, model_file, rewind_file
 from kprune.methods.trainer import FitOutcome, Trainer
+
+#: z of a one-sided 95% bound: an accuracy target narrower than NOISE_Z
+#: standard errors of the validation accuracy cannot be judged reliably.
+NOISE_Z = 1.645
+
+
+def validation_standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error of a top-1 accuracy measured on `n` samples.
+
+    Example:
+        >>> round(validation_standard_error(0.97, 600), 4)
+        0.007
+    """
+    return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / max(n, 1))
+
+
+def samples_to_resolve(accuracy: float, loss: float) -> int:
+    """Validation samples needed for NOISE_Z standard errors of an accuracy
+    near `accuracy` to fit within an allowed `loss`.
+
+    Example:
+        >>> samples_to_resolve(0.97, 0.01)
+        788
+    """
+    return int(math.ceil(accuracy * (1.0 - accuracy) * (NOISE_Z / max(loss, 1e-12)) ** 2))
 
 #: params, MACs (batch 1) and widths of a model (`kprune.core.profile.model_size`).
 measure = model_size
@@ -226,13 +252,37 @@ class Run:
                            else rewind_weights)
             self.current_rewind = rw
         self.current = model
-        acc = self.evaluate(model)
+        acc, n_val = accuracy_and_count(model, self.data.val)
         if not math.isfinite(acc):
             raise FloatingPointError("the baseline model outputs NaN/inf on val_data; check "
                                      "the model's weights and the validation inputs")
-        entry = self._entry(0, RoundStatus.BASELINE, model, val_accuracy=acc, feasible=True)
+        info = {"val_samples": n_val,
+                "val_standard_error": validation_standard_error(acc, n_val)}
+        self._warn_noisy_validation(acc, n_val)
+        entry = self._entry(0, RoundStatus.BASELINE, model, val_accuracy=acc, feasible=True,
+                            info=info)
         entry.time_s = time.time() - t0
         self.commit(entry, None)
+
+    def _warn_noisy_validation(self, acc, n_val):
+        """An accuracy target finer than the validation set can measure: warn
+        (every round's accept / reject would then be decided by chance)."""
+        if self.target is None or not self.target.is_accuracy:
+            return
+        se = validation_standard_error(acc, n_val)
+        loss = float(self.target.value)
+        if NOISE_Z * se <= loss:
+            return
+        need = samples_to_resolve(acc, loss)
+        warnings.warn(
+            f"kprune: val_data has {n_val} samples, so a validation accuracy near "
+            f"{100 * acc:.1f}% is measured with a standard error of {100 * se:.2f} points, "
+            f"and one-sided 95% noise ({NOISE_Z} x that, {100 * NOISE_Z * se:.2f} points) "
+            f"exceeds the allowed accuracy loss of {100 * loss:.2f} points (target): rounds "
+            f"will be accepted or rejected partly by chance, and the returned model may "
+            f"lose more than the target on new data. Pass a val_data of at least {need} "
+            f"samples (or a larger validation_split), or a looser target.",
+            RuntimeWarning, stacklevel=2)
 
     def _record_groups(self, model):
         if self.opts.recording != "fit" or self.config.criterion.needs != "activations":
