@@ -90,6 +90,22 @@ def test_aiap_lands_on_size_target_without_overshoot():
     assert all(e["status"] == "accepted" for e in res.history[1:])  # no retraining wasted
 
 
+def test_aiap_trims_rounds_from_zero_not_from_the_last_threshold():
+    # Scores are re-normalised on each round's model, so the last accepted
+    # threshold already removes units; trimming must bisect down to 0. On this
+    # case the old trim (bisecting down to the last threshold only) ended at
+    # 0.854 for a 0.75 target and let one round remove 53% of the parameters
+    # under the 50% cap.
+    kw = dict(epochs=1, rounds=6, seed=0, step=1.0, **_data())
+    res = prune(trained_cnn(), "aiap", target={"params_reduction": 0.75}, **kw)
+    red = 1 - res.final["params"] / res.baseline["params"]
+    assert res.target_reached and 0.75 <= red < 0.76
+    deep = prune(trained_cnn(), "aiap", target={"params_reduction": 0.85}, **kw)
+    params = [e["params"] for e in deep.history if e["status"] in ("baseline", "accepted")]
+    assert len(params) >= 4
+    assert all(1 - b / a <= 0.5 + 1e-9 for a, b in zip(params, params[1:])), params
+
+
 def test_distillation_pulls_student_toward_teacher():
     (x, y), _, _ = digits()
     teacher = trained_cnn()
