@@ -32,8 +32,8 @@ JSON, else strings), e.g. ``iap:allocation=layer,criterion=mean_activation``
 ``epochs=`` / ``rounds=`` (override ``--epochs`` / ``--rounds`` for that
 variant; counted in its budget), ``target=`` (e.g. ``aiap:target=0.01``: the
 accuracy-controlled AIAP instead of the size target) and, for AIAP only,
-the benchmark-only ablation ``shares=uniform`` (see `_aiap_shares`; not a
-kprune option). ``complexity:mode=params`` / ``complexity:mode=flops``
+the benchmark-only ablations ``shares=uniform`` / ``shares=sqrt`` (see
+`_aiap_shares`; not kprune options). ``complexity:mode=params`` / ``complexity:mode=flops``
 (optionally ``epochs=E``, default 10, and ``reductions=[...]``) run the
 complexity-driven method once per reduction of its resource (default
 1 - 1/level for 2x / 4x / 8x / 16x): each point is an architecture trained
@@ -164,8 +164,8 @@ def _aiap_shares(mode):
     if mode is None:
         yield
         return
-    if mode != "uniform":
-        raise SystemExit(f"shares={mode!r}: only 'uniform' is implemented")
+    if mode not in ("uniform", "sqrt"):
+        raise SystemExit(f"shares={mode!r}: only 'uniform' and 'sqrt' are implemented")
     from kprune.methods import aiap as aiap_module
 
     original = aiap_module.group_shares
@@ -177,7 +177,14 @@ def _aiap_shares(mode):
         n = max(len(analysis.groups), 1)
         return {g.index: 1.0 / n for g in analysis.groups}
 
-    aiap_module.group_shares = uniform
+    def sqrt(*args, **kwargs):
+        # Square roots of the parameter shares, renormalised: large (coupled)
+        # groups still get higher thresholds, but less than proportionally.
+        s = {k: math.sqrt(v) for k, v in original(*args, **kwargs).items()}
+        total = sum(s.values()) or 1.0
+        return {k: v / total for k, v in s.items()}
+
+    aiap_module.group_shares = uniform if mode == "uniform" else sqrt
     try:
         yield
     finally:
