@@ -159,8 +159,10 @@ def _aiap_shares(mode):
     replaces AIAP's per-group threshold weights (each group's share of the
     parameters, `kprune.methods.aiap.group_shares`) by equal weights, so one
     threshold applies to every group's mean-normalised scores (a global
-    ranking, as IAP's default allocation). Monkeypatches the module for the
-    duration of one run only."""
+    ranking, as IAP's default allocation); ``aiap:shares=sqrt`` uses the
+    renormalised square roots of the shares (big coupled groups, such as a
+    ResNet stage's residual channels, get less than proportionally higher
+    thresholds). Monkeypatches the module for the duration of one run only."""
     if mode is None:
         yield
         return
