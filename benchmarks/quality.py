@@ -32,8 +32,9 @@ JSON, else strings), e.g. ``iap:allocation=layer,criterion=mean_activation``
 ``epochs=`` / ``rounds=`` (override ``--epochs`` / ``--rounds`` for that
 variant; counted in its budget), ``target=`` (e.g. ``aiap:target=0.01``: the
 accuracy-controlled AIAP instead of the size target) and, for AIAP only,
-the benchmark-only ablations ``shares=uniform`` / ``shares=sqrt`` (see
-`_aiap_shares`; not kprune options). ``complexity:mode=params`` / ``complexity:mode=flops``
+``shares=uniform`` / ``shares=sqrt`` / ``shares=proportional`` (the labels
+of AIAP's ``share_power=`` 0 / 0.5 / 1.0 in runs made before that option
+existed; see ``SHARES``). ``complexity:mode=params`` / ``complexity:mode=flops``
 (optionally ``epochs=E``, default 10, and ``reductions=[...]``) run the
 complexity-driven method once per reduction of its resource (default
 1 - 1/level for 2x / 4x / 8x / 16x): each point is an architecture trained
@@ -51,7 +52,6 @@ Usage:
 """
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -153,44 +153,10 @@ def baseline(cfg, dname, seed, work_dir, quick):
     return model
 
 
-@contextlib.contextmanager
-def _aiap_shares(mode):
-    """Benchmark-only ablation (not a kprune option): ``aiap:shares=uniform``
-    replaces AIAP's per-group threshold weights (each group's share of the
-    parameters, `kprune.methods.aiap.group_shares`) by equal weights, so one
-    threshold applies to every group's mean-normalised scores (a global
-    ranking, as IAP's default allocation); ``aiap:shares=sqrt`` uses the
-    renormalised square roots of the shares (big coupled groups, such as a
-    ResNet stage's residual channels, get less than proportionally higher
-    thresholds). Monkeypatches the module for the duration of one run only."""
-    if mode is None:
-        yield
-        return
-    if mode not in ("uniform", "sqrt"):
-        raise SystemExit(f"shares={mode!r}: only 'uniform' and 'sqrt' are implemented")
-    from kprune.methods import aiap as aiap_module
-
-    original = aiap_module.group_shares
-
-    def uniform(*args, **kwargs):
-        # group_shares(ctx, model, analysis, kind) here, (model, analysis, kind)
-        # after the run-loop redesign: take whichever argument has the groups.
-        analysis = next(a for a in list(args) + list(kwargs.values()) if hasattr(a, "groups"))
-        n = max(len(analysis.groups), 1)
-        return {g.index: 1.0 / n for g in analysis.groups}
-
-    def sqrt(*args, **kwargs):
-        # Square roots of the parameter shares, renormalised: large (coupled)
-        # groups still get higher thresholds, but less than proportionally.
-        s = {k: math.sqrt(v) for k, v in original(*args, **kwargs).items()}
-        total = sum(s.values()) or 1.0
-        return {k: v / total for k, v in s.items()}
-
-    aiap_module.group_shares = uniform if mode == "uniform" else sqrt
-    try:
-        yield
-    finally:
-        aiap_module.group_shares = original
+#: ``aiap:shares=...`` labels of the runs made before AIAP had ``share_power``
+#: (they monkeypatched its share function; the results are the same): the
+#: option value each one means.
+SHARES = {"uniform": 0.0, "sqrt": 0.5, "proportional": 1.0}
 
 
 def run_complexity(cfg, base, spec, seed, args, opts):
@@ -262,7 +228,7 @@ def run_one(cfg, base, spec, seed, args):
                            "test_accuracy": evaluate_accuracy(m, test),
                            "budget_epochs": spent["epochs"], "widths": entry["widths"]})
 
-    shares = opts.pop("shares", None)  # benchmark-only AIAP ablation, see _aiap_shares
+    shares = opts.pop("shares", None)  # old label of share_power, see SHARES
     kw = dict(rate=args.rate, calibration_samples=2000)
     if method == "aiap":
         kw.pop("rate")
@@ -272,10 +238,13 @@ def run_one(cfg, base, spec, seed, args):
         {"params_reduction": 1 - 1 / args.max_x})
     kw.pop("target", None)
     t0 = time.time()
-    with _aiap_shares(shares):
-        res = prune(model, method, train_data=(cfg["x"], cfg["y"]),
-                    val_data=(cfg["xv"], cfg["yv"]), epochs=epochs, rounds=rounds,
-                    target=target, seed=seed, batch_size=cfg["batch_size"], on_round=hook, **kw)
+    if shares is not None:
+        if shares not in SHARES:
+            raise SystemExit(f"shares={shares!r}: one of {sorted(SHARES)}")
+        kw["share_power"] = SHARES[shares]
+    res = prune(model, method, train_data=(cfg["x"], cfg["y"]),
+                val_data=(cfg["xv"], cfg["yv"]), epochs=epochs, rounds=rounds,
+                target=target, seed=seed, batch_size=cfg["batch_size"], on_round=hook, **kw)
     if shares is not None:
         kw["shares"] = shares
     kw.update(epochs=epochs, rounds=rounds)

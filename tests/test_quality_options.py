@@ -164,6 +164,8 @@ def test_patience_default_runs_every_round_and_returns_smallest_feasible():
     ({"distill": 2.0}, "distill=2.0: weight must be in"),
     ({"distill": "yes"}, "distill='yes': use a weight"),
     ({"finetune_epochs": -1}, "finetune_epochs must be >= 0"),
+    ({"share_power": -0.5}, "share_power must be a number >= 0 .*got -0.5"),
+    ({"share_power": "sqrt"}, "share_power must be a number >= 0 .*got 'sqrt'"),
 ])
 def test_bad_option_values_name_the_option(opts, match):
     with pytest.raises(ValueError, match=match):
@@ -224,3 +226,23 @@ def test_accuracy_target_finer_than_validation_noise_warns():
             warnings.simplefilter("always")
             prune(trained_cnn(), "ilp", epochs=1, rounds=1, seed=0, target=target, **small)
         assert not [w for w in caught if "val_data has" in str(w.message)], target
+
+
+def test_aiap_share_power_moves_cuts_from_big_groups_to_small_ones():
+    from kprune.methods.aiap import powered_shares
+
+    shares = {0: 0.64, 1: 0.32, 2: 0.04}
+    assert powered_shares(shares, 1.0) == pytest.approx(shares)
+    assert powered_shares(shares, 0.0) == pytest.approx({0: 1 / 3, 1: 1 / 3, 2: 1 / 3})
+    half = powered_shares(shares, 0.5)
+    assert half[2] / half[0] == pytest.approx(np.sqrt(0.04 / 0.64))
+    # One AIAP round at a fixed threshold step: the smaller the power, the
+    # more of the small group (conv1) and the less of the big ones it cuts.
+    # (Round 1 runs at threshold 0 and removes only the dead units; round 2
+    # is the first at the step.)
+    kw = dict(epochs=1, rounds=2, seed=0, step=2.0, target="none",
+              max_round_reduction=1.0, **_data())
+    widths = {p: prune(trained_cnn(), "aiap", share_power=p, **kw).history[2]["widths"]
+              for p in (1.0, 0.5, 0.0)}
+    assert widths[1.0]["conv1"] > widths[0.5]["conv1"] >= widths[0.0]["conv1"], widths
+    assert widths[1.0]["fc1"] <= widths[0.5]["fc1"], widths

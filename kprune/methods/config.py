@@ -276,6 +276,8 @@ class RunOptions:
     max_round_reduction: Optional[float] = None  # AIAP: at most this fraction of the
                                     # params (MACs) per round (None: 0.5; 1.0: no cap)
     tolerance: float = 0.0          # AIAP reduction targets: allowed overshoot
+    share_power: float = 0.5        # AIAP: group thresholds ~ (share of params/MACs) ** this
+                                    # (1.0: proportional, the paper's; 0: one threshold)
     validation_split: float = 0.1   # when val_data is None (numpy train data only)
     deterministic: bool = True      # tf op determinism (for the run only) when seed is set
     verbose: int = 0
@@ -416,6 +418,12 @@ class RunConfig:
                 raise TypeError(f"{name} must be True or False, got {getattr(options, name)!r}")
         if options.step is not None:
             check_positive("step", options.step, fix="; or None for the automatic step")
+        sp = options.share_power
+        if isinstance(sp, bool) or not isinstance(sp, numbers.Real) or not 0 <= sp < float("inf"):
+            raise ValueError(f"share_power must be a number >= 0 (AIAP's group thresholds "
+                             f"follow share ** share_power: 1.0 proportional to the group's "
+                             f"share of the parameters, 0.5 the default, 0 one threshold for "
+                             f"all groups), got {sp!r}")
         if isinstance(options.tolerance, bool) or not isinstance(options.tolerance, numbers.Real) \
                 or options.tolerance < 0:
             raise ValueError(f"tolerance must be a number >= 0 (the allowed overshoot of a "
