@@ -61,7 +61,7 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             ``batch_size``, ``calibration_samples``, ``recording``
             ('calibration' | 'fit'), ``complexity_aware``, ``distill``,
             ``lr_schedule``, ``finetune_epochs``, ``step``, ``max_retries``,
-            ``max_round_reduction``, ``tolerance``, ``verbose``.
+            ``max_round_reduction``, ``share_power``, ``tolerance``, ``verbose``.
 
     Returns:
         `kprune.PruneResult` with ``.model``, ``.history`` and ``.summary()``.
