@@ -64,6 +64,7 @@ def samples_to_resolve(accuracy: float, loss: float) -> int:
     """
     return int(math.ceil(accuracy * (1.0 - accuracy) * (NOISE_Z / max(loss, 1e-12)) ** 2))
 
+
 #: params, MACs (batch 1) and widths of a model (`kprune.core.profile.model_size`).
 measure = model_size
 
