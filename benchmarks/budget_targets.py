@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import kprune  # noqa: E402
 from kprune.atomic import atomic_write_text  # noqa: E402
 from kprune.data import as_data, evaluate_accuracy  # noqa: E402
-from kprune.methods.device_budget import DeviceBudget  # noqa: E402
+from kprune.methods.device_budget import TOLERANCE, DeviceBudget  # noqa: E402
 from quality import baseline, dataset_config  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
@@ -59,8 +59,8 @@ def run(args):
                        "target_bytes": target, "baseline_arena": arena0,
                        "arena_estimate": final["arena_bytes"],
                        "arena_measured": final.get("arena_bytes_measured"),
-                       "within": bool(0.9 * target <= final.get("arena_bytes_measured", -1)
-                                      <= target),
+                       "within": bool((1 - TOLERANCE) * target
+                                      <= final.get("arena_bytes_measured", -1) <= target),
                        "params": final["params"], "baseline_params": res.baseline["params"],
                        "macs": final["macs"], "baseline_macs": res.baseline["macs"],
                        "widths": final["widths"],

@@ -195,7 +195,8 @@ def section_latency_target(log, runtime="tflm", families=("resnet20", "mobilenet
     fastest reachable model is ~0.54x there). Verified by timing the result
     interleaved with the original."""
     import edge
-    from kprune.methods.complexity import _int8_flat, plan_latency_pruning
+    from kprune.methods.complexity import plan_latency_pruning
+    from kprune.methods.device_budget import flatbuffer_for
 
     rows = []
     for fam in families:
@@ -204,7 +205,7 @@ def section_latency_target(log, runtime="tflm", families=("resnet20", "mobilenet
         model = build()
         edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
             (64,) + shape, dtype=np.float32))
-        base_flat = _int8_flat(model)
+        base_flat = flatbuffer_for(model)
         if runtime == "tflm":
             fraction, name = 0.5, "TFLite-Micro reference kernels"
 
@@ -225,7 +226,7 @@ def section_latency_target(log, runtime="tflm", families=("resnet20", "mobilenet
         fast, steps = plan_latency_pruning(model, target, latency_fn=latency_fn,
                                            reinit=False, repeats=1 if latency_fn else 3)
         plan_s = time.time() - t
-        b, a = verify([base_flat, _int8_flat(fast)])
+        b, a = verify([base_flat, flatbuffer_for(fast)])
         macs0, macs1 = kprune.profile(model).macs, kprune.profile(fast).macs
         speedup = b.median_ms / a.median_ms
         rows.append({"model": fam, "runtime": name, "target_ms": target,
@@ -260,7 +261,8 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     between planning and verification is removed by scaling the achieved
     latency with the original's latency at planning / at verification."""
     import edge
-    from kprune.methods.complexity import _int8_flat, plan_latency_pruning
+    from kprune.methods.complexity import plan_latency_pruning
+    from kprune.methods.device_budget import flatbuffer_for
 
     from qat import mobilenet_v2_style
 
@@ -270,14 +272,14 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     model = build()
     edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
         (64,) + shape, dtype=np.float32))
-    base_flat = _int8_flat(model)
+    base_flat = flatbuffer_for(model)
     base_ms = _interleaved_spread([base_flat], repeats=1, runs=300, rounds=3)[0]["median_ms"]
     target = fraction * base_ms
     t = time.time()
     fast, steps = plan_latency_pruning(model, target, reinit=False, repeats=3,
                                        staircase_probes=probes)
     plan_s = time.time() - t
-    b, a = _interleaved_spread([base_flat, _int8_flat(fast)])
+    b, a = _interleaved_spread([base_flat, flatbuffer_for(fast)])
     macs0, macs1 = kprune.profile(model).macs, kprune.profile(fast).macs
     corrected = a["median_ms"] * base_ms / b["median_ms"]
     row = {"model": family_name, "runtime": "LiteRT int8, 1 thread", "fraction": fraction,
@@ -304,13 +306,13 @@ def section_mac_vs_latency(log, epochs=2, train_n=12000, mac_target=0.5, probes=
     MAC reduction and test accuracy of each, latencies timed interleaved
     (3 x 600 invokes)."""
     from kprune.datasets import fashion_mnist_slice
-    from kprune.methods.complexity import _int8_flat
+    from kprune.methods.device_budget import flatbuffer_for
 
     (x, y), (xt, yt) = fashion_mnist_slice(train_n, 2000)
     calib = x[:200]
 
     def flat(m):
-        return _int8_flat(m, representative_data=calib)
+        return flatbuffer_for(m, representative_data=calib)
 
     def fresh():
         keras.utils.set_random_seed(0)

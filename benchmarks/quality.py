@@ -229,19 +229,19 @@ def run_one(cfg, base, spec, seed, args):
                            "budget_epochs": spent["epochs"], "widths": entry["widths"]})
 
     shares = opts.pop("shares", None)  # old label of share_power, see SHARES
+    if shares is not None and shares not in SHARES:
+        raise SystemExit(f"shares={shares!r}: one of {sorted(SHARES)}")
     kw = dict(rate=args.rate, calibration_samples=2000)
     if method == "aiap":
         kw.pop("rate")
     kw.update(cfg.get("round_options", {}))  # the dataset's retraining protocol
     kw.update(opts)
+    if shares is not None:
+        kw["share_power"] = SHARES[shares]
     target = opts.pop("target", None) if "target" in opts else (
         {"params_reduction": 1 - 1 / args.max_x})
     kw.pop("target", None)
     t0 = time.time()
-    if shares is not None:
-        if shares not in SHARES:
-            raise SystemExit(f"shares={shares!r}: one of {sorted(SHARES)}")
-        kw["share_power"] = SHARES[shares]
     res = prune(model, method, train_data=(cfg["x"], cfg["y"]),
                 val_data=(cfg["xv"], cfg["yv"]), epochs=epochs, rounds=rounds,
                 target=target, seed=seed, batch_size=cfg["batch_size"], on_round=hook, **kw)

@@ -18,4 +18,5 @@ from kprune.export.tflite import (ConversionError, is_tflite, load_tflite, synth
 
 __all__ = ["CSourceFiles", "ConversionError", "QATError", "is_quantize_aware", "is_tflite",
            "load_tflite", "quantize_aware",
-           "recommended_arena_bytes", "synthetic_calibration", "tflite_ops", "to_c_source", "to_micro", "to_tflite"]
+           "recommended_arena_bytes", "synthetic_calibration", "tflite_ops", "to_c_source",
+           "to_micro", "to_tflite"]

@@ -366,11 +366,6 @@ def _check_arena_target(value):
     return int(value)
 
 
-#: Kept for callers of the old private names (benchmarks, the method below).
-_int8_flat = flatbuffer_for
-_measured_arena = measured_arena
-
-
 def arena_of(model) -> int:
     """Estimated TFLite-Micro arena bytes of `model` converted to int8
     (`kprune.bench.arena_estimate`; exact on the tested models).
@@ -430,7 +425,7 @@ def plan_arena_pruning(model, target_arena_bytes: int, mode: str = "memory",
 
     def finish(current, record):
         if verify:
-            record["arena_measured"] = _measured_arena(current)
+            record["arena_measured"] = measured_arena(current)
         return (reinitialize(current, seed) if reinit else current), steps
 
     if base_arena <= budget:
@@ -479,7 +474,7 @@ def plan_arena_pruning(model, target_arena_bytes: int, mode: str = "memory",
             record.update(values, reduction=_reductions(values, base),
                           widths=_widths(analyze(current, ignored_layers)))
         if verify:
-            measured = _measured_arena(current)
+            measured = measured_arena(current)
             record["arena_measured"] = measured
             if measured > budget:  # the estimator was wrong: keep drawing
                 prev = current
@@ -945,7 +940,7 @@ def complexity(run):
             "plan_time_s": plan_time, "train_time_s": train_time,
             "epochs": run.epochs, "losses": out.losses}
     if arena_budget is not None:  # the trained model, as it will be deployed
-        info["arena_measured"] = _measured_arena(pruned)
+        info["arena_measured"] = measured_arena(pruned)
         info["arena_within_budget"] = info["arena_measured"] <= arena_budget
     report = dict(info["budgets"])
     if arena_budget is not None:
