@@ -32,7 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kprune.datasets import load_fashion_mnist  # noqa: E402
-from kprune.methods.complexity import measure  # noqa: E402
+from kprune.methods.complexity import resources  # noqa: E402
 from kprune.core.profile import profile  # noqa: E402
 from kprune.prune import prune  # noqa: E402
 from kprune.data import as_data, evaluate_accuracy  # noqa: E402
@@ -40,9 +40,9 @@ from kprune.methods.trainer import fit_once  # noqa: E402
 from kprune.zoo import lenet5, resnet20  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-MODES = ("params", "flops", "memory")
-MODE_LABEL = {"params": "PA", "flops": "FA", "memory": "MA"}
-IAP_TARGET = {"params": "params_reduction", "flops": "macs_reduction"}
+MODES = ("params", "macs", "memory")
+MODE_LABEL = {"params": "PA", "macs": "FA", "memory": "MA"}
+IAP_TARGET = {"params": "params_reduction", "macs": "macs_reduction"}
 IAP_CALIBRATION = 1000  # samples IAP scores activations on, per round
 
 
@@ -109,7 +109,7 @@ def arena(model, rep_x):
 
 
 def reductions(model, base):
-    m = measure(model)
+    m = resources(model)
     return m, {k: 1.0 - m[k] / base[k] for k in MODES}
 
 
@@ -157,7 +157,7 @@ def run_model(name, args, data, record, save):
     entry = record.setdefault(name, {"train_samples": int(len(x_tr)), "epochs": epochs,
                                      "targets": targets, "runs": [], "arena": []})
     base_model = build(name)
-    base = measure(base_model)
+    base = resources(base_model)
     entry["original"] = base
 
     # Dense baseline: trained for the same epochs as the pruned models get.
@@ -205,7 +205,7 @@ def run_model(name, args, data, record, save):
     entry["iap_history"] = [{k: e.get(k) for k in ("round", "params", "macs", "val_accuracy",
                                                   "time_s")} for e in history]
     ckpt = Checkpointer(out_dir)
-    for mode, key in (("params", "params"), ("flops", "macs")):
+    for mode, key in (("params", "params"), ("macs", "macs")):
         for target in targets:
             hit = [e for e in history[1:] if 1 - e[key] / history[0][key] >= target - 1e-12]
             reached = bool(hit)
@@ -256,7 +256,7 @@ def training_gmacs(run, entry, cfg):
     n, e, n_val = entry["train_samples"], entry["epochs"], cfg["val_samples"]
     if run["method"].startswith("complexity"):
         e = run.get("epochs", e)
-        total = 3 * e * n * run["flops"] + n_val * run["flops"]
+        total = 3 * e * n * run["macs"] + n_val * run["macs"]
     else:
         hist = entry["iap_history"]
         total = 3 * e * n * hist[0]["macs"] + n_val * hist[0]["macs"]
@@ -298,7 +298,7 @@ def markdown(record, args):
         lines += [f"### {name} ({e['train_samples']} training samples, {e['epochs']} epochs "
                   "from scratch)", "",
                   f"Dense baseline: test accuracy {d['test_accuracy']:.4f}, "
-                  f"{d['params']:,} parameters, {d['flops']:,} MACs, "
+                  f"{d['params']:,} parameters, {d['macs']:,} MACs, "
                   f"{d['memory']:,} B peak activations (float32), trained in "
                   f"{d['train_time_s']:.0f} s.", "",
                   "| method | target | test acc | params (red.) | MACs (red.) | "
@@ -312,7 +312,7 @@ def markdown(record, args):
             lines.append(
                 f"| {label} | {tgt} | {r['test_accuracy']:.4f} | "
                 f"{r['params']:,} ({100 * red['params']:.1f} %) | "
-                f"{r['flops']:,} ({100 * red['flops']:.1f} %) | "
+                f"{r['macs']:,} ({100 * red['macs']:.1f} %) | "
                 f"{r['memory']:,} ({100 * red['memory']:.1f} %) | {n} | "
                 f"{r['total_time_s']:.0f} | "
                 f"{training_gmacs(r, e, record['config']):.1f} |")
@@ -331,7 +331,7 @@ def comparison(record):
              "|---|---|---|---|---|---|---|---|"]
     for name, e in record["models"].items():
         runs = e.get("runs", [])
-        for mode in ("params", "flops"):
+        for mode in ("params", "macs"):
             for target in e["targets"]:
                 c = [r for r in runs if r["method"] == "complexity" and r["mode"] == mode
                      and r["target"] == target]
@@ -409,7 +409,7 @@ def findings(record):
     for name, e in record["models"].items():
         runs = e.get("runs", [])
         pairs = []
-        for mode in ("params", "flops"):
+        for mode in ("params", "macs"):
             for target in e["targets"]:
                 c = [r for r in runs if r["method"] == "complexity" and r["mode"] == mode
                      and r["target"] == target]
@@ -447,7 +447,7 @@ def findings(record):
             if rs:
                 mean = {k: 100 * np.mean([r["reduction"][k] for r in rs]) for k in MODES}
                 own.append(f"{MODE_LABEL[mode]} removed on average {mean['params']:.0f} % of "
-                           f"parameters, {mean['flops']:.0f} % of MACs and "
+                           f"parameters, {mean['macs']:.0f} % of MACs and "
                            f"{mean['memory']:.0f} % of peak activation memory")
         if own:
             out.append(f"- {name}, over its targets: " + "; ".join(own) + ".")
@@ -481,14 +481,14 @@ def plot(record, path):
     if not names:
         return
     fig, axes = plt.subplots(len(names), 3, figsize=(13, 3.8 * len(names)), squeeze=False)
-    color = {"params": "tab:blue", "flops": "tab:orange", "memory": "tab:green"}
+    color = {"params": "tab:blue", "macs": "tab:orange", "memory": "tab:green"}
     series = {("complexity", "params"): ("PA (from scratch)", "o", "-", "full"),
-              ("complexity", "flops"): ("FA (from scratch)", "s", "-", "full"),
+              ("complexity", "macs"): ("FA (from scratch)", "s", "-", "full"),
               ("complexity", "memory"): ("MA (from scratch)", "^", "-", "full"),
               ("complexity_eq", "params"): ("PA, IAP's epochs", "o", ":", "none"),
-              ("complexity_eq", "flops"): ("FA, IAP's epochs", "s", ":", "none"),
+              ("complexity_eq", "macs"): ("FA, IAP's epochs", "s", ":", "none"),
               ("iap", "params"): ("IAP, parameter budget", "x", "--", "full"),
-              ("iap", "flops"): ("IAP, MAC budget", "+", "--", "full")}
+              ("iap", "macs"): ("IAP, MAC budget", "+", "--", "full")}
     for row, name in zip(axes, names):
         e = record["models"][name]
         for ax, res, title in zip(row, MODES, ("parameters", "MACs", "peak activation memory")):

@@ -4,7 +4,6 @@ from kprune.core.tf_keras import is_tf_keras
 from kprune.methods import get_method
 from kprune.methods.callbacks import CallbackList, LambdaRoundCallback
 from kprune.methods.config import RunConfig, prepare_data
-from kprune.methods.registry import method_defaults
 from kprune.methods.run import Run
 from kprune.reporting.result import PruneResult
 
@@ -49,19 +48,24 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             round (a history entry as in `PruneResult.history`).
         callbacks: a list of `kprune.RoundCallback` (``on_run_begin``,
             ``on_round_begin``, ``on_round_end``, ``on_run_end``).
-        **options: see `kprune.methods.config.RunOptions` (every method) and
-            ``kprune.methods.registry.method_options(method)`` (that method
-            only, e.g. ``mode`` / ``target_arena_bytes`` for
-            ``'complexity'``): ``rate``, ``criterion`` ('l1', 'l2',
-            'mean_activation', 'attention', 'apoz', 'taylor', a
-            `kprune.scoring.Criterion` or a callable), ``p``, ``aggregate``,
-            ``allocation``, ``round_to``, ``min_channels``, ``max_fraction``,
-            ``ignored_layers``, ``seed``, ``retrain`` ('lr_rewind' |
-            'weight_rewind'), ``rewind_epoch``, ``pretrain_epochs``,
-            ``batch_size``, ``calibration_samples``, ``recording``
-            ('calibration' | 'fit'), ``complexity_aware``, ``distill``,
-            ``lr_schedule``, ``finetune_epochs``, ``step``, ``max_retries``,
-            ``max_round_reduction``, ``share_power``, ``tolerance``, ``verbose``.
+        **options: the common `kprune.methods.options.RunOptions` (every
+            method: ``seed``, ``batch_size``, ``min_channels``,
+            ``ignored_layers``, ``pretrain_epochs``, ``finetune_epochs``,
+            ``calibration_samples``, ``bn_recalibration``, ``lr_schedule``,
+            ``distill``, ``target_arena_bytes``, ``target_latency_ms``,
+            ``latency_fn``, ``latency_quantization``, ``validation_split``,
+            ``deterministic``, ``verbose``) and the method's own record
+            (``kprune.methods.registry.get_method(method).options``): ILP / IAP
+            `IterativeOptions` (``rate``, ``allocation``, ``patience``), AIAP
+            `AIAPOptions` (``step``, ``max_retries``, ``max_round_reduction``,
+            ``tolerance``, ``share_power``), both with the scoring options
+            (``criterion``, ``p``, ``aggregate``, ``max_round_fraction``,
+            ``round_to``, ``max_fraction``, ``retrain``, ``rewind_epoch``,
+            ``rewind_weights``, ``recording``, ``complexity_aware``);
+            complexity `ComplexityOptions` (``mode``, ``step_fraction``,
+            ``target_params``, ``target_macs``, ``target_memory_bytes``,
+            ``memory_dtype``). An option the method does not take is a
+            TypeError naming the methods that take it.
 
     Returns:
         `kprune.PruneResult` with ``.model``, ``.history`` and ``.summary()``.
@@ -92,8 +96,7 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
 
     fn = get_method(method)
     distribute.check_strategy(strategy)
-    config = RunConfig.build(model, method, epochs, rounds, target, options, fit_fn,
-                             method_defaults(method))
+    config = RunConfig.build(model, method, epochs, rounds, target, options, fit_fn)
     data = prepare_data(model, config, train_data, val_data)
     cbs = list(callbacks or ())
     logger = None
@@ -112,12 +115,13 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             run = Run(model, config, data, out_dir=out_dir, strategy=strategy,
                       callbacks=callback_list)
             if run.start():
-                run.finish(run.state.reason)
+                run.finish(run.record.reason)
             else:
                 fn(run)
-            return PruneResult(run.final_model(), [e.to_dict() for e in run.history],
-                               run.best_round, method, run.report_target(), run.state.reason,
-                               run.target_reached(), config.options.to_dict(), run.out_dir)
+            record = run.record
+            return PruneResult(run.final_model(), [e.to_dict() for e in record.history],
+                               record.best_round, method, run.report_target(), record.reason,
+                               run.target_reached(), config.all_options(), record.out_dir)
     finally:
         if logger is not None:
             logger.close()

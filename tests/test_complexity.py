@@ -5,12 +5,12 @@ import pytest
 
 import kprune
 from kprune.core.complexity_weights import complexity_weights, group_complexity
-from kprune.methods.complexity import (complexity_steps, measure, minimal_model,
+from kprune.methods.complexity import (complexity_steps, resources, minimal_model,
                                        plan_complexity_pruning)
 from kprune.core.profile import profile
 from kprune.zoo import lenet5, resnet20
 
-MODES = ("params", "flops", "memory")
+MODES = ("params", "macs", "memory")
 
 
 def _small_resnet():
@@ -25,7 +25,7 @@ def _one_unit_delta(model, group):
     """Real profile change when one unit of `group` is removed."""
     small = kprune.remove_channels(model, group.to_layer_indices([0]))
     p, q = profile(model), profile(small)
-    return {"params": p.params - q.params, "flops": p.macs - q.macs,
+    return {"params": p.params - q.params, "macs": p.macs - q.macs,
             "memory": _activation_sum(model) - _activation_sum(small)}
 
 
@@ -75,15 +75,15 @@ def test_target_is_met_within_one_step(mode):
     assert all(r < 0.4 for r in reductions[:-1])  # stopped at the first step that met it
     assert reductions == sorted(reductions)  # pruning never adds complexity
     # the measured values are the real profile of the returned architecture
-    assert steps[-1][mode] == measure(_)[mode]
+    assert steps[-1][mode] == resources(_)[mode]
 
 
 def test_target_is_met_on_a_residual_network():
     model = _small_resnet()
-    small, steps = plan_complexity_pruning(model, "flops", target=0.3, seed=0,
+    small, steps = plan_complexity_pruning(model, "macs", target=0.3, seed=0,
                                            step_fraction=0.25)
-    assert steps[-1]["reduction"]["flops"] >= 0.3 > steps[-2]["reduction"]["flops"]
-    assert profile(small).macs == steps[-1]["flops"]
+    assert steps[-1]["reduction"]["macs"] >= 0.3 > steps[-2]["reduction"]["macs"]
+    assert profile(small).macs == steps[-1]["macs"]
     # the Add-coupled stem group keeps one width through every residual block
     widths = {layer.name: layer.filters for layer in small.layers
               if hasattr(layer, "filters")}
@@ -96,11 +96,11 @@ def test_target_is_met_on_a_residual_network():
 def test_absolute_budgets():
     model = lenet5()
     small, steps = plan_complexity_pruning(model, target_memory_bytes=15000, seed=0)
-    assert measure(small)["memory"] <= 15000 < steps[-2]["memory"]
+    assert resources(small)["memory"] <= 15000 < steps[-2]["memory"]
     small, steps = plan_complexity_pruning(model, "params", target_params=20000,
                                            target_macs=300000, seed=0)
-    m = measure(small)
-    assert m["params"] <= 20000 and m["flops"] <= 300000
+    m = resources(small)
+    assert m["params"] <= 20000 and m["macs"] <= 300000
     small, _ = plan_complexity_pruning(model, "memory", target_memory_bytes=4000,
                                        memory_dtype="int8", seed=0)
     assert profile(small).peak_activation_bytes_int8 <= 4000
@@ -110,7 +110,7 @@ def test_same_seed_same_architecture():
     model = lenet5()
 
     def arch(seed):
-        small, steps = plan_complexity_pruning(model, "flops", target=0.3, seed=seed)
+        small, steps = plan_complexity_pruning(model, "macs", target=0.3, seed=seed)
         return [s["group"] for s in steps[1:]], steps[-1]["widths"], small.get_config()
 
     assert arch(7) == arch(7)
@@ -124,7 +124,7 @@ def test_each_mode_reduces_its_own_complexity():
     LeNet-5: its draws concentrate on conv1, which holds both the largest
     activations and the largest MAC share (see the module docstring)."""
     model = lenet5()
-    base = measure(model)
+    base = resources(model)
     mean = {}
     for mode in MODES:
         red = []
@@ -134,11 +134,11 @@ def test_each_mode_reduces_its_own_complexity():
                     break
             red.append([1 - record[r] / base[r] for r in MODES])
         mean[mode] = dict(zip(MODES, np.mean(red, axis=0)))
-    assert mean["params"]["params"] > max(mean["flops"]["params"], mean["memory"]["params"])
-    assert mean["memory"]["memory"] > max(mean["params"]["memory"], mean["flops"]["memory"])
-    assert mean["flops"]["flops"] > mean["params"]["flops"]
+    assert mean["params"]["params"] > max(mean["macs"]["params"], mean["memory"]["params"])
+    assert mean["memory"]["memory"] > max(mean["params"]["memory"], mean["macs"]["memory"])
+    assert mean["macs"]["macs"] > mean["params"]["macs"]
     # each mode's own complexity falls the most within its own model
-    for mode in ("params", "flops"):
+    for mode in ("params", "macs"):
         assert mean[mode][mode] == max(mean[mode].values())
 
 
@@ -147,25 +147,25 @@ def test_impossible_targets_are_value_errors():
     for bad in (1.0, 1.5, 0.0, -0.2):
         with pytest.raises(ValueError, match=r"target=.*must be in \(0, 1\)"):
             plan_complexity_pruning(model, "params", target=bad)
-    most = 1 - measure(minimal_model(model))["memory"] / measure(model)["memory"]
+    most = 1 - resources(minimal_model(model))["memory"] / resources(model)["memory"]
     with pytest.raises(ValueError, match=f"most that can be removed is {most:.4f}"):
         plan_complexity_pruning(model, "memory", target=0.9)
     with pytest.raises(ValueError, match="target_params=50 cannot be reached.*100 parameters"):
         plan_complexity_pruning(model, target_params=50)
     with pytest.raises(ValueError, match="target_macs=-5 must be a positive"):
-        plan_complexity_pruning(model, "flops", target_macs=-5)
+        plan_complexity_pruning(model, "macs", target_macs=-5)
     with pytest.raises(ValueError, match="give a target"):
-        plan_complexity_pruning(model, "flops")
+        plan_complexity_pruning(model, "macs")
     with pytest.raises(ValueError, match="mode=.*not a complexity mode"):
         plan_complexity_pruning(model, "energy", target=0.5)
 
 
 def test_ignored_layers_limit_what_is_reachable():
     model = lenet5()
-    free = 1 - measure(minimal_model(model))["params"] / measure(model)["params"]
+    free = 1 - resources(minimal_model(model))["params"] / resources(model)["params"]
     kept = minimal_model(model, ignored_layers=["fc1"])
     assert kept.get_layer("fc1").units == 120
-    fixed = 1 - measure(kept)["params"] / measure(model)["params"]
+    fixed = 1 - resources(kept)["params"] / resources(model)["params"]
     assert fixed < free
     with pytest.raises(ValueError, match="cannot be reached"):
         plan_complexity_pruning(model, "params", target=(fixed + free) / 2,
@@ -230,7 +230,7 @@ def test_prune_reduction_dict_targets_and_budgets():
     model = _compiled_lenet()
     kw = dict(train_data=(x[:64], y[:64]), val_data=(x[64:], y[64:]), epochs=1)
     r = kprune.prune(model, "complexity", target={"macs_reduction": 0.3}, **kw)
-    assert r.final["mode"] == "flops" and r.final["reduction"]["flops"] >= 0.3
+    assert r.final["mode"] == "macs" and r.final["reduction"]["macs"] >= 0.3
     r = kprune.prune(model, "complexity", mode="memory", target={"params_reduction": 0.2},
                      target_memory_bytes=20000, **kw)
     assert r.final["mode"] == "memory"

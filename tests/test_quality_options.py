@@ -201,7 +201,7 @@ def test_aiap_max_round_reduction_makes_smaller_steps():
 
 
 def test_validation_noise_helpers_agree():
-    from kprune.methods.run import NOISE_Z, samples_to_resolve, validation_standard_error
+    from kprune.methods.goal import NOISE_Z, samples_to_resolve, validation_standard_error
 
     assert validation_standard_error(0.97, 600) == pytest.approx(0.00696, abs=1e-5)
     for acc, loss in ((0.97, 0.01), (0.86, 0.01), (0.5, 0.02)):

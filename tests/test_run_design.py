@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune.methods.config import RunConfig, Target, parse_target
-from kprune.methods.registry import method_defaults
+from kprune.methods.config import RunConfig
+from kprune.methods.goal import Target, parse_target
 from kprune.methods.state import STATE_VERSION, RoundEntry, RoundStatus, RunState
 from kprune.scoring import (APoZ, Attention, Criterion, FunctionCriterion, L1Norm,
                             MeanActivation, Taylor, get_criterion, score_groups)
@@ -28,25 +28,25 @@ def my_scores(model, group):  # a module-level criterion (stable name)
 
 def test_config_is_typed_and_takes_method_defaults():
     model = small_cnn()
-    iap = RunConfig.build(model, "iap", 1, 3, None, {}, None, method_defaults("iap"))
-    assert isinstance(iap.criterion, Taylor) and iap.options.allocation == "global"
+    iap = RunConfig.build(model, "iap", 1, 3, None, {}, None)
+    assert isinstance(iap.criterion, Taylor) and iap.method_options.allocation == "global"
     assert iap.target == Target("accuracy_loss", 0.01) and iap.target.is_accuracy
     ilp = RunConfig.build(model, "ilp", 1, 3, {"params_reduction": 0.5},
                           {"ignored_layers": "conv1", "criterion": "attention", "p": 3},
-                          None, method_defaults("ilp"))
+                          None)
     assert ilp.options.ignored_layers == ("conv1",)
     assert ilp.criterion == Attention(p=3) and ilp.target == Target("params_reduction", 0.5)
     with pytest.raises(Exception):
-        ilp.options.rate = 0.5  # frozen
-    cx = RunConfig.build(model, "complexity", 1, 1, 0.5, {"mode": "flops"}, None,
-                         method_defaults("complexity"))
-    assert cx.method_options["mode"] == "flops" and "mode" not in cx.options.to_dict()
+        ilp.method_options.rate = 0.5  # frozen
+    cx = RunConfig.build(model, "complexity", 1, 1, 0.5, {"mode": "flops"}, None)
+    # 'flops' is read as MACs (one vocabulary); the mode is the method's own option
+    assert cx.method_options["mode"] == "macs" and "mode" not in cx.options.to_dict()
+    assert cx.criterion is None  # the complexity method scores nothing
 
 
 def test_stable_options_carry_no_memory_address():
     model = small_cnn()
-    cfg = RunConfig.build(model, "ilp", 1, 2, None, {"criterion": my_scores}, None,
-                          method_defaults("ilp"))
+    cfg = RunConfig.build(model, "ilp", 1, 2, None, {"criterion": my_scores}, None)
     text = json.dumps(cfg.stable_options(), default=str)
     assert "0x" not in text and "test_run_design.my_scores" in text
 
@@ -67,8 +67,9 @@ def test_stable_options_carry_no_memory_address():
      r"weight_rewind' needs early-epoch weights.*pretrain_epochs"),
 ])
 def test_bad_options_fail_in_the_config(options, exc, pattern):
+    method = "aiap" if {"step", "tolerance"} & set(options) else "ilp"
     with pytest.raises(exc, match=pattern):
-        RunConfig.build(small_cnn(), "ilp", 1, 2, None, options, None, method_defaults("ilp"))
+        RunConfig.build(small_cnn(), method, 1, 2, None, options, None)
 
 
 def test_bad_targets_name_the_argument():

@@ -9,7 +9,7 @@ a group's complexity is the complexity that *depends on its channels*:
 * ``'params'`` (PA): for every weight, its size times the fraction of each of
   its channel axes ('in', 'out', 'in*m' in the handler's weight roles) that
   belong to the group.
-* ``'flops'`` (FA): for every call, its MACs (as `kprune.profile` counts
+* ``'macs'`` (FA; alias ``'flops'``): for every call, its MACs (as `kprune.profile` counts
   them) times the fraction of the input channels plus the fraction of the
   output channels that belong to the group, for layers whose main weight is
   indexed by both (Conv, Dense); times the fraction of the one channel axis
@@ -27,7 +27,7 @@ classifier's outputs) belong to no group.
 
 Example:
     >>> from kprune.core.complexity_weights import complexity_weights
-    >>> weights = complexity_weights(model, "flops")
+    >>> weights = complexity_weights(model, "macs")
     >>> sum(weights.values())
     1.0
 """
@@ -42,10 +42,11 @@ from kprune.core.profile import call_macs
 #: Mode names and their aliases (the paper's PA / FA / MA).
 MODE_ALIASES = {
     "params": "params", "pa": "params", "parameters": "params",
-    "flops": "flops", "fa": "flops", "macs": "flops",
+    "macs": "macs", "fa": "macs", "flops": "macs",
     "memory": "memory", "ma": "memory", "activation_memory": "memory",
 }
-MODES = ("params", "flops", "memory")
+#: the modes, in MACs vocabulary ('flops' / 'FA' are accepted as aliases of 'macs')
+MODES = ("params", "macs", "memory")
 
 
 def normalize_mode(mode, argument: str = "mode") -> str:
@@ -54,7 +55,7 @@ def normalize_mode(mode, argument: str = "mode") -> str:
     if key not in MODE_ALIASES:
         raise ValueError(
             f"{argument}={mode!r} is not a complexity mode; use 'params' (PA), "
-            "'flops' (FA, MACs) or 'memory' (MA, activation bytes)")
+            "'macs' (FA) or 'memory' (MA, activation bytes)")
     return MODE_ALIASES[key]
 
 
@@ -153,7 +154,7 @@ def complexity_weights(model, mode: str, analysis: Optional[Analysis] = None,
 
     Args:
         model: a Functional or Sequential Keras model.
-        mode: 'params' (PA), 'flops' (FA: MACs) or 'memory' (MA: activation
+        mode: 'params' (PA), 'macs' (FA) or 'memory' (MA: activation
             bytes at batch 1).
         analysis: a `kprune.analyze(model)` to reuse.
         ignored_layers: layers whose channels must not be pruned (when no

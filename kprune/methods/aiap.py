@@ -37,13 +37,14 @@ automatic step one round could jump from about 6x to about 20x).
 
 import dataclasses
 import math
-import warnings
 from typing import Optional
 
-from kprune.core.profile import profile
+from kprune.core.profile import model_size, profile
 from kprune.methods import selection
-from kprune.methods.registry import MethodDefaults, register_method
-from kprune.methods.run import measure
+from kprune.methods.checks import check_fraction, check_int, check_nonnegative, check_positive
+from kprune.methods.goal import bisect
+from kprune.methods.options import OptionContext, PruningOptions
+from kprune.methods.registry import register_method
 from kprune.methods.state import RoundStatus
 
 MAX_NOOP_STEPS = 200
@@ -65,6 +66,51 @@ DEFAULT_MAX_ROUND_REDUCTION = 0.5
 #: One threshold for all groups (0) is clearly worse (MNIST 5k: -2.22 at 16x).
 #: Device budgets keep their own per-group prices (measured that way).
 DEFAULT_SHARE_POWER = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class AIAPOptions(PruningOptions):
+    """AIAP's options: the controller's, and the scoring methods'
+    `PruningOptions` (default criterion: first-order Taylor, **kprune
+    decision, measured** (BENCHMARKS.md, "Pruning quality"): on LeNet-5 /
+    Fashion-MNIST it halved AIAP's loss at 8x and 16x against the paper's
+    mean activation; a model without a loss gets ``'mean_activation'``)."""
+
+    default_criterion = "taylor"
+
+    step: Optional[float] = None    # threshold step (None: auto)
+    max_retries: int = 3            # retries (step halvings) at one round
+    max_round_reduction: Optional[float] = None  # at most this fraction of the params
+                                    # (MACs) per round (None: 0.5; 1.0: no cap)
+    tolerance: float = 0.0          # reduction targets: allowed overshoot
+    share_power: float = DEFAULT_SHARE_POWER  # group thresholds ~ share ** this
+                                    # (1.0: proportional, the paper's; 0: one threshold)
+
+    def validate(self, ctx: OptionContext) -> "AIAPOptions":
+        checked = super().validate(ctx)
+        v = {"max_retries": check_int("max_retries", self.max_retries, 0)}
+        if self.step is not None:
+            v["step"] = check_positive("step", self.step, fix="; or None for the automatic step")
+        if self.max_round_reduction is not None:
+            v["max_round_reduction"] = check_fraction(
+                "max_round_reduction", self.max_round_reduction, high_closed=True,
+                fix="; None for the default 0.5, 1.0 for no cap")
+        v["share_power"] = check_nonnegative(
+            "share_power", self.share_power,
+            fix=" (AIAP's group thresholds follow share ** share_power: 1.0 proportional to "
+                "the group's share of the parameters, 0.5 the default, 0 one threshold for "
+                "all groups)")
+        v["tolerance"] = check_nonnegative(
+            "tolerance", self.tolerance,
+            fix=" (the allowed overshoot of a reduction target)")
+        target = ctx.target
+        if v["tolerance"] > 0 and (target is None or target.kind not in
+                                   ("params_reduction", "macs_reduction")):
+            raise ValueError(f"tolerance={self.tolerance} is the allowed overshoot of a "
+                             f"params_reduction / macs_reduction target; the target is "
+                             f"{target.to_dict() if target else None}: drop tolerance or "
+                             "give such a target")
+        return dataclasses.replace(checked, **v)
 
 
 @dataclasses.dataclass
@@ -112,24 +158,7 @@ def _normalized(weights):
     return {k: float(v) / total for k, v in weights.items()}
 
 
-def _at_floor(run, analysis):
-    for g in analysis.groups:
-        floor = selection.keep_floor(run.original_width(g), run.opts.min_channels,
-                                     run.max_fraction_of(g), run.opts.round_to)
-        if g.channels > floor:
-            return False
-    return True
-
-
-#: **kprune decision, measured** (BENCHMARKS.md, "Pruning quality"): the
-#: first-order Taylor score (|activation x gradient|) instead of the mean
-#: activation; on LeNet-5 / Fashion-MNIST it halved AIAP's loss at 8x and 16x.
-#: ``criterion='mean_activation'`` gives the paper's score (and is used when
-#: the model is not compiled, since Taylor needs the loss).
-_AIAP_DEFAULTS = MethodDefaults(criterion="taylor", allocation="layer")
-
-
-@register_method("aiap", defaults=_AIAP_DEFAULTS)
+@register_method("aiap", options=AIAPOptions)
 def aiap(run):
     """Run (or resume) the AIAP controller.
 
@@ -145,136 +174,100 @@ def aiap(run):
         >>> kprune.prune(model, "aiap", train_data=(x, y), val_data=(xv, yv),
         ...              target={"accuracy_loss": 0.01}, rounds=20)
     """
-    c = run.method_state(AIAPState)
+    opts, record, goal, proposer = run.method_options, run.record, run.goal, run.proposer
+    c = record.method_state(AIAPState)
     if c.step is None:
-        c.step = run.opts.step
-    kind, value = run.target if run.target else ("accuracy_loss", math.inf)
+        c.step = opts.step
+    kind, value = goal.target if goal.target else ("accuracy_loss", math.inf)
     share_kind = "macs" if kind == "macs_reduction" else "params"
-    tol = float(run.opts.tolerance)
+    limit = DEFAULT_MAX_ROUND_REDUCTION if opts.max_round_reduction is None \
+        else float(opts.max_round_reduction)
     while True:
         if c.tries >= run.rounds:
-            return run.finish(_unreached(run, f"reached the maximum of {run.rounds} rounds"))
-        r = run.state.last_round + 1
-        model = run.current
-        analysis = run.analyze(model)
-        if _at_floor(run, analysis):
-            return run.finish(_unreached(run, "every group is at its minimum width"))
-        if run.target is not None and run.target.is_budget:
+            return run.finish(goal.reason(f"reached the maximum of {run.rounds} rounds",
+                                          record.best))
+        r = record.next_round
+        model = record.current
+        analysis = proposer.analyze(model)
+        if proposer.at_floor(analysis):
+            return run.finish(goal.reason("every group is at its minimum width", record.best))
+        if goal.budget is not None:
             # A device budget prices the groups itself: each group's share of
             # what removing its channels saves on the device.
-            shares = _normalized(run.budget.group_weights(model, analysis))
+            shares = _normalized(goal.budget.group_weights(model, analysis))
             weights = {}
         else:
             shares = powered_shares(group_shares(model, analysis, share_kind),
-                                    run.opts.share_power)
-            weights = run.complexity_weights(model, analysis) or {}
+                                    opts.share_power)
+            weights = proposer.complexity_weights(model, analysis) or {}
         if c.step is None:
             c.step = 0.25 / max(max(shares.values()), 1e-9)
         T = float(c.next_T)
+        scores = proposer.scores(model, analysis)
 
-        def select_at(t):
+        def propose_at(t):
             def select(group, scores):
                 thr = t * shares[group.index] * float(weights.get(group.index, 1.0))
                 return selection.threshold_candidates(scores, thr)
-            return select
+            return proposer.propose(model, select, r, analysis, scores=scores)
 
-        scores = run.scores(model, analysis)
-        proposal = run.propose(model, select_at(T), r, analysis, scores=scores)
-        limit = run.opts.max_round_reduction
-        limit = DEFAULT_MAX_ROUND_REDUCTION if limit is None else float(limit)
+        proposal = propose_at(T)
         # Both trims bisect the threshold down from T to 0, not to the last
         # accepted T: scores are re-normalised on every round's model (mean 1
         # per group), so the last accepted T already removes units of the new
         # model, often many (on ResNet-20 a round at T_ok + epsilon went from
         # 7.7x to 13x for an 8x target). At T = 0 only zero-score units go.
         if proposal.model is not None and limit < 1.0 and T > 0.0:
-            T, proposal = _limit_round(run, model, analysis, scores, select_at, r,
-                                       share_kind, float(limit), 0.0, T, proposal)
-        if proposal.model is not None and kind != "accuracy_loss":
-            T, proposal = run.land(
-                lambda t: run.propose(model, select_at(t), r, analysis, scores=scores),
-                0.0, T, proposal, tolerance=tol)
+            T, proposal = _limit_round(model, propose_at, share_kind, limit, T, proposal)
+        if proposal.model is not None and goal.is_size:
+            T, proposal = goal.land(propose_at, 0.0, T, proposal, tolerance=opts.tolerance)
         if proposal.model is None:
             c.noop += 1
             if c.noop > MAX_NOOP_STEPS:
-                return run.finish(_unreached(run, "the threshold no longer removes channels"))
+                return run.finish(goal.reason("the threshold no longer removes channels",
+                                              record.best))
             c.next_T = T + c.step
-            run.store(c, save=True)
+            record.store(c, save=True)
             continue
         c.noop = 0
         entry = run.try_round(proposal, r, {"threshold": T, "step": c.step})
         c.tries += 1
         if entry.status is RoundStatus.NAN_DISCARDED:
             holds = False
-        elif kind == "accuracy_loss":
-            holds = entry.feasible
-        else:
-            holds = True  # the round was already trimmed to land on the target
+        else:  # a size-target round was already trimmed to land on the target
+            holds = entry.feasible or goal.is_size
         if holds:
-            c.T_ok = T
-            c.next_T = T + c.step
-            c.retries = 0
-            run.store(c)
+            c.T_ok, c.next_T, c.retries = T, T + c.step, 0
+            record.store(c)
             run.commit(entry, proposal, best=True)
-            if kind != "accuracy_loss" and entry.feasible:
+            if goal.is_size and entry.feasible:
                 return run.finish(f"{kind} {value} reached at round {r}")
             continue
         if entry.status is not RoundStatus.NAN_DISCARDED:
             entry.status = RoundStatus.VIOLATED
         c.retries += 1
-        stop = c.retries > int(run.opts.max_retries)
+        stop = c.retries > int(opts.max_retries)
         c.step = c.step / 2.0
         c.next_T = c.T_ok + c.step
-        run.store(c)
+        record.store(c)
         run.commit(entry, proposal, accept=False, best=False)
         if stop:
-            return run.finish(_unreached(
-                run, f"round {r}: the target failed {c.retries} times in a row "
-                f"(step halved to {c.step:.4g}); keeping round {run.best_round}"))
+            return run.finish(goal.reason(
+                f"round {r}: the target failed {c.retries} times in a row "
+                f"(step halved to {c.step:.4g}); keeping round {record.best_round}",
+                record.best))
 
 
-def _limit_round(run, model, analysis, scores, select_at, r, key, limit, t_low, t_high,
-                 proposal, steps=10):
-    """``max_round_reduction``: bisect the threshold in (t_low, t_high] for the
-    largest T whose round removes at most `limit` of the current model's
-    parameters (MACs); the smallest overshooting T when none stays within."""
-    current = max(measure(model)[key], 1)
+def _limit_round(model, propose_at, key, limit, t_high, proposal, steps=10):
+    """``max_round_reduction``: the largest threshold in (0, t_high] whose round
+    removes at most `limit` of the current model's parameters (MACs); the
+    smallest overshooting one when none stays within."""
+    current = max(model_size(model)[key], 1)
 
-    def removed(prop):
-        return 1.0 - measure(prop.model)[key] / current
+    def over(prop):
+        return 1.0 - model_size(prop.model)[key] / current > limit + 1e-12
 
-    if removed(proposal) <= limit + 1e-12:
+    if not over(proposal):
         return t_high, proposal
-    lo, hi = t_low, t_high
-    best, over = None, (t_high, proposal)
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        prop = run.propose(model, select_at(mid), r, analysis, scores=scores)
-        if prop.model is None:
-            lo = mid
-        elif removed(prop) <= limit + 1e-12:
-            lo, best = mid, (mid, prop)
-        else:
-            hi, over = mid, (mid, prop)
-    return best or over
-
-
-def _unreached(run, why):
-    if run.target and run.target.is_budget:
-        best = run.state.entry(run.best_round)
-        got = best.info[run.target.kind]
-        if not run.budget.met(got):
-            msg = (f"{why}; target {run.target.kind}={run.target.value:.6g} not reached "
-                   f"(best: {got:.6g} at round {run.best_round})")
-            warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
-            return msg
-    elif run.target and not run.target.is_accuracy:
-        kind, value = run.target
-        best = run.state.entry(run.best_round)
-        got = run.reduction(best, kind)
-        if got < value:
-            msg = (f"{why}; target {kind}={value} not reached (best feasible: "
-                   f"{got:.3f} at round {run.best_round})")
-            warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
-            return msg
-    return why
+    within, beyond = bisect(propose_at, 0.0, t_high, over, steps)
+    return within or beyond or (t_high, proposal)

@@ -1,10 +1,21 @@
 """IAP: iterative activation-based pruning."""
 
-from kprune.methods.iterative import run_iterative
-from kprune.methods.registry import MethodDefaults, register_method
+import dataclasses
+
+from kprune.methods.iterative import IterativeOptions, run_iterative
+from kprune.methods.registry import register_method
 
 
-@register_method("iap", defaults=MethodDefaults(criterion="taylor", allocation="global"))
+@dataclasses.dataclass(frozen=True)
+class IAPOptions(IterativeOptions):
+    """IAP's options: `IterativeOptions` with its defaults
+    (criterion 'taylor', allocation 'global')."""
+
+    default_criterion = "taylor"
+    default_allocation = "global"
+
+
+@register_method("iap", options=IAPOptions)
 def iap(run):
     """Per round, score every unit from its activations, remove the weakest
     ``rate`` of them, then retrain.

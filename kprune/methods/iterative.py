@@ -22,16 +22,50 @@ is bisected down to the smallest that still reaches it (a device budget is
 then met within 10% below it). Returns the smallest (last) round that met the
 target.
 
+Options (`IterativeOptions`): ``rate``, ``allocation``, ``patience`` and
+the scoring methods' `kprune.methods.options.PruningOptions`.
+
 Example:
     >>> kprune.prune(model, "iap", train_data=(x, y), target_arena_bytes=32 * 1024,
     ...              complexity_aware="memory")
 """
 
 import dataclasses
-import warnings
+from typing import Optional
 
 from kprune.methods import selection
+from kprune.methods.checks import check_choice, check_fraction, check_int
+from kprune.methods.options import OptionContext, PruningOptions
 from kprune.methods.state import RoundStatus
+
+
+@dataclasses.dataclass(frozen=True)
+class IterativeOptions(PruningOptions):
+    """Options of the percentile schedule (ILP, IAP). ``allocation=None`` is
+    the method's `default_allocation`."""
+
+    default_allocation = "layer"
+
+    rate: float = 0.1               # per-round fraction of alive units to remove
+    allocation: Optional[str] = None  # 'layer' (the paper's rate per group) | 'global'
+    patience: int = 0               # stop after this many consecutive rounds that break
+                                    # an accuracy target (0: run every round)
+
+    def validate(self, ctx: OptionContext) -> "IterativeOptions":
+        checked = super().validate(ctx)
+        rate = check_fraction("rate", self.rate,
+                              fix="; the fraction of each group removed per round")
+        allocation = self.allocation or self.default_allocation
+        check_choice("allocation", allocation, ("layer", "global"),
+                     "'layer' (the paper's rate per group) or 'global' (one ranking over "
+                     "all groups)")
+        patience = check_int("patience", self.patience, 0)
+        if patience and ctx.target is not None and not ctx.target.is_accuracy:
+            raise ValueError(f"patience={patience} counts rounds that break an accuracy "
+                             f"target; with target {ctx.target.to_dict()} every round is "
+                             "kept until the target is reached: drop patience")
+        return dataclasses.replace(checked, rate=rate, allocation=allocation,
+                                   patience=patience)
 
 
 @dataclasses.dataclass
@@ -44,27 +78,25 @@ class IterativeState:
 
 def run_iterative(run):
     """Run (or resume) the percentile schedule on `run` (a `kprune.methods.run.Run`)."""
-    rate = float(run.opts.rate)
-    target_kind = run.target.kind if run.target else None
-    state = run.method_state(IterativeState)
-    patience = int(run.opts.patience)
+    opts, record, goal, proposer = run.method_options, run.record, run.goal, run.proposer
+    rate = float(opts.rate)
+    state = record.method_state(IterativeState)
     while True:
-        r = run.state.last_round + 1
+        r = record.next_round
         if r > run.rounds:
-            return run.finish(_reason(run, f"completed {run.rounds} rounds"))
-        model = run.current
-        analysis = run.analyze(model)
-        weights = run.complexity_weights(model, analysis)
-
-        scores = run.scores(model, analysis)
-        if run.opts.allocation == "global" and weights is not None:
+            return run.finish(goal.reason(f"completed {run.rounds} rounds", record.best))
+        model = record.current
+        analysis = proposer.analyze(model)
+        weights = proposer.complexity_weights(model, analysis, goal.budget)
+        scores = proposer.scores(model, analysis)
+        if opts.allocation == "global" and weights is not None:
             # complexity_aware: heavier groups rank lower
             ranked = {k: v / max(float(weights.get(k, 1.0)), 1e-12) for k, v in scores.items()}
         else:
             ranked = scores
 
         def propose_at(q):
-            if run.opts.allocation == "global":
+            if opts.allocation == "global":
                 chosen = selection.global_candidates(ranked, q)
 
                 def select(group, scores):
@@ -73,58 +105,41 @@ def run_iterative(run):
                 def select(group, scores):
                     w = 1.0 if weights is None else float(weights.get(group.index, 1.0))
                     return selection.percentile_candidates(scores, min(1.0, q * w))
-            return run.propose(model, select, r, analysis, scores=scores)
+            return proposer.propose(model, select, r, analysis, scores=scores)
 
         proposal = propose_at(rate)
         info = {"rate": rate}
-        if proposal.model is not None and target_kind not in (None, "accuracy_loss"):
+        if proposal.model is not None and goal.is_size:
             # A size target: the round that reaches it removes no more than needed.
-            q, proposal = run.land(propose_at, 0.0, rate, proposal)
+            q, proposal = goal.land(propose_at, 0.0, rate, proposal)
             info["rate"] = q
         if proposal.model is None:
-            return run.finish(_reason(run, f"round {r}: no channel can be removed any more "
-                                      "(min_channels / max_fraction / round_to limits)"))
+            return run.finish(goal.reason(f"round {r}: no channel can be removed any more "
+                                          "(min_channels / max_fraction / round_to limits)",
+                                          record.best))
         entry = run.try_round(proposal, r, info)
         if entry.status is RoundStatus.NAN_DISCARDED:
             state.nan_streak += 1
-            run.store(state)
+            record.store(state)
             run.commit(entry, proposal, accept=False)
             if state.nan_streak >= 2:
-                return run.finish(_reason(run, f"round {r}: NaN loss twice in a row"))
+                return run.finish(goal.reason(f"round {r}: NaN loss twice in a row",
+                                              record.best))
             continue
         state.nan_streak = 0
-        if target_kind in (None, "accuracy_loss"):
+        if not goal.is_size:
             state.violations = 0 if entry.feasible else state.violations + 1
-            run.store(state)
+            record.store(state)
             run.commit(entry, proposal, best=entry.feasible)
-            if patience and state.violations >= patience:
+            if opts.patience and state.violations >= opts.patience:
+                loss = goal.quality.loss(record.baseline, entry)
                 return run.finish(
-                    f"rounds {r - patience + 1}-{r} lost more than the allowed "
-                    f"{100 * run.target.value:.2f} points of validation accuracy (round {r}: "
-                    f"{100 * (run.history[0].val_accuracy - entry.val_accuracy):.2f}); "
-                    f"returning round {run.best_round}")
+                    f"rounds {r - opts.patience + 1}-{r} lost more than the allowed "
+                    f"{100 * goal.target.value:.2f} points of validation accuracy (round {r}: "
+                    f"{100 * loss:.2f}); returning round {record.best_round}")
         else:
-            # Reduction targets: every accepted round is the best so far.
-            run.store(state)
+            # Size targets: every accepted round is the best so far.
+            record.store(state)
             run.commit(entry, proposal, best=True)
             if entry.feasible:
-                return run.finish(f"{target_kind} {run.target.value} reached at round {r}")
-
-
-def _reason(run, why):
-    if run.target and run.target.is_budget:
-        got = run.history[-1].info.get(run.target.kind)
-        if got is not None and not run.budget.met(got):
-            msg = (f"{why}; target {run.target.kind}={run.target.value:.6g} not reached "
-                   f"(last: {got:.6g}); returning the smallest model, round {run.best_round}")
-            warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
-            return msg
-        return why
-    if run.target and not run.target.is_accuracy:
-        kind, value = run.target
-        got = run.reduction(run.history[-1], kind) if run.history else 0.0
-        msg = (f"{why}; target {kind}={value} not reached (best: {got:.3f}); "
-               f"returning the most reduced model, round {run.best_round}")
-        warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
-        return msg
-    return why
+                return run.finish(f"{goal.kind} {goal.target.value} reached at round {r}")

@@ -1,0 +1,115 @@
+"""Argument checks shared by the option records: each returns the value
+normalized or raises with a message that names the argument and the fix.
+
+Example:
+    >>> check_int("rounds", 5, 1)
+    5
+    >>> check_fraction("rate", 0.2)
+    0.2
+"""
+
+import numbers
+
+import keras
+
+from kprune.core.graph import Graph, functional_of
+
+
+def check_model(model, what="model"):
+    """A built Functional or Sequential Keras 3 model, or a clear error."""
+    if not isinstance(model, keras.Model):
+        kind = type(model).__module__.split(".")[0]
+        hint = (" (a tf_keras / Keras 2 model: convert it with "
+                "kprune.compat.from_tf_keras, or save and load it with Keras 3)"
+                if kind in ("tf_keras", "keras") else "")
+        raise TypeError(f"{what} must be a keras.Model, got {type(model).__name__}{hint}")
+    functional_of(model)  # subclassed / unbuilt models: ValueError with the fix
+    if not model.outputs:
+        raise ValueError(f"{what} '{model.name}' has no outputs; build it with "
+                         "keras.Model(inputs, outputs)")
+
+
+def check_int(name, value, minimum, allow_none=False, fix=""):
+    """`value` as an int >= `minimum` (bools and floats refused)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} "
+                        f"({type(value).__name__}){fix}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}{fix}")
+    return int(value)
+
+
+def check_fraction(name, value, low_open=True, high_closed=False, fix=""):
+    """`value` as a float in (0, 1) (or (0, 1] with `high_closed`)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}){fix}")
+    v = float(value)
+    ok = (v > 0 if low_open else v >= 0) and (v <= 1 if high_closed else v < 1)
+    if not ok:
+        interval = ("(" if low_open else "[") + "0, 1" + ("]" if high_closed else ")")
+        raise ValueError(f"{name} must be in {interval}, got {value}{fix}")
+    return v
+
+
+def check_positive(name, value, fix=""):
+    """`value` as a positive finite float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {value!r}{fix}")
+    if not (float(value) > 0 and float(value) < float("inf")):
+        raise ValueError(f"{name} must be a positive number, got {value!r}{fix}")
+    return float(value)
+
+
+def check_nonnegative(name, value, fix=""):
+    """`value` as a finite float >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not 0 <= float(value) < float("inf"):
+        raise (TypeError if not isinstance(value, numbers.Real) or isinstance(value, bool)
+               else ValueError)(f"{name} must be a number >= 0{fix}, got {value!r}")
+    return float(value)
+
+
+def check_bool(name, value):
+    """`value` if it is True or False."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_choice(name, value, choices, help_text):
+    """`value` if it is one of `choices`, else ValueError with `help_text`."""
+    try:
+        ok = value in choices
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be {help_text}, got {value!r}")
+    return value
+
+
+def layer_names(model, names, arg):
+    """`names` (a name or a list of names) checked against the model's layers.
+
+    A bare string is one name, not a list of characters. Each name must be a
+    layer of `model` (a nested layer may be given by its path ``'sub/conv'``).
+    """
+    if names is None:
+        return []
+    if isinstance(names, str):
+        names = [names]
+    try:
+        names = list(names)
+    except TypeError:
+        raise TypeError(f"{arg} must be a layer name or a list of layer names, "
+                        f"got {names!r}") from None
+    graph = Graph.from_model(model)
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"{arg} must hold layer names (strings), got {n!r}")
+        try:
+            graph.find_layer(n)
+        except ValueError as e:
+            raise ValueError(f"{arg}: {e}") from None
+    return names

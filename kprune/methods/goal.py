@@ -1,0 +1,278 @@
+"""What a run aims at (`Target`) and how it is judged (`Goal`).
+
+`Goal` holds the target arithmetic in one place: whether a round meets the
+target, the reduction reached, whether a candidate overshoots a size target,
+landing on it (one bisection, `bisect`), and the reached / not-reached
+reasons. An accuracy target is a loss on a *quality* measure (`Quality`: the
+validation top-1 accuracy, higher is better); another metric with its own
+direction plugs in as another `Quality`.
+
+Example:
+    >>> goal = Goal(parse_target({"params_reduction": 0.5}))
+    >>> goal.baseline = RoundEntry(0, "baseline", 0.9, params=1000, macs=100)
+    >>> goal.meets(RoundEntry(1, "accepted", 0.8, params=400, macs=50))
+    True
+"""
+
+import math
+import numbers
+import warnings
+from typing import Callable, Dict, NamedTuple, Optional
+
+from kprune.core.profile import model_size
+from kprune.methods.state import RoundEntry
+
+#: Target kinds: a quality loss to stay within, a size reduction to reach,
+#: or a device budget to fit (TFLite-Micro arena bytes of the int8 model,
+#: measured latency in milliseconds).
+TARGET_KINDS = ("accuracy_loss", "params_reduction", "macs_reduction", "arena_bytes",
+                "latency_ms")
+BUDGET_KINDS = ("arena_bytes", "latency_ms")
+#: z of a one-sided 95% bound: an accuracy target narrower than NOISE_Z
+#: standard errors of the validation accuracy cannot be judged reliably.
+NOISE_Z = 1.645
+_EPS = 1e-12
+
+
+class Target(NamedTuple):
+    """What a run aims at: ``kind`` in `TARGET_KINDS` and its ``value``.
+
+    Example:
+        >>> parse_target({"params_reduction": 0.8})
+        Target(kind='params_reduction', value=0.8)
+    """
+
+    kind: str
+    value: float
+
+    @property
+    def is_accuracy(self) -> bool:
+        return self.kind == "accuracy_loss"
+
+    @property
+    def is_budget(self) -> bool:
+        """A device budget (arena bytes / latency), not a fraction."""
+        return self.kind in BUDGET_KINDS
+
+    def to_dict(self) -> Dict[str, float]:
+        return {self.kind: self.value}
+
+
+def parse_target(target, default=("accuracy_loss", 0.01),
+                 number_means="accuracy_loss") -> Optional[Target]:
+    """None | float | 'kind' | ('kind', value) | {'kind': value} -> `Target` or None.
+
+    A bare number is `number_means` (the accuracy loss for ILP/IAP/AIAP; the
+    fraction of the chosen complexity to remove for method='complexity');
+    ``'none'`` means no target (ILP/IAP: run every round).
+
+    Example:
+        >>> parse_target(0.02)
+        Target(kind='accuracy_loss', value=0.02)
+    """
+    if target is None:
+        return None if default is None else Target(*default)
+    if isinstance(target, str) and target == "none":
+        return None
+    if isinstance(target, numbers.Real) and not isinstance(target, bool):
+        kind, value = "accuracy_loss", target
+    elif isinstance(target, str):
+        kind, value = target, {"accuracy_loss": 0.01}.get(target)
+        if value is None:
+            raise ValueError(f"target {target!r} needs a value, e.g. target=({target!r}, 0.5)")
+    elif isinstance(target, dict) and len(target) == 1:
+        (kind, value), = target.items()
+    elif isinstance(target, (tuple, list)) and len(target) == 2:
+        kind, value = target
+    else:
+        raise ValueError(f"cannot read target={target!r}; use e.g. 0.01, "
+                         "('params_reduction', 0.8) or {'macs_reduction': 0.5}")
+    if not isinstance(kind, str) or kind not in TARGET_KINDS:
+        raise ValueError(f"unknown target kind {kind!r} in target={target!r}; use one of "
+                         f"{TARGET_KINDS}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"target={target!r}: the {kind} value must be a number, got {value!r}")
+    value = float(value)
+    if kind in BUDGET_KINDS:
+        if not (0 < value < float("inf")):
+            raise ValueError(f"target={target!r}: {kind} must be a positive number "
+                             f"({'bytes' if kind == 'arena_bytes' else 'milliseconds'}), "
+                             f"got {value}")
+        return Target(kind, value)
+    if not (0 <= value < 1):
+        what = (number_means if isinstance(target, numbers.Real)
+                and number_means != "accuracy_loss" else kind)
+        raise ValueError(f"target={target!r} ({what}) must be in [0, 1), got {value}"
+                         + ("; removing everything is impossible"
+                            if value >= 1 and what != "accuracy_loss" else ""))
+    return Target(kind, value)
+
+
+class Quality(NamedTuple):
+    """The measure a quality-loss target is a loss of: a `RoundEntry`
+    field and its direction."""
+
+    field: str = "val_accuracy"
+    higher_is_better: bool = True
+
+    def loss(self, baseline: RoundEntry, entry: RoundEntry) -> float:
+        """How much worse `entry` is than `baseline` (positive: worse)."""
+        b, v = getattr(baseline, self.field), getattr(entry, self.field)
+        return (b - v) if self.higher_is_better else (v - b)
+
+
+def validation_standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error of a top-1 accuracy measured on `n` samples.
+
+    Example:
+        >>> round(validation_standard_error(0.97, 600), 4)
+        0.007
+    """
+    return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / max(n, 1))
+
+
+def samples_to_resolve(accuracy: float, loss: float) -> int:
+    """Validation samples needed for NOISE_Z standard errors of an accuracy
+    near `accuracy` to fit within an allowed `loss`.
+
+    Example:
+        >>> samples_to_resolve(0.97, 0.01)
+        788
+    """
+    return int(math.ceil(accuracy * (1.0 - accuracy) * (NOISE_Z / max(loss, _EPS)) ** 2))
+
+
+def bisect(make: Callable, low: float, high: float, above: Callable, steps: int = 12):
+    """Bisect a knob in (low, high] whose candidates ``make(value)`` cross a
+    monotone predicate: ``above(candidate)`` is False below a boundary and
+    True from it (a candidate whose ``model`` is None counts as below).
+    Returns ``(below, above)``: the largest ``(value, candidate)`` found below
+    the boundary (or None) and the smallest found above it (or None).
+
+    Example:
+        >>> class C:  # a candidate whose size is its knob value
+        ...     def __init__(self, v): self.model, self.v = object(), v
+        >>> lo, hi = bisect(C, 0.0, 1.0, lambda c: c.v >= 0.3, steps=20)
+        >>> round(hi[0], 3), round(lo[0], 3)
+        (0.3, 0.3)
+    """
+    lo, hi, below, over = low, high, None, None
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        cand = make(mid)
+        if cand.model is not None and above(cand):
+            hi, over = mid, (mid, cand)
+        else:
+            lo = mid
+            if cand.model is not None:
+                below = (mid, cand)
+    return below, over
+
+
+class Goal:
+    """The run's target judged against its baseline (round 0), with the
+    device budget (a `kprune.methods.device_budget.DeviceBudget`) that
+    prices budget targets. ``baseline`` is set when round 0 is recorded."""
+
+    def __init__(self, target: Optional[Target], budget=None, quality: Quality = Quality()):
+        self.target, self.budget, self.quality = target, budget, quality
+        self.baseline: Optional[RoundEntry] = None
+
+    @property
+    def kind(self) -> Optional[str]:
+        return self.target.kind if self.target else None
+
+    @property
+    def is_size(self) -> bool:
+        """A reduction or device-budget target (reached by removing enough)."""
+        return self.target is not None and not self.target.is_accuracy
+
+    def reduction(self, entry: RoundEntry, kind: Optional[str] = None) -> float:
+        """1 - params (MACs for ``macs_reduction``) of `entry` / the baseline's."""
+        kind = kind or self.kind
+        key = "macs" if kind == "macs_reduction" else "params"
+        return 1.0 - getattr(entry, key) / max(getattr(self.baseline, key), 1)
+
+    def meets(self, entry: RoundEntry) -> bool:
+        """Quality loss within the allowed one; reduction reached; device
+        estimate (``entry.info[kind]``) within the budget."""
+        if self.target is None:
+            return True
+        kind, value = self.target
+        if self.target.is_accuracy:
+            return self.quality.loss(self.baseline, entry) <= value + _EPS
+        if self.target.is_budget:
+            return self.budget.met(entry.info[kind])
+        return self.reduction(entry) >= value - _EPS
+
+    def size_progress(self, model, tolerance: float = 0.0):
+        """For size targets: (reaches, overshoots) of a candidate `model`:
+        whether it meets the target, and whether it goes beyond it by more
+        than `tolerance` (reductions) or below the budget's ``low`` end
+        (device budgets: 0.9 x the budget)."""
+        if self.target.is_budget:
+            v = float(self.budget.estimate(model))
+            return self.budget.met(v), v < self.budget.low
+        m = model_size(model)
+        red = self.reduction(RoundEntry(0, "accepted", params=m["params"], macs=m["macs"]))
+        value = self.target.value
+        return red >= value - _EPS, red > value + tolerance + _EPS
+
+    def land(self, make: Callable, low: float, high: float, candidate,
+             tolerance: float = 0.0, steps: int = 12):
+        """Trim a size-target round that overshoots: the smallest knob value
+        in (low, high] (AIAP's threshold, ILP/IAP's rate) whose candidate
+        ``make(value)`` still reaches the target. A candidate that does not
+        overshoot is kept. Returns (value, candidate)."""
+        reaches, overshoots = self.size_progress(candidate.model, tolerance)
+        if not (reaches and overshoots):
+            return high, candidate
+        _, over = bisect(make, low, high, lambda c: self.size_progress(c.model, tolerance)[0],
+                         steps)
+        return over or (high, candidate)
+
+    def reached(self, best: Optional[RoundEntry]) -> bool:
+        """Whether the round to return (`best`) reached the target (a device
+        budget: as measured on the runtime when it was)."""
+        if self.target is None:
+            return True
+        if best is None:
+            return False
+        if self.target.is_accuracy:
+            return bool(best.feasible)
+        if self.target.is_budget:
+            kind = self.target.kind
+            return self.budget.met(best.info.get(f"{kind}_measured", best.info[kind]))
+        return self.reduction(best) >= self.target.value - _EPS
+
+    def reason(self, why: str, best: Optional[RoundEntry]) -> str:
+        """`why` the run stopped, with "target not reached" (and a
+        RuntimeWarning) when a size target was missed by `best`."""
+        if not self.is_size or best is None or self.reached(best):
+            return why
+        kind, value = self.target
+        got = (best.info.get(kind) if self.target.is_budget else self.reduction(best))
+        msg = (f"{why}; target {kind}={value:.6g} not reached (best: {got:.6g} at round "
+               f"{best.round}); returning the most reduced model")
+        warnings.warn("kprune: " + msg, RuntimeWarning, stacklevel=3)
+        return msg
+
+    def warn_if_noisy(self, acc: float, n_val: int):
+        """An accuracy target finer than the validation set can measure: warn
+        (every round's accept / reject would then be decided by chance)."""
+        if self.target is None or not self.target.is_accuracy:
+            return
+        se = validation_standard_error(acc, n_val)
+        loss = float(self.target.value)
+        if NOISE_Z * se <= loss:
+            return
+        need = samples_to_resolve(acc, loss)
+        warnings.warn(
+            f"kprune: val_data has {n_val} samples, so a validation accuracy near "
+            f"{100 * acc:.1f}% is measured with a standard error of {100 * se:.2f} points, "
+            f"and one-sided 95% noise ({NOISE_Z} x that, {100 * NOISE_Z * se:.2f} points) "
+            f"exceeds the allowed accuracy loss of {100 * loss:.2f} points (target): rounds "
+            f"will be accepted or rejected partly by chance, and the returned model may "
+            f"lose more than the target on new data. Pass a val_data of at least {need} "
+            f"samples (or a larger validation_split), or a looser target.",
+            RuntimeWarning, stacklevel=3)

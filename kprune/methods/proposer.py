@@ -1,0 +1,156 @@
+"""From scores to a removal plan (`Proposer`): the criterion's importance of
+every group unit, a method's selection rule, then the run's limits
+(``max_round_fraction``, ``min_channels``, ``max_fraction``, ``round_to``)
+and the physical removal, as a `Proposal`.
+
+Example:
+    >>> proposer = Proposer(config.method_options, config.options, data.calibration)
+    >>> analysis = proposer.analyze(model)
+    >>> scores = proposer.scores(model, analysis)
+    >>> p = proposer.propose(model, lambda g, s: s <= np.median(s), 1, analysis, scores)
+    >>> p.total_removed > 0
+    True
+"""
+
+import dataclasses
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from kprune.core.dependency import analyze
+from kprune.core.surgery import remove_channels
+from kprune.methods import selection
+
+
+@dataclasses.dataclass
+class Proposal:
+    """A pruned candidate: the new model and what was removed."""
+
+    model: object
+    removed: Dict[str, int]  # group name -> units removed
+    removal: Dict[str, list]  # remove_channels argument
+    rewind_model: object = None
+    stats: object = None      # activation statistics recorded while retraining
+
+    @property
+    def total_removed(self):
+        return int(sum(self.removed.values()))
+
+
+class Proposer:
+    """Scores and removal plans for a run whose method options are a
+    `kprune.methods.options.PruningOptions` (`opts`) and whose common options
+    are `common`; `record` (a `kprune.methods.record.RunRecord`) gives the
+    original widths, the current model's recorded statistics and its
+    weight-rewinding reference; `ensure_loss` compiles a model for gradient
+    criteria."""
+
+    def __init__(self, opts, common, calibration, record=None, strategy=None,
+                 ensure_loss: Callable = None):
+        self.opts, self.common, self.calibration = opts, common, calibration
+        self.record, self.strategy = record, strategy
+        self.ensure_loss = ensure_loss or (lambda model: model)
+
+    @property
+    def criterion(self):
+        return self.opts.criterion
+
+    def analyze(self, model):
+        return analyze(model, self.common.ignored_layers)
+
+    def record_groups(self, model):
+        """The groups whose activations training should record (``recording='fit'``)."""
+        if self.opts.recording != "fit" or self.criterion.needs != "activations":
+            return None
+        return self.analyze(model).groups
+
+    def scores(self, model, analysis) -> Dict[int, np.ndarray]:
+        """{group index: per-unit importance} under the run's criterion."""
+        from kprune.scoring.criteria import group_scores
+
+        crit, stats = self.criterion, None
+        if crit.needs == "gradients":
+            self.ensure_loss(model)
+            stats = crit.score_all(model, self.calibration, analysis=analysis,
+                                   strategy=self.strategy)
+        elif crit.needs == "activations":
+            current = self.record is not None and model is self.record.current
+            stats = self.record.current_stats if current else None
+            if stats is None or self.opts.recording == "calibration":
+                from kprune.scoring.distribute import record_activations
+
+                stats = record_activations(model, self.calibration, self.strategy,
+                                           groups=analysis.groups)
+        return {g.index: group_scores(model, g, crit, stats, analysis=analysis)
+                for g in analysis.groups}
+
+    def original_width(self, group) -> int:
+        base = self.record.baseline if self.record is not None else None
+        widths = base.widths if base is not None else {}
+        vals = [widths[p] for p in group.producers if p in widths]
+        return max(vals) if vals else group.channels
+
+    def max_fraction_of(self, group) -> Optional[float]:
+        mf = self.opts.max_fraction
+        if mf is None or isinstance(mf, (int, float)):
+            return mf
+        vals = [mf[name] for name in group.layers if name in mf]
+        return min(vals) if vals else None
+
+    def at_floor(self, analysis) -> bool:
+        """Whether every group is at its minimum width (nothing can go)."""
+        return all(g.channels <= selection.keep_floor(
+            self.original_width(g), self.common.min_channels, self.max_fraction_of(g),
+            self.opts.round_to) for g in analysis.groups)
+
+    def complexity_weights(self, model, analysis, budget=None) -> Optional[Dict[int, float]]:
+        """With ``complexity_aware``: {group index: weight}, mean 1 (None
+        otherwise); priced on the device by `budget` for 'memory' with an
+        arena budget and 'latency' with a latency budget."""
+        mode = self.opts.complexity_aware
+        if mode is None:
+            return None
+        if budget is not None and (mode, budget.kind) in (("memory", "arena_bytes"),
+                                                          ("latency", "latency_ms")):
+            return budget.group_weights(model, analysis)
+        from kprune.core.complexity_weights import complexity_weights
+
+        w = complexity_weights(model, mode, analysis=analysis)
+        if not w:
+            return None
+        # Normalized to mean 1: a group with an average share of the
+        # complexity is pruned at the plain rate, heavier ones faster.
+        mean = float(np.mean(list(w.values()))) or 1.0
+        return {k: float(v) / mean for k, v in w.items()}
+
+    def propose(self, model, select: Callable, round_index: int, analysis=None,
+                scores=None) -> Proposal:
+        """Prune `model` with `select(group, scores) -> candidate mask`.
+
+        Applies max_round_fraction / min_channels / max_fraction / round_to,
+        removes the channels physically and returns a `Proposal` (its model
+        is None when nothing is removed).
+        """
+        analysis = analysis or self.analyze(model)
+        scores = self.scores(model, analysis) if scores is None else scores
+        rng = np.random.default_rng((self.common.seed or 0) * 1000 + round_index)
+        removal, removed = {}, {}
+        for g in analysis.groups:
+            s = scores[g.index]
+            cand = selection.cap_candidates(s, np.asarray(select(g, s), bool),
+                                            self.opts.max_round_fraction)
+            units = selection.limit_removal(
+                s, cand, self.original_width(g), self.common.min_channels,
+                self.max_fraction_of(g), self.opts.round_to, rng)
+            if units.size:
+                removed[g.name] = int(units.size)
+                for layer, idx in g.to_layer_indices(units).items():
+                    removal.setdefault(layer, []).extend(idx)
+        if not removal:
+            return Proposal(None, {}, {})
+        new = remove_channels(model, removal, analysis=analysis)
+        rewind = None
+        if self.record is not None and self.record.current_rewind is not None and \
+                model is self.record.current:
+            rewind = remove_channels(self.record.current_rewind, removal)
+        return Proposal(new, removed, removal, rewind)
