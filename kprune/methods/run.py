@@ -152,7 +152,8 @@ class Run:
             entry.status, entry.val_accuracy, entry.feasible = \
                 RoundStatus.NAN_DISCARDED, None, False
         else:
-            entry.val_accuracy, entry.feasible = accuracy, self.goal.meets(entry)
+            entry.val_accuracy = accuracy
+            entry.feasible = self.goal.meets(entry)
         return entry
 
     def commit(self, entry: RoundEntry, proposal: Optional[Proposal], accept=None, best=None):
