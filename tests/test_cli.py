@@ -75,7 +75,8 @@ def test_usage_and_flag_errors(capsys):
     assert cli.main(["kprune", "shrink"]) == 2
     assert "unknown command 'shrink'" in capsys.readouterr().err
     assert cli.main(["kprune", "prune", "--method=magic"]) == 2
-    assert "iap|ilp|aiap|complexity" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the registered methods, from the registry
+    assert all(m in err for m in ("iap", "ilp", "aiap", "complexity")) and "--method" in err
     assert cli.main(["kprune", "prune", "--epochs=-1"]) == 2
     assert cli.main(["kprune", "prune", "model.keras"]) == 2
     assert "unexpected arguments" in capsys.readouterr().err
