@@ -123,6 +123,29 @@ class Proposer:
         mean = float(np.mean(list(w.values()))) or 1.0
         return {k: float(v) / mean for k, v in w.items()}
 
+    def unit_costs(self, model, analysis, budget=None) -> Optional[Dict[int, float]]:
+        """With ``cost`` set: {group index: what removing one of its units
+        saves}, in parameters or MACs (`kprune.core.complexity_weights.group_complexity`
+        divided by the group's width) or in measured ms (``budget.group_weights``),
+        scaled so the mean over all units is 1 (None without ``cost``)."""
+        mode = getattr(self.opts, "cost", None)
+        if mode is None or not analysis.groups:
+            return None
+        if mode == "latency":
+            per_unit = budget.group_weights(model, analysis)
+        else:
+            from kprune.core.complexity_weights import group_complexity
+
+            amounts = group_complexity(model, mode, analysis)
+            per_unit = {g.index: float(amounts[i]) / max(g.channels, 1)
+                        for i, g in enumerate(analysis.groups)}
+        units = sum(g.channels for g in analysis.groups)
+        mean = sum(per_unit.get(g.index, 0.0) * g.channels for g in analysis.groups) / \
+            max(units, 1)
+        if mean <= 0:
+            return {g.index: 1.0 for g in analysis.groups}
+        return {k: float(v) / mean for k, v in per_unit.items()}
+
     def propose(self, model, select: Callable, round_index: int, analysis=None,
                 scores=None) -> Proposal:
         """Prune `model` with `select(group, scores) -> candidate mask`.
