@@ -142,3 +142,20 @@ def test_aiap_shares_follow_the_cost():
 def test_bad_cost_options(kw, err, msg):
     with pytest.raises(err, match=msg):
         _run("iap", rounds=1, **kw)
+
+
+def test_rounds_record_time_per_phase(tmp_path):
+    res = kprune.prune(trained_cnn(), "iap", **_data(), epochs=1, rounds=2, rate=0.2,
+                       target="none", out_dir=str(tmp_path / "run"))
+    rounds = [e for e in res.history if e["round"] > 0]
+    assert rounds
+    for e in rounds:
+        phases = e["phase_s"]
+        assert {"scoring", "rebuild", "training", "evaluation", "measurement"} <= set(phases)
+        assert all(v >= 0 for v in phases.values())
+        # The phases are parts of the wall time between entries.
+        assert phases["training"] + phases["evaluation"] <= e["time_s"] + 1e-3
+    assert "checkpoint" in rounds[-1]["phase_s"]   # the previous commit's write
+    totals = res.phase_times
+    assert totals["training"] == pytest.approx(sum(e["phase_s"]["training"] for e in rounds))
+    assert "time: " in res.summary() and "training" in res.summary()

@@ -20,6 +20,7 @@ import numpy as np
 from kprune.core.dependency import analyze
 from kprune.core.surgery import remove_channels
 from kprune.methods import selection
+from kprune.methods.phases import timed
 
 
 @dataclasses.dataclass
@@ -50,6 +51,7 @@ class Proposer:
         self.opts, self.common, self.calibration = opts, common, calibration
         self.record, self.strategy = record, strategy
         self.ensure_loss = ensure_loss or (lambda model: model)
+        self.phases = None          # a `kprune.methods.phases.Phases` (set by the run)
 
     @property
     def criterion(self):
@@ -66,6 +68,10 @@ class Proposer:
 
     def scores(self, model, analysis) -> Dict[int, np.ndarray]:
         """{group index: per-unit importance} under the run's criterion."""
+        with timed(self.phases, "scoring"):
+            return self._scores(model, analysis)
+
+    def _scores(self, model, analysis) -> Dict[int, np.ndarray]:
         from kprune.scoring.criteria import group_scores
 
         crit, stats = self.criterion, None
@@ -171,9 +177,10 @@ class Proposer:
                     removal.setdefault(layer, []).extend(idx)
         if not removal:
             return Proposal(None, {}, {})
-        new = remove_channels(model, removal, analysis=analysis)
-        rewind = None
-        if self.record is not None and self.record.current_rewind is not None and \
-                model is self.record.current:
-            rewind = remove_channels(self.record.current_rewind, removal)
+        with timed(self.phases, "rebuild"):
+            new = remove_channels(model, removal, analysis=analysis)
+            rewind = None
+            if self.record is not None and self.record.current_rewind is not None and \
+                    model is self.record.current:
+                rewind = remove_channels(self.record.current_rewind, removal)
         return Proposal(new, removed, removal, rewind)
