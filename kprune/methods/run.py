@@ -139,8 +139,7 @@ class Run:
                                      removed=proposal.total_removed,
                                      removed_by_group=dict(proposal.removed), info=info)
         with self.phases("evaluation"):
-            accuracy = float("nan") if out.nan else self.evaluate(model)
-        self.judge(entry, accuracy)
+            self.judge(entry, float("nan") if out.nan else self.evaluate(model))
         entry.time_s = time.time() - t0
         return entry
 
@@ -167,13 +166,9 @@ class Run:
         if best is None:
             best = accept and entry.feasible
         p = proposal or Proposal(None, {}, {})
-        # Seconds per phase since the previous entry (the scoring and surgery
-        # that made this proposal, its training, ...); this commit's
-        # checkpoint write is counted in the next entry's.
-        entry.info["phase_s"] = self.phases.take()
+        entry.info["phase_s"] = self.phases.take()  # since the previous entry
         with self.phases("checkpoint"):
-            self.record.add(entry, p.model, p.rewind_model, p.stats, accept=accept,
-                            best=best)
+            self.record.add(entry, p.model, p.rewind_model, p.stats, accept=accept, best=best)
         self.callbacks.set_model(p.model if p.model is not None
                                  else (self.record.current if accept else None))
         self.callbacks.on_round_end(entry.round, entry.to_dict())
