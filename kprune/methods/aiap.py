@@ -2,7 +2,10 @@
 
 One global threshold T. A group's threshold is ``T * w_g`` with
 ``w_g = P_g ** share_power / sum(P ** share_power)``, where P_g is the
-parameter count (MACs for a MACs target) of the group's member layers
+parameter count of the group's member layers, or what ``cost`` names:
+``'macs'`` (the default for a ``macs_reduction`` target: ``cost='auto'``),
+``'params'``, or ``'latency'`` (the default for ``target_latency_ms``: the
+budget's measured ms per channel)
 (``share_power`` default 0.5, **kprune decision, measured**: the paper's
 proportional shares, 1.0, cut a ResNet stage's coupled residual channels
 first and collapse beyond ~4x; see `DEFAULT_SHARE_POWER`);
@@ -179,7 +182,11 @@ def aiap(run):
     if c.step is None:
         c.step = opts.step
     kind, value = goal.target if goal.target else ("accuracy_loss", math.inf)
-    share_kind = "macs" if kind == "macs_reduction" else "params"
+    # cost= (default 'auto': MACs for a MAC target, the latency budget's
+    # prices for a latency target) says what the groups' shares measure.
+    share_kind = opts.cost if opts.cost in ("params", "macs") else "params"
+    by_budget = goal.budget is not None and opts.cost not in ("params", "macs")
+    priced = goal.kind if by_budget else share_kind
     limit = DEFAULT_MAX_ROUND_REDUCTION if opts.max_round_reduction is None \
         else float(opts.max_round_reduction)
     while True:
@@ -191,7 +198,7 @@ def aiap(run):
         analysis = proposer.analyze(model)
         if proposer.at_floor(analysis):
             return run.finish(goal.reason("every group is at its minimum width", record.best))
-        if goal.budget is not None:
+        if by_budget:
             # A device budget prices the groups itself: each group's share of
             # what removing its channels saves on the device.
             shares = _normalized(goal.budget.group_weights(model, analysis))
@@ -230,7 +237,7 @@ def aiap(run):
             record.store(c, save=True)
             continue
         c.noop = 0
-        entry = run.try_round(proposal, r, {"threshold": T, "step": c.step})
+        entry = run.try_round(proposal, r, {"threshold": T, "step": c.step, "cost": priced})
         c.tries += 1
         if entry.status is RoundStatus.NAN_DISCARDED:
             holds = False

@@ -10,6 +10,16 @@ Which units (``allocation``):
   group's mean; the lowest ``rate`` of all alive units go, so a layer loses
   units in proportion to how weak they are, not at a fixed rate.
 
+With ``cost`` (``'params'``, ``'macs'``, ``'latency'``; the default
+``'auto'`` is ``'macs'`` for a ``macs_reduction`` target and ``'latency'``
+for ``target_latency_ms``) the allocation is **by cost**: each unit's
+importance (its group's scores divided by their mean) is divided by what
+removing one unit of its group saves (parameters, MACs or measured ms), and
+the units with the least importance per cost go until they add up to
+``rate`` of the model's prunable cost (``allocation='global'``, the default
+with a cost); with ``allocation='layer'`` the per-group rate is scaled by the
+group's per-unit cost instead.
+
 ``max_round_fraction`` caps what any group loses in one round. Stops after
 ``rounds``, when nothing can be removed any more, after ``patience``
 consecutive rounds that violate an accuracy target (default 0: never; pruning
@@ -47,6 +57,7 @@ class IterativeOptions(PruningOptions):
     default_allocation = "layer"
 
     rate: float = 0.1               # per-round fraction of alive units to remove
+                                    # (with a cost: fraction of the prunable cost)
     allocation: Optional[str] = None  # 'layer' (the paper's rate per group) | 'global'
     patience: int = 0               # stop after this many consecutive rounds that break
                                     # an accuracy target (0: run every round)
@@ -55,7 +66,10 @@ class IterativeOptions(PruningOptions):
         checked = super().validate(ctx)
         rate = check_fraction("rate", self.rate,
                               fix="; the fraction of each group removed per round")
-        allocation = self.allocation or self.default_allocation
+        # A cost (MACs, ms: cost= or its 'auto' default for a MAC / latency
+        # target) allocates by cost: one ranking of importance per cost.
+        allocation = self.allocation or ("global" if checked.cost is not None
+                                         else self.default_allocation)
         check_choice("allocation", allocation, ("layer", "global"),
                      "'layer' (the paper's rate per group) or 'global' (one ranking over "
                      "all groups)")
@@ -88,6 +102,9 @@ def run_iterative(run):
         model = record.current
         analysis = proposer.analyze(model)
         weights = proposer.complexity_weights(model, analysis, goal.budget)
+        costs = proposer.unit_costs(model, analysis, goal.budget)
+        if costs is not None and opts.allocation == "layer":
+            weights = costs  # per-group rates scaled by what a unit saves
         scores = proposer.scores(model, analysis)
         if opts.allocation == "global" and weights is not None:
             # complexity_aware: heavier groups rank lower
@@ -97,7 +114,8 @@ def run_iterative(run):
 
         def propose_at(q):
             if opts.allocation == "global":
-                chosen = selection.global_candidates(ranked, q)
+                chosen = (selection.cost_candidates(scores, costs, q)
+                          if costs is not None else selection.global_candidates(ranked, q))
 
                 def select(group, scores):
                     return chosen[group.index]
@@ -109,6 +127,8 @@ def run_iterative(run):
 
         proposal = propose_at(rate)
         info = {"rate": rate}
+        if opts.cost is not None:
+            info["cost"] = opts.cost
         if proposal.model is not None and goal.is_size:
             # A size target: the round that reaches it removes no more than needed.
             q, proposal = goal.land(propose_at, 0.0, rate, proposal)

@@ -170,6 +170,46 @@ _CHOICES = {
 }
 
 
+COST_KINDS = ("params", "macs", "latency")
+
+
+def resolve_cost(cost, target=None, complexity_aware=None) -> Optional[str]:
+    """``cost=`` -> None or one of `COST_KINDS`: what removing one unit saves,
+    the price its importance is divided by (importance per MAC / per ms, as
+    in HALP and FLOPs-regularized Taylor pruning).
+
+    ``'auto'`` (the default) follows the target kind: ``'macs'`` for a
+    ``macs_reduction`` target, ``'latency'`` for a latency budget
+    (``target_latency_ms``), None otherwise (parameter and accuracy targets
+    keep the measured defaults), and None when ``complexity_aware`` is given
+    (that option then prices the groups). ``'flops'`` is an alias of
+    ``'macs'``.
+
+    Example:
+        >>> resolve_cost("auto", Target("macs_reduction", 0.5))
+        'macs'
+        >>> resolve_cost("auto", Target("params_reduction", 0.5)) is None
+        True
+    """
+    kind = getattr(target, "kind", None)
+    if isinstance(cost, str) and cost == "auto":
+        if complexity_aware is not None:
+            return None
+        return {"macs_reduction": "macs", "latency_ms": "latency"}.get(kind)
+    if isinstance(cost, str) and cost == "flops":
+        cost = "macs"
+    check_choice("cost", cost, (None,) + COST_KINDS,
+                 "'auto' (follow the target), None, 'params', 'macs' or 'latency'")
+    if cost is not None and complexity_aware is not None:
+        raise ValueError(f"cost={cost!r} and complexity_aware={complexity_aware!r} both price "
+                         "the groups: give one of them (cost= divides each unit's importance "
+                         "by what it saves; complexity_aware= scales the groups' rates)")
+    if cost == "latency" and kind != "latency_ms":
+        raise ValueError("cost='latency' prices units by their measured latency: give the "
+                         "budget too, target_latency_ms=<ms>, or use cost='macs'")
+    return cost
+
+
 @dataclasses.dataclass(frozen=True)
 class PruningOptions(MethodOptions):
     """Options of the methods that score units and remove the weakest,
@@ -193,6 +233,8 @@ class PruningOptions(MethodOptions):
     rewind_weights: Any = None      # or: list of arrays / model of the original architecture
     recording: str = "calibration"  # 'calibration' pass | 'fit' (training passes)
     complexity_aware: Optional[str] = None  # None | 'params' | 'macs' | 'memory' | 'latency'
+    cost: Optional[str] = "auto"    # what a unit costs: 'auto' (follows the target) |
+                                    # None | 'params' | 'macs' | 'latency' (see resolve_cost)
 
     def validate(self, ctx: OptionContext) -> "PruningOptions":
         from kprune.scoring.criteria import get_criterion
@@ -223,6 +265,8 @@ class PruningOptions(MethodOptions):
             check_choice(name, getattr(self, name), choices, help_text)
         if self.complexity_aware == "flops":
             v["complexity_aware"] = "macs"  # one vocabulary: MACs
+        v["cost"] = resolve_cost(self.cost, ctx.target, v.get("complexity_aware",
+                                                               self.complexity_aware))
         has_loss = getattr(model, "loss", None) is not None
         name = self.criterion
         if name is None:

@@ -20,6 +20,7 @@ import numpy as np
 from kprune.core.dependency import analyze
 from kprune.core.surgery import remove_channels
 from kprune.methods import selection
+from kprune.methods.phases import timed
 
 
 @dataclasses.dataclass
@@ -50,6 +51,7 @@ class Proposer:
         self.opts, self.common, self.calibration = opts, common, calibration
         self.record, self.strategy = record, strategy
         self.ensure_loss = ensure_loss or (lambda model: model)
+        self.phases = None          # a `kprune.methods.phases.Phases` (set by the run)
 
     @property
     def criterion(self):
@@ -66,6 +68,10 @@ class Proposer:
 
     def scores(self, model, analysis) -> Dict[int, np.ndarray]:
         """{group index: per-unit importance} under the run's criterion."""
+        with timed(self.phases, "scoring"):
+            return self._scores(model, analysis)
+
+    def _scores(self, model, analysis) -> Dict[int, np.ndarray]:
         from kprune.scoring.criteria import group_scores
 
         crit, stats = self.criterion, None
@@ -123,6 +129,29 @@ class Proposer:
         mean = float(np.mean(list(w.values()))) or 1.0
         return {k: float(v) / mean for k, v in w.items()}
 
+    def unit_costs(self, model, analysis, budget=None) -> Optional[Dict[int, float]]:
+        """With ``cost`` set: {group index: what removing one of its units
+        saves}, in parameters or MACs (`kprune.core.complexity_weights.group_complexity`
+        divided by the group's width) or in measured ms (``budget.group_weights``),
+        scaled so the mean over all units is 1 (None without ``cost``)."""
+        mode = getattr(self.opts, "cost", None)
+        if mode is None or not analysis.groups:
+            return None
+        if mode == "latency":
+            per_unit = budget.group_weights(model, analysis)
+        else:
+            from kprune.core.complexity_weights import group_complexity
+
+            amounts = group_complexity(model, mode, analysis)
+            per_unit = {g.index: float(amounts[i]) / max(g.channels, 1)
+                        for i, g in enumerate(analysis.groups)}
+        units = sum(g.channels for g in analysis.groups)
+        mean = sum(per_unit.get(g.index, 0.0) * g.channels for g in analysis.groups) / \
+            max(units, 1)
+        if mean <= 0:
+            return {g.index: 1.0 for g in analysis.groups}
+        return {k: float(v) / mean for k, v in per_unit.items()}
+
     def propose(self, model, select: Callable, round_index: int, analysis=None,
                 scores=None) -> Proposal:
         """Prune `model` with `select(group, scores) -> candidate mask`.
@@ -148,9 +177,10 @@ class Proposer:
                     removal.setdefault(layer, []).extend(idx)
         if not removal:
             return Proposal(None, {}, {})
-        new = remove_channels(model, removal, analysis=analysis)
-        rewind = None
-        if self.record is not None and self.record.current_rewind is not None and \
-                model is self.record.current:
-            rewind = remove_channels(self.record.current_rewind, removal)
+        with timed(self.phases, "rebuild"):
+            new = remove_channels(model, removal, analysis=analysis)
+            rewind = None
+            if self.record is not None and self.record.current_rewind is not None and \
+                    model is self.record.current:
+                rewind = remove_channels(self.record.current_rewind, removal)
         return Proposal(new, removed, removal, rewind)

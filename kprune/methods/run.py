@@ -33,6 +33,7 @@ from kprune.methods.fingerprint import run_fingerprint
 from kprune.methods.goal import Goal, validation_standard_error
 from kprune.methods.meter import Meter
 from kprune.methods.options import PruningOptions
+from kprune.methods.phases import Phases
 from kprune.methods.proposer import Proposal, Proposer
 from kprune.methods.record import RunRecord
 from kprune.methods.state import RoundEntry, RoundStatus
@@ -55,10 +56,12 @@ class Run:
         opts = config.options
         self.meter = Meter(config.target, opts.latency_fn, opts.latency_quantization)
         self.goal = Goal(config.target, self.meter.budget)
+        self.phases = Phases()
         self.proposer = None
         if isinstance(config.method_options, PruningOptions):
             self.proposer = Proposer(config.method_options, opts, data.calibration,
                                      self.record, strategy, self.trainer.ensure_loss)
+            self.proposer.phases = self.phases
         self._ended = False
 
     @property
@@ -128,12 +131,15 @@ class Run:
         if proposal.rewind_model is not None:
             model.set_weights(proposal.rewind_model.get_weights())
         groups = self.proposer.record_groups(model) if self.proposer else None
-        out = self.trainer.retrain(model, self.epochs, round_index, record_groups=groups)
+        with self.phases("training"):
+            out = self.trainer.retrain(model, self.epochs, round_index, record_groups=groups)
         proposal.stats = out.stats
-        entry = self.meter.entry(round_index, RoundStatus.ACCEPTED, model,
-                                 removed=proposal.total_removed,
-                                 removed_by_group=dict(proposal.removed), info=info)
-        self.judge(entry, float("nan") if out.nan else self.evaluate(model))
+        with self.phases("measurement"):
+            entry = self.meter.entry(round_index, RoundStatus.ACCEPTED, model,
+                                     removed=proposal.total_removed,
+                                     removed_by_group=dict(proposal.removed), info=info)
+        with self.phases("evaluation"):
+            self.judge(entry, float("nan") if out.nan else self.evaluate(model))
         entry.time_s = time.time() - t0
         return entry
 
@@ -160,7 +166,9 @@ class Run:
         if best is None:
             best = accept and entry.feasible
         p = proposal or Proposal(None, {}, {})
-        self.record.add(entry, p.model, p.rewind_model, p.stats, accept=accept, best=best)
+        entry.info["phase_s"] = self.phases.take()  # since the previous entry
+        with self.phases("checkpoint"):
+            self.record.add(entry, p.model, p.rewind_model, p.stats, accept=accept, best=best)
         self.callbacks.set_model(p.model if p.model is not None
                                  else (self.record.current if accept else None))
         self.callbacks.on_round_end(entry.round, entry.to_dict())

@@ -92,6 +92,43 @@ def global_candidates(scores_by_group, rate: float, normalize=True):
     return out
 
 
+def cost_candidates(scores_by_group, costs, rate: float):
+    """Allocation by cost: {group: mask} of the units with the least
+    importance per cost (each group's scores divided by their mean, then by
+    the group's per-unit cost), taken in that order while they add up to at
+    most a fraction `rate` of the total cost of all units (at least one unit
+    when rate > 0). A unit that saves nothing (cost 0) is never taken.
+
+    Example:
+        >>> m = cost_candidates({0: np.array([1., 1.]), 1: np.array([1., 1., 1., 1.])},
+        ...                     {0: 3.0, 1: 0.5}, 0.5)
+        >>> [int(m[0].sum()), int(m[1].sum())]   # group 0's units save 6x more each
+        [1, 0]
+    """
+    keys = list(scores_by_group)
+    per_cost, unit_cost = [], []
+    for k in keys:
+        s = normalized(scores_by_group[k])
+        c = max(float(costs.get(k, 0.0)), 0.0)
+        per_cost.append(s / c if c > 0 else np.full(len(s), np.inf))
+        unit_cost.append(np.full(len(s), c))
+    allv = np.concatenate(per_cost) if per_cost else np.zeros(0)
+    allc = np.concatenate(unit_cost) if unit_cost else np.zeros(0)
+    mask = np.zeros(len(allv), bool)
+    total = float(allc.sum())
+    if rate > 0 and total > 0:
+        order = np.lexsort((np.arange(len(allv)), allv))
+        order = order[allc[order] > 0]
+        taken = np.cumsum(allc[order])
+        k = max(1, int(np.searchsorted(taken, rate * total + 1e-12, side="right")))
+        mask[order[:min(k, len(order))]] = True
+    out, start = {}, 0
+    for k, s in zip(keys, per_cost):
+        out[k] = mask[start:start + len(s)]
+        start += len(s)
+    return out
+
+
 def threshold_candidates(scores: np.ndarray, threshold: float) -> np.ndarray:
     """AIAP rule: units whose score, divided by the group's mean score, is <= threshold."""
     return normalized(scores) <= threshold

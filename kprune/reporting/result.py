@@ -55,6 +55,21 @@ class PruneResult:
         return self.baseline["params"] / max(self.final["params"], 1)
 
     @property
+    def phase_times(self) -> Dict[str, float]:
+        """Seconds per run phase (scoring, rebuild, training, evaluation,
+        measurement, checkpoint), summed over the history's ``phase_s``.
+
+        Example:
+            >>> sorted(result.phase_times)
+            ['checkpoint', 'evaluation', 'measurement', 'rebuild', 'scoring', 'training']
+        """
+        total: Dict[str, float] = {}
+        for entry in self.history:
+            for k, v in (entry.get("phase_s") or {}).items():
+                total[k] = total.get(k, 0.0) + float(v)
+        return total
+
+    @property
     def macs_reduction(self) -> float:
         """1 - MACs after / MACs before."""
         return 1.0 - self.final["macs"] / max(self.baseline["macs"], 1)
@@ -81,6 +96,10 @@ class PruneResult:
                line(("", "before", "after", "change")),
                "-+-".join("-" * x for x in w)]
         out += [line(r) for r in rows]
+        phases = self.phase_times
+        if phases:
+            out.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in
+                                           sorted(phases.items(), key=lambda kv: -kv[1])))
         if self.reason:
             out.append(f"stopped: {self.reason}")
         return "\n".join(out)
