@@ -121,7 +121,8 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             record = run.record
             return PruneResult(run.final_model(), [e.to_dict() for e in record.history],
                                record.best_round, method, run.report_target(), record.reason,
-                               run.target_reached(), config.all_options(), record.out_dir)
+                               run.target_reached(), config.all_options(run.metric),
+                               record.out_dir)
     finally:
         if logger is not None:
             logger.close()
