@@ -95,7 +95,7 @@ def build(name):
 
 def arena(model, rep_x):
     """profile's int8 activation estimate beside the TFLM arena (int8 model)."""
-    from kprune.bench.tflm import arena_report
+    from kprune.runtime.tflm import arena_report
     from kprune.export import to_tflite
 
     p = profile(model)

@@ -270,8 +270,8 @@ def markdown(results, args, command):
              "                       representative_data=x_train[:200])  # .tflite, .cc, .h",
              "```",
              "```",
-             "kprune-bench pruned.keras --compare original.keras --eval-data fashion_mnist "
-             "--json out.json",
+             "kprune-bench pruned.keras --compare original.keras --data fashion_mnist "
+             "--out bench_out",
              "```", "",
              f"Command: `{command}`", "",
              f"Machine: {results['machine']}; LiteRT (ai_edge_litert {results['litert_version']}, "

@@ -361,7 +361,7 @@ def section_mac_vs_latency(log, epochs=2, train_n=12000, mac_target=0.5, probes=
     return rows
 
 def section_fit_tail(log):
-    """Refits `kprune.bench.arena`'s tail model: one-op probe models measured
+    """Refits `kprune.runtime.arena`'s tail model: one-op probe models measured
     with the recording allocator, least squares for the constant and the
     per-op-type bytes (what remains after tensors, nodes and per-channel data)."""
     from kprune.bench import arena, flatbuffer

@@ -117,8 +117,8 @@ def run_part(part, quick, methods, work_dir, reuse_baseline=True):
         res = prune(model, method, train_data=(cfg["x"], cfg["y"]),
                     val_data=(cfg["xv"], cfg["yv"]), epochs=cfg["epochs"],
                     rounds=cfg["rounds"], target={"accuracy_loss": 0.01}, out_dir=run_dir,
-                    rate=cfg["rate"], seed=0, batch_size=cfg["batch_size"],
-                    calibration_samples=2000)
+                    seed=0, batch_size=cfg["batch_size"], calibration_samples=2000,
+                    **({} if method == "aiap" else {"rate": cfg["rate"]}))  # ILP/IAP's option
         wall = time.time() - t0
         curve = []
         for e in res.history:

@@ -21,7 +21,7 @@ every group removed with `kprune.remove_channels`: about 4x fewer parameters;
 
 All int8 flatbuffers are full-integer (int8 input and output) and are run on
 LiteRT over the whole test set; PTQ and QAT (per-channel) also on TFLite-Micro
-(`kprune.bench.tflm`, its reference kernels are slow: a test subset, see
+(`kprune.runtime.tflm`, its reference kernels are slow: a test subset, see
 --tflm-samples).
 
 Usage:

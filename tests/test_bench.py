@@ -12,7 +12,7 @@ import kprune
 from kprune.bench import compare, litert, measure, tflm, tflm_arena_bytes
 from kprune.cli.main import bench_main
 from kprune.export import to_tflite
-from kprune.export.capture import capture_fds
+from kprune.runtime.capture import capture_fds
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("tflite_micro")

@@ -281,3 +281,34 @@ def test_out_never_overwrites_inputs_or_foreign_files(tmp_path, capsys):
     assert cli.main(args2 + ["--overwrite", "--batch_size", "32"]) == 0
     assert (other / "notes.txt").read_text() == "mine"
     assert (other / "pruned.keras").is_file()
+
+
+def test_registries_drive_the_prune_flags(tmp_path, monkeypatch, capsys):
+    """Methods (a third-party one named in KPRUNE_PLUGINS included), criteria
+    and modes come from the registries."""
+    from kprune.cli.main import main
+    from kprune.methods.registry import unregister_method
+
+    (tmp_path / "my_kprune_plugin.py").write_text(
+        "from kprune.methods.registry import register_method\n"
+        "@register_method('shrink_all')\n"
+        "def shrink_all(run):\n"
+        "    '''Removes half of every group, once.'''\n"
+        "    return run.finish('done')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("KPRUNE_PLUGINS", "my_kprune_plugin")
+    try:
+        assert main(["kprune", "prune", "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "shrink_all (Removes half of every group, once)" in text
+
+        def block(flag):
+            return text.split(f"\n  --{flag}")[1].split("\n  --")[0]
+
+        assert "shrink_all" in block("method") and "complexity" in block("method")
+        assert "latency" in block("mode") and "taylor" in block("criterion")
+    finally:
+        unregister_method("shrink_all")
+    monkeypatch.setenv("KPRUNE_PLUGINS", "no_such_kprune_plugin")
+    assert main(["kprune", "prune", "--help"]) == 2
+    assert "cannot import the method plugin 'no_such_kprune_plugin'" in capsys.readouterr().err

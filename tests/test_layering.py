@@ -21,17 +21,20 @@ ALLOWED = {
     "datasets": set(),
     "zoo": set(),
     "scoring": {"core", "data"},
-    "export": {"core", "data", "atomic", "bench"},
-    "bench": {"core", "data", "atomic", "export"},
-    "methods": {"core", "data", "atomic", "scoring", "export", "bench"},
+    # the device runtimes take flatbuffer bytes; export converts (and uses the
+    # runtimes: arena size of a C array); bench measures Keras models on both
+    "runtime": {"core", "data", "atomic"},
+    "export": {"core", "data", "atomic", "runtime"},
+    "bench": {"core", "data", "atomic", "export", "runtime"},
+    "methods": {"core", "data", "atomic", "scoring", "export", "bench", "runtime"},
     "reporting": {"core", "data", "atomic", "methods", "bench"},
     "compat": {"core"},
     "testing": {"core"},
     "prune": {"core", "methods", "reporting", "scoring"},
     "cli": {"core", "data", "atomic", "datasets", "zoo", "scoring", "methods", "reporting",
-            "export", "bench", "compat", "prune"},
+            "export", "bench", "runtime", "compat", "prune"},
     "demo": {"core", "data", "atomic", "datasets", "zoo", "methods", "reporting", "export",
-             "bench", "prune"},
+             "bench", "runtime", "prune"},
 }
 
 
@@ -167,7 +170,20 @@ def test_the_checks_fail_on_a_cycle_and_a_layer_violation():
     assert "kprune.core.dependency" in real["kprune.core.surgery"]  # the scan sees imports
 
 
-@pytest.mark.parametrize("layer", ["export", "bench"])
+def test_runtime_and_export_form_no_cycle():
+    """The device-runtime layer never imports export or bench, and export
+    never imports bench: runtime <- export <- bench, one direction only."""
+    edges = _edges(_modules())
+    up = {"runtime": {"export", "bench"}, "export": {"bench"}}
+    bad = sorted(f"{m} imports {t}" for m, ts in edges.items() for t in ts
+                 if _layer(t) in up.get(_layer(m), ()))
+    assert not bad, bad
+    assert any(_layer(t) == "runtime" for t in edges["kprune.export.c_source"])
+    assert ALLOWED["runtime"].isdisjoint({"export", "bench"})
+    assert "bench" not in ALLOWED["export"]
+
+
+@pytest.mark.parametrize("layer", ["export", "bench", "runtime"])
 def test_edge_code_never_imports_method_code(layer):
     for module, targets in _edges(_modules()).items():
         if _layer(module) == layer:

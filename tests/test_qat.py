@@ -10,7 +10,7 @@ from keras import layers
 
 import kprune
 from kprune import compat, export, zoo
-from kprune.bench.tflm import tflm_arena_bytes
+from kprune.runtime.tflm import tflm_arena_bytes
 
 
 @pytest.fixture(scope="module")

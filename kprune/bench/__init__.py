@@ -1,5 +1,8 @@
-"""Benchmarks on the real runtimes: LiteRT latency, TFLite-Micro arena and
-int8 accuracy, flatbuffer sizes, next to `kprune.profile` complexity.
+"""Benchmarks of Keras models on the real runtimes: LiteRT latency,
+TFLite-Micro arena and int8 accuracy, flatbuffer sizes, next to
+`kprune.profile` complexity. Built on `kprune.export` (conversion) and
+`kprune.runtime` (the runtimes; its modules are re-exported here as
+``kprune.bench.litert`` / ``tflm`` / ``arena`` / ``flatbuffer``).
 
 Example:
     >>> c = kprune.bench.compare(original, pruned, eval_data=(x_test, y_test),
@@ -10,13 +13,14 @@ Example:
     >>> kprune.bench.arena_estimate(flat_int8)   # computed, no runtime: same bytes
     8992
 
-Command line: ``kprune-bench pruned.keras --compare original.keras --json out.json``.
-The runtimes (ai_edge_litert, tflite_micro) are imported lazily.
+Command line: ``kprune-bench pruned.keras --compare original.keras --data fashion_mnist --out bench_out``.
 """
 
-from kprune.bench.arena import ArenaEstimate, arena_estimate
+from kprune.bench.estimate import arena_estimate
 from kprune.bench.measure import Comparison, Measurement, compare, measure, measure_many
-from kprune.bench.tflm import TFLMError, min_arena_bytes, tflm_arena_bytes
+from kprune.runtime import arena, flatbuffer, litert, tflm  # noqa: F401  (re-exported)
+from kprune.runtime.arena import ArenaEstimate
+from kprune.runtime.tflm import TFLMError, min_arena_bytes, tflm_arena_bytes
 
 __all__ = ["ArenaEstimate", "Comparison", "Measurement", "TFLMError", "arena_estimate",
            "compare", "measure", "measure_many", "min_arena_bytes", "tflm_arena_bytes"]

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from kprune.bench import litert, tflm
+from kprune.runtime import litert, tflm
 from kprune.export.tflite import (MODE_NAMES, normalize_quantization, synthetic_calibration,
                                   to_tflite)
 

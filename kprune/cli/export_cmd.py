@@ -52,7 +52,7 @@ def define_flags(fv):
 
 
 def execute(fv) -> int:
-    from kprune.bench.tflm import TFLMError
+    from kprune.runtime.tflm import TFLMError
     from kprune.export import to_micro, to_tflite
 
     name = fv.name or c_identifier(os.path.splitext(os.path.basename(fv.model or ""))[0])

@@ -18,7 +18,7 @@ usage: kprune <command> [--flag=value ...]
 Structured (channel) pruning for Keras models.
 
 commands:
-  prune    prune a saved model (iap | ilp | aiap | complexity) and retrain it
+  prune    prune a saved model with a registered method and retrain it
   bench    LiteRT latency, TFLite-Micro arena, sizes and accuracy of a model
   export   int8 TFLite flatbuffer and C array for TFLite-Micro
 
@@ -60,7 +60,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     module = COMMANDS[command]
     fv = new_flag_values()
-    module.define_flags(fv)
+    try:
+        module.define_flags(fv)
+    except CommandError as e:
+        sys.stderr.write(f"{prog} {command}: error: {e}\n")
+        return 2
     if any(a in _HELP for a in args[1:]):
         print(format_help(f"{prog} {command}", module.DOC, fv))
         return 0

@@ -22,18 +22,35 @@ to resume an interrupted run), tensorboard/ (--tensorboard), history.png and
 widths.png (--plots, needs matplotlib).
 """
 
-METHODS = ("iap", "ilp", "aiap", "complexity")
 OUTPUTS = ("pruned.keras", "result.json", "summary.txt", "checkpoints", "tensorboard",
            "history.png", "widths.png")
 
 
+def registered():
+    """(methods, criteria, complexity modes) from the registries; third-party
+    methods named in KPRUNE_PLUGINS or the 'kprune.methods' entry points are
+    imported first."""
+    from kprune.core.complexity_weights import MODES
+    from kprune.methods import METHODS
+    from kprune.methods.registry import load_plugins
+    from kprune.scoring.criteria import CRITERIA
+
+    try:
+        load_plugins()
+    except ImportError as e:
+        raise CommandError(str(e)) from e
+    return dict(METHODS), sorted(CRITERIA), list(MODES) + ["latency"]
+
+
 def define_flags(fv):
+    methods, criteria, modes = registered()
     flags.DEFINE_string("model", None, "the trained model to prune: a .keras or .h5 file",
                         flag_values=fv)
-    flags.DEFINE_enum("method", "iap", METHODS,
-                      "pruning method: iap (activation scores), ilp (weight L1), aiap "
-                      "(adaptive thresholds), complexity (params/MACs/memory budgets, "
-                      "trained from scratch)", flag_values=fv)
+    names = ["iap"] + sorted(m for m in methods if m != "iap")
+    flags.DEFINE_enum("method", "iap", names,
+                      "pruning method: " + "; ".join(
+                          f"{m} ({methods[m].summary.rstrip('.')})" for m in names),
+                      flag_values=fv)
     flags.DEFINE_string("data", None,
                         "'fashion_mnist' or a .npz file with x_train, y_train and "
                         "optionally x_val, y_val, x_test, y_test", flag_values=fv)
@@ -50,9 +67,9 @@ def define_flags(fv):
                         flag_values=fv)
     flags.DEFINE_float("rate", None, "ilp/iap: fraction of the channels removed per round "
                        "(default 0.1)", flag_values=fv)
-    flags.DEFINE_string("criterion", None, "importance criterion: l1, l2, taylor, "
-                        "mean_activation, attention, apoz (default: the method's)",
-                        flag_values=fv)
+    flags.DEFINE_enum("criterion", None, criteria,
+                      "importance criterion of ilp / iap / aiap (default: the method's)",
+                      flag_values=fv)
     flags.DEFINE_string("metric", None, "the validation metric every decision uses: "
                         "'accuracy' (default), a compiled result name ('loss', 'mae', "
                         "'<output>_accuracy') or a Keras metric name; a target other than "
@@ -71,9 +88,10 @@ def define_flags(fv):
                          flag_values=fv)
     flags.DEFINE_integer("seed", 0, "random seed (data split, training, tie breaks)",
                          flag_values=fv)
-    flags.DEFINE_enum("mode", None, ["params", "flops", "memory"],
-                      "complexity method: what to reduce (parameters, MACs, peak "
-                      "activation memory)", flag_values=fv)
+    flags.DEFINE_enum("mode", None, modes + ["flops"],
+                      "complexity method: what to reduce (parameters, MACs ('flops' is "
+                      "read as MACs), peak activation memory, measured latency with "
+                      "--option target_latency_ms=...)", flag_values=fv)
     flags.DEFINE_integer("target_memory_bytes", None,
                          "complexity method: peak activation memory budget in bytes "
                          "(e.g. a microcontroller's tensor arena)", lower_bound=1,

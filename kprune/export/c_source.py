@@ -56,7 +56,7 @@ def recommended_arena_bytes(tflite_bytes) -> int:
     the same kernels (optimized kernels such as CMSIS-NN may need scratch
     buffers of a different size: check `print_allocations` on the device).
     """
-    from kprune.bench import tflm
+    from kprune.runtime import tflm
 
     smallest = tflm.min_arena_bytes(tflite_bytes)
     return ((smallest + 15) // 16) * 16 + 16

@@ -108,7 +108,7 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
     """
     import tensorflow as tf
 
-    from kprune.export.capture import capture_fds
+    from kprune.runtime.capture import capture_fds
 
     q = normalize_quantization(quantization)
     if not isinstance(per_channel, bool):
@@ -346,7 +346,7 @@ def tflite_ops(tflite_bytes: bytes) -> List[str]:
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    from kprune.export.capture import capture_fds
+    from kprune.runtime.capture import capture_fds
 
     with capture_fds():
         interpreter = Interpreter(model_content=bytes(tflite_bytes))

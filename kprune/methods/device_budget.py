@@ -6,7 +6,7 @@ tensor arena the int8 model needs on TFLite-Micro; ``'latency_ms'``: the
 latency the converted model measures on the runtime it is deployed to) and the
 ways to price a Keras model against it:
 
-* `DeviceBudget.estimate`: fast, for a search. Arena: `kprune.bench.arena.estimate`
+* `DeviceBudget.estimate`: fast, for a search. Arena: `kprune.runtime.arena.estimate`
   on the int8 flatbuffer (exact on the tested models, no runtime). Latency: the
   median of ``repeats`` calls of ``latency_fn(tflite_bytes) -> seconds``.
   Values are cached by the flatbuffer's hash.
@@ -79,7 +79,7 @@ def measured_arena(model_or_flat, representative_data=None) -> int:
         >>> measured_arena(kprune.zoo.lenet5())
         10352
     """
-    from kprune.bench.tflm import arena_report
+    from kprune.runtime.tflm import arena_report
 
     flat = model_or_flat if isinstance(model_or_flat, (bytes, bytearray)) \
         else flatbuffer_for(model_or_flat, "int8", representative_data)
@@ -114,7 +114,7 @@ def default_latency_fn(quantization: Optional[str] = "int8", runs: int = 60):
         >>> fn(kprune.export.to_tflite(model, "int8", representative_data=x)) < 0.01
         True
     """
-    from kprune.bench import litert
+    from kprune.runtime import litert
 
     def latency_fn(tflite_bytes):
         return litert.interleaved_latency([tflite_bytes], num_threads=1, warmup=10,
@@ -315,7 +315,7 @@ class DeviceBudget:
 
     def estimate(self, model) -> float:
         """The fast price of `model` (a Keras model or flatbuffer bytes) in the
-        budget's unit: the arena computed by `kprune.bench.arena.estimate`, or
+        budget's unit: the arena computed by `kprune.runtime.arena.estimate`, or
         the median of `repeats` calls of `latency_fn` in ms. Cached by the
         flatbuffer's SHA-256, so a width seen before costs one conversion.
 
@@ -327,7 +327,7 @@ class DeviceBudget:
         key = hashlib.sha256(flat).hexdigest()
         if key not in self._cache:
             if self.kind == "arena_bytes":
-                from kprune.bench.arena import estimate
+                from kprune.runtime.arena import estimate
 
                 self._cache[key] = float(estimate(flat).total_bytes)
             else:

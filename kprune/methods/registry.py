@@ -5,7 +5,7 @@ A method is one record (`Method`): its function ``fn(run)`` (driving a
 `kprune.methods.options.MethodOptions` dataclass with its defaults and
 ``validate()``) and its `MethodDefaults` for the run's target. ``kprune.prune``
 accepts the common `RunOptions` plus the method's own options, nothing else;
-the command line (``kprune prune --method``) lists whatever is registered.
+the command line (``kprune prune --help``, flag --method) lists whatever is registered.
 
 Third-party methods register on import; name their modules in the
 ``KPRUNE_PLUGINS`` environment variable (comma-separated) or in the

@@ -72,13 +72,8 @@ class Run:
         """The method's own options record."""
         return self.config.method_options
 
-    @property
-    def epochs(self) -> int:
-        return self.config.epochs
-
-    @property
-    def rounds(self) -> int:
-        return self.config.rounds
+    epochs = property(lambda self: self.config.epochs, doc="retraining epochs per round")
+    rounds = property(lambda self: self.config.rounds, doc="the maximum number of rounds")
 
     def start(self) -> bool:
         """Resume from out_dir or evaluate (and pretrain) the baseline. Returns

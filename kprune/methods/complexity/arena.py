@@ -43,7 +43,7 @@ def arena_of(model) -> int:
         >>> arena_of(kprune.zoo.lenet5())
         10352
     """
-    from kprune.bench.arena import estimate
+    from kprune.runtime.arena import estimate
 
     return estimate(flatbuffer_for(model)).total_bytes
 

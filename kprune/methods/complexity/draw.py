@@ -13,7 +13,8 @@ import numpy as np
 from kprune.core.complexity_weights import complexity_weights, normalize_mode
 from kprune.core.dependency import analyze
 from kprune.core.surgery import remove_channels
-from kprune.methods.complexity.resources import (ABSOLUTE_TARGETS, UNITS, reductions,
+from kprune.methods.complexity.resources import (ABSOLUTE_TARGETS, UNITS, check_step_options,
+                                                 reductions,
                                                  reinitialize, resources, widths_of)
 from kprune.methods.device_budget import minimal_model
 

@@ -16,7 +16,7 @@ Example:
     >>> flat = kprune.export.to_tflite(model, "int8", representative_data=x[:200])
     >>> kprune.bench.tflm_arena_bytes(flat)
     8992
-    >>> kprune.bench.tflm.min_arena_bytes(flat)
+    >>> kprune.runtime.tflm.min_arena_bytes(flat)
     9008
 """
 
@@ -31,7 +31,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from kprune.export.capture import capture_fds
+from kprune.runtime.capture import capture_fds
 
 _TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 _HEAD = re.compile(r"Arena allocation head (\d+) bytes")
@@ -285,14 +285,14 @@ def interleaved_latency(flatbuffers, runs: int = 10, warmup: int = 1):
     """Invoke latency of TFLite-Micro's reference kernels on this host for
     several int8 flatbuffers, timed round-robin in one child process (a proxy
     for a microcontroller without SIMD kernels). Returns one
-    `kprune.bench.litert.LatencyStats` per flatbuffer (kernels 'tflm-reference').
+    `kprune.runtime.litert.LatencyStats` per flatbuffer (kernels 'tflm-reference').
 
     Example:
         >>> before, after = interleaved_latency([flat_int8, pruned_int8], runs=20)
         >>> before.median_ms / after.median_ms   # speedup on the reference kernels
         1.9
     """
-    from kprune.bench.litert import LatencyStats
+    from kprune.runtime.litert import LatencyStats
 
     if isinstance(runs, bool) or int(runs) != runs or runs < 1:
         raise ValueError(f"runs={runs!r} must be a positive integer (invokes timed per model)")

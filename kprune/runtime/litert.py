@@ -6,7 +6,7 @@ are timed *interleaved*, in rounds (a block of runs of each model per round),
 so that load from other processes sharing the CPU affects all of them alike.
 
 Example:
-    >>> stats = kprune.bench.litert.latency(flat, num_threads=1, runs=200)
+    >>> stats = kprune.runtime.litert.latency(flat, num_threads=1, runs=200)
     >>> stats.median_ms, stats.p90_ms
     (0.041, 0.047)
 """
@@ -48,7 +48,7 @@ def _make(tflite_bytes, num_threads: int = 1):
     except ImportError as err:  # pragma: no cover - depends on the install
         raise ImportError("LiteRT measurements need the 'ai-edge-litert' package: "
                           "pip install 'kprune[edge]'") from err
-    from kprune.export.capture import capture_fds
+    from kprune.runtime.capture import capture_fds
 
     data = bytes(tflite_bytes)
     try:
@@ -236,7 +236,7 @@ def check_flatbuffer(tflite_bytes, what: str = "the model") -> bytes:
     this one)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from kprune.export.capture import capture_fds
+    from kprune.runtime.capture import capture_fds
 
     data = bytes(tflite_bytes)
     try:
@@ -256,7 +256,7 @@ def flatbuffer_mode(tflite_bytes) -> str:
     'float32'."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from kprune.export.capture import capture_fds
+    from kprune.runtime.capture import capture_fds
 
     with capture_fds():
         interp = Interpreter(model_content=bytes(tflite_bytes))

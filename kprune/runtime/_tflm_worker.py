@@ -2,7 +2,7 @@
 
 TFLM aborts or segfaults instead of raising on some inputs (an arena smaller
 than its own allocator, a softmax whose input scale is degenerate, ...), which
-would kill the caller; `kprune.bench.tflm` therefore runs it here.
+would kill the caller; `kprune.runtime.tflm` therefore runs it here.
 
 Commands (results on stdout, TFLM's own printing on stderr):
     report MODEL ARENA               invoke once on zeros, then print_allocations

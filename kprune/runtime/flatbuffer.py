@@ -8,7 +8,7 @@ bounds-checked, so a truncated or corrupt file raises `ValueError` instead
 of reading garbage.
 
 Example:
-    >>> g = kprune.bench.flatbuffer.parse(flat)
+    >>> g = kprune.runtime.flatbuffer.parse(flat)
     >>> [op.name for op in g.operators][:2], g.tensors[0].shape
     (['CONV_2D', 'MAX_POOL_2D'], (1, 28, 28, 6))
 """
