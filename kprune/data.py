@@ -31,12 +31,38 @@ class Data:
 
     def __len__(self):
         if self.kind == "numpy":
-            return len(self.y) if self.y is not None else len(_first(self.x))
+            return len(_first(self.y)) if self.y is not None else len(_first(self.x))
         raise TypeError("only numpy data has a known length")
 
 
 def _first(x):
     return tf.nest.flatten(x)[0]
+
+
+def as_labels(y):
+    """Labels as numpy: one array, or (multi-output models) a list / tuple of
+    arrays (one per output) or a dict {output name: array}.
+
+    Example:
+        >>> [a.shape for a in as_labels([np.zeros(4), np.zeros((4, 1))])]
+        [(4,), (4, 1)]
+    """
+    if y is None:
+        return None
+    if isinstance(y, dict) or (isinstance(y, (list, tuple)) and y and all(
+            isinstance(a, (np.ndarray, tf.Tensor)) for a in y)):
+        return tf.nest.map_structure(np.asarray, y)
+    return np.asarray(y)
+
+
+def label_leaves(y):
+    """The label arrays of `y` (one per output for multi-output labels)."""
+    return [np.asarray(a) for a in tf.nest.flatten(y)] if y is not None else []
+
+
+def take_labels(y, index):
+    """`y` (one array or one per output) at `index` (a slice or index array)."""
+    return None if y is None else tf.nest.map_structure(lambda a: a[index], y)
 
 
 def as_data(data, batch_size=32, name="data") -> Optional[Data]:
@@ -60,7 +86,7 @@ def as_data(data, batch_size=32, name="data") -> Optional[Data]:
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
         x = tf.nest.map_structure(np.asarray, x)
-        y = None if y is None else np.asarray(y)
+        y = as_labels(y)
         return Data("numpy", x=x, y=y, batch_size=batch_size)
     if isinstance(data, np.ndarray):
         raise ValueError(
@@ -75,7 +101,7 @@ def first_batch(data: Data):
     if data.kind == "numpy":
         n = min(data.batch_size, len(data))
         x = tf.nest.map_structure(lambda a: a[:n], data.x)
-        return x, None if data.y is None else data.y[:n]
+        return x, take_labels(data.y, slice(0, n))
     if data.kind == "dataset":
         for element in data.source.take(1):
             element = tf.nest.map_structure(lambda t: t.numpy(), element)
@@ -134,14 +160,15 @@ def check_data(model, data: Data, name="train_data", need_labels=True):
     if data.kind == "numpy" and data.y is not None:
         nx = len(xs[0]) if data.kind == "numpy" else None
         nx = len(_first(data.x))
-        if nx != len(data.y):
-            raise ValueError(f"{name}: {nx} input samples but {len(data.y)} labels")
+        for leaf in label_leaves(data.y):
+            if nx != len(leaf):
+                raise ValueError(f"{name}: {nx} input samples but {len(leaf)} labels")
     if need_labels:
         if y is None:
             raise ValueError(f"{name}: no labels; pass (x, y)")
-        y = np.asarray(y)
-        if not np.issubdtype(y.dtype, np.number):
-            raise ValueError(f"{name}: labels of dtype {y.dtype} are not numeric")
+        for leaf in label_leaves(y):
+            if not np.issubdtype(leaf.dtype, np.number):
+                raise ValueError(f"{name}: labels of dtype {leaf.dtype} are not numeric")
     _scan_values(model, data, name, need_labels)
 
 
@@ -173,8 +200,12 @@ def _scan_values(model, data: Data, name, need_labels):
                         f"{name}: {int(bad.sum())} sample(s) have NaN or infinite inputs "
                         f"(the first is sample {start + int(np.argmax(bad))}); clean or "
                         "drop them before pruning")
-        if need_labels and y is not None:
-            y = np.asarray(y)
+        if need_labels and y is not None and len(label_leaves(y)) > 1:
+            for leaf in label_leaves(y):
+                if np.issubdtype(leaf.dtype, np.floating) and not np.isfinite(leaf).all():
+                    raise ValueError(f"{name}: labels contain NaN or infinite values")
+        elif need_labels and y is not None:
+            y = label_leaves(y)[0]
             if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
                 raise ValueError(f"{name}: labels contain NaN or infinite values")
             applies, n_classes = _label_range_applies(model, y)
@@ -201,7 +232,7 @@ def check_label_format(model, data: Data, compile_config, name="train_data"):
         return
     key = "".join(ch for ch in loss.lower() if ch.isalpha())
     _, y = first_batch(data)
-    if y is None:
+    if y is None or len(model.outputs) > 1 or len(label_leaves(y)) > 1:
         return
     y = np.asarray(y)
     n_classes = model.outputs[0].shape[-1]
@@ -247,14 +278,14 @@ def iterate_batches(data: Data, batch_size=256):
         n = len(data)
         for i in range(0, n, batch_size):
             yield (tf.nest.map_structure(lambda a: a[i:i + batch_size], data.x),
-                   data.y[i:i + batch_size])
+                   take_labels(data.y, slice(i, i + batch_size)))
     elif data.kind == "dataset":
         for x, y in data.source:
-            yield x, y.numpy()
+            yield x, tf.nest.map_structure(np.asarray, y)
     else:
         for i in range(len(data.source)):
             x, y = data.source[i][:2]
-            yield x, np.asarray(y)
+            yield x, as_labels(y)
 
 
 def subset(data: Data, max_samples: int, seed: int = 0) -> Data:
@@ -266,12 +297,12 @@ def subset(data: Data, max_samples: int, seed: int = 0) -> Data:
             return data
         idx = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
         return Data("numpy", x=tf.nest.map_structure(lambda a: a[idx], data.x),
-                    y=None if data.y is None else data.y[idx], batch_size=data.batch_size)
+                    y=take_labels(data.y, idx), batch_size=data.batch_size)
     xs, ys, seen = [], [], 0
     try:  # keep the labels when the elements have them (the 'taylor' criterion uses them)
         for x, y in iterate_batches(data):
             xs.append(np.asarray(x))
-            ys.append(np.asarray(y))
+            ys.append(as_labels(y))
             seen += len(xs[-1])
             if seen >= max_samples:
                 break
@@ -284,7 +315,8 @@ def subset(data: Data, max_samples: int, seed: int = 0) -> Data:
             if seen >= max_samples:
                 break
     return Data("numpy", x=np.concatenate(xs)[:max_samples],
-                y=np.concatenate(ys)[:max_samples] if ys else None,
+                y=(tf.nest.map_structure(lambda *a: np.concatenate(a)[:max_samples], *ys)
+                   if ys else None),
                 batch_size=data.batch_size)
 
 
@@ -296,7 +328,7 @@ def split_validation(data: Data, fraction=0.1, seed=0):
     idx = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * fraction)))
     take = lambda ids: Data("numpy", x=tf.nest.map_structure(lambda a: a[ids], data.x),  # noqa: E731
-                            y=data.y[ids], batch_size=data.batch_size)
+                            y=take_labels(data.y, ids), batch_size=data.batch_size)
     return take(np.sort(idx[n_val:])), take(np.sort(idx[:n_val]))
 
 

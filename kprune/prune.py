@@ -24,12 +24,17 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
         train_data: ``(x, y)`` numpy arrays, a batched ``tf.data.Dataset`` of
             ``(x, y)`` or a ``keras.utils.PyDataset``. Retraining and the
             calibration slice for activation scores come from it.
-        val_data: same kinds; accuracy used for every decision. Default: a
+        val_data: same kinds; the metric (``metric=``, default top-1
+            accuracy) used for every decision. Multi-output labels: a list
+            or a dict {output name: labels}. Default: a
             seeded ``validation_split`` of numpy ``train_data``.
         epochs: retraining epochs per round.
         rounds: ILP/IAP: number of rounds; AIAP: maximum retraining rounds.
         target: ``0.01`` / ``{'accuracy_loss': 0.01}`` (default: at most 1 point
-            of validation top-1 lost), ``{'params_reduction': 0.8}``,
+            of validation top-1 lost), ``{'metric_loss': d}`` /
+            ``{'metric_loss_relative': f}`` (the metric worse by at most d in
+            its units / a fraction f of its baseline value; the default for
+            a metric outside [0, 1] is ``metric_loss_relative`` 0.01), ``{'params_reduction': 0.8}``,
             ``{'macs_reduction': 0.5}``, or ``'none'`` (ILP/IAP: run every round).
         out_dir: checkpoint directory; each round is saved atomically and a
             second call with the same model, data and arguments resumes after
@@ -54,7 +59,10 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             ``calibration_samples``, ``bn_recalibration``, ``lr_schedule``,
             ``distill``, ``target_arena_bytes``, ``target_latency_ms``,
             ``latency_fn``, ``latency_quantization``, ``validation_split``,
-            ``deterministic``, ``verbose``) and the method's own record
+            ``deterministic``, ``verbose``, ``metric``, ``metric_direction``:
+            the validation measure every decision uses, default top-1
+            accuracy, required for multi-output models; see
+            `kprune.methods.metric`) and the method's own record
             (``kprune.methods.registry.get_method(method).options``): ILP / IAP
             `IterativeOptions` (``rate``, ``allocation``, ``patience``), AIAP
             `AIAPOptions` (``step``, ``max_retries``, ``max_round_reduction``,
@@ -121,7 +129,8 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             record = run.record
             return PruneResult(run.final_model(), [e.to_dict() for e in record.history],
                                record.best_round, method, run.report_target(), record.reason,
-                               run.target_reached(), config.all_options(), record.out_dir)
+                               run.target_reached(), config.all_options(run.metric),
+                               record.out_dir)
     finally:
         if logger is not None:
             logger.close()

@@ -70,6 +70,14 @@ def define_flags(fv):
     flags.DEFINE_enum("criterion", None, criteria,
                       "importance criterion of ilp / iap / aiap (default: the method's)",
                       flag_values=fv)
+    flags.DEFINE_string("metric", None, "the validation metric every decision uses: "
+                        "'accuracy' (default), a compiled result name ('loss', 'mae', "
+                        "'<output>_accuracy') or a Keras metric name; a target other than "
+                        "a [0, 1] accuracy is metric_loss=D or metric_loss_relative=F",
+                        flag_values=fv)
+    flags.DEFINE_enum("metric_direction", None, ["max", "min"],
+                      "whether higher (max) or lower (min) --metric is better (default: "
+                      "inferred from its name)", flag_values=fv)
     flags.DEFINE_list("ignored_layers", [], "comma-separated layer names never pruned",
                       flag_values=fv)
     flags.DEFINE_integer("min_channels", None, "keep at least this many channels per layer",
@@ -131,7 +139,8 @@ def parse_target(text):
         return float(text)
     except ValueError:
         raise CommandError(f"--target '{text}': use a number, KIND=VALUE (accuracy_loss, "
-                           "params_reduction, macs_reduction) or 'none'") from None
+                           "params_reduction, macs_reduction, metric_loss, "
+                           "metric_loss_relative) or 'none'") from None
 
 
 def _round_line(entry, baseline):
@@ -172,7 +181,7 @@ def execute(fv) -> int:
         model.compile(keras.optimizers.Adam(fv.learning_rate), fv.loss, metrics=["accuracy"])
     options = {"batch_size": fv.batch_size, "seed": fv.seed}
     for key in ("rate", "criterion", "min_channels", "round_to", "mode",
-                "target_memory_bytes"):
+                "target_memory_bytes", "metric", "metric_direction"):
         if fv[key].value is not None:
             options[key] = fv[key].value
     if fv.ignored_layers:

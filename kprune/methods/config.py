@@ -88,13 +88,6 @@ class RunConfig:
         if unknown:
             raise unknown_options_error(method, unknown, own)
         check_model(model)
-        if len(model.outputs) > 1:
-            raise ValueError(
-                f"model '{model.name}' has {len(model.outputs)} outputs; kprune.prune decides "
-                "on the top-1 accuracy of one output, so prune a single-output model (e.g. "
-                "keras.Model(model.inputs, model.outputs[0])) and reattach the other heads "
-                "afterwards, or use kprune.remove_channels, which handles any number of "
-                "outputs")
         check_int("epochs", epochs, 1,
                   fix="; it is the number of retraining epochs per round (complexity: "
                       "training epochs of the pruned model), so at least 1")
@@ -114,6 +107,10 @@ class RunConfig:
             raise ValueError("distill= and lr_schedule= need kprune's own training loop; "
                              "they cannot be combined with fit_fn")
         parsed = parse_target(target, defaults.target, defaults.number_means)
+        parsed = metric_target(common.metric, parsed, target)
+        if distill and len(model.outputs) > 1:
+            raise ValueError("distill= distils a single-output classifier; model "
+                             f"'{model.name}' has {len(model.outputs)} outputs: drop distill")
         budgets = [(k, getattr(common, f"target_{k}")) for k in BUDGET_KINDS
                    if getattr(common, f"target_{k}") is not None]
         if budgets and defaults.budget_targets:
@@ -146,15 +143,42 @@ class RunConfig:
     def stable_options(self) -> Dict[str, Any]:
         """Options as they identify the run (for checkpoint fingerprints)."""
         d = self.options.to_dict()
+        if self.options.metric is not None:
+            d["metric"] = self.options.metric.describe()
         mine = self.method_options.to_dict()
         if self.criterion is not None:
             mine["criterion"] = self.criterion.get_config()
         d.update({f"method.{k}": v for k, v in mine.items()})
         return d
 
-    def all_options(self) -> Dict[str, Any]:
-        """{option: value} of the common and the method's options."""
-        return {**self.options.to_dict(), **self.method_options.to_dict()}
+    def all_options(self, metric=None) -> Dict[str, Any]:
+        """{option: value} of the common and the method's options (`metric`:
+        the run's bound `kprune.methods.metric.Metric`, shown by name and
+        direction)."""
+        d = {**self.options.to_dict(), **self.method_options.to_dict()}
+        if metric is not None:
+            d["metric"], d["metric_direction"] = metric.name, metric.direction
+        return d
+
+
+def metric_target(metric, parsed: Optional[Target], given) -> Optional[Target]:
+    """The quality target for `metric`: ``accuracy_loss`` (and a bare number)
+    is an absolute loss, meaningful for metrics in [0, 1] (accuracy, AUC,
+    IoU, ...). For another metric (an error, a loss, a callable) the default
+    target is ``metric_loss_relative`` 0.01 (at most 1% worse than the
+    baseline) and an explicit ``accuracy_loss`` is ambiguous: a ValueError
+    asking for ``metric_loss`` (absolute, in the metric's units) or
+    ``metric_loss_relative`` (a fraction of the baseline's value)."""
+    if parsed is None or parsed.kind != "accuracy_loss" or metric is None or metric.bounded:
+        return parsed
+    if given is None:
+        return Target("metric_loss_relative", parsed.value)
+    raise ValueError(
+        f"target={given!r} is ambiguous for metric={metric.name!r} (not a [0, 1] accuracy: "
+        f"{'higher' if metric.higher_is_better else 'lower'} is better, in its own units): "
+        f"pass target={{'metric_loss': {parsed.value:g}}} (the metric may get worse by "
+        f"{parsed.value:g} in its units) or target={{'metric_loss_relative': "
+        f"{parsed.value:g}}} (by {100 * parsed.value:g}% of the baseline's value)")
 
 
 # -- data ------------------------------------------------------------------------------
@@ -167,6 +191,7 @@ class RunData:
     train: data_lib.Data
     val: data_lib.Data
     calibration: data_lib.Data
+    metric: Any = None  # the bound `kprune.methods.metric.Metric` every decision uses
 
 
 def prepare_data(model, config: RunConfig, train_data, val_data) -> RunData:
@@ -194,4 +219,5 @@ def prepare_data(model, config: RunConfig, train_data, val_data) -> RunData:
         raise ValueError("distill= needs numpy (x, y) train_data (the teacher's outputs "
                          "are computed once per training sample)")
     calibration = data_lib.subset(train, int(opts.calibration_samples), opts.seed or 0)
-    return RunData(train, val, calibration)
+    metric = opts.metric.bind(model, val, config.compile_config) if opts.metric else None
+    return RunData(train, val, calibration, metric)

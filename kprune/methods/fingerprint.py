@@ -86,7 +86,7 @@ def data_digest(data) -> str:
     if data.kind == "numpy":
         import tensorflow as tf
 
-        for a in tf.nest.flatten(data.x) + ([data.y] if data.y is not None else []):
+        for a in tf.nest.flatten(data.x) + (tf.nest.flatten(data.y) if data.y is not None else []):
             a = np.asarray(a)
             h.update(f"{a.shape}{a.dtype}".encode())
             h.update(np.ascontiguousarray(a).tobytes())
@@ -94,7 +94,7 @@ def data_digest(data) -> str:
     x, y = training.first_batch(data)
     import tensorflow as tf
 
-    for a in tf.nest.flatten(x) + ([y] if y is not None else []):
+    for a in tf.nest.flatten(x) + (tf.nest.flatten(y) if y is not None else []):
         a = np.asarray(a)
         h.update(f"{a.shape}{a.dtype}".encode())
         h.update(np.ascontiguousarray(a).tobytes())

@@ -3,9 +3,10 @@
 `Goal` holds the target arithmetic in one place: whether a round meets the
 target, the reduction reached, whether a candidate overshoots a size target,
 landing on it (one bisection, `bisect`), and the reached / not-reached
-reasons. An accuracy target is a loss on a *quality* measure (`Quality`: the
-validation top-1 accuracy, higher is better); another metric with its own
-direction plugs in as another `Quality`.
+reasons. A quality target (``accuracy_loss``, ``metric_loss``,
+``metric_loss_relative``) is a loss on the run's metric (`Quality`: by
+default the validation top-1 accuracy, higher is better; ``metric=`` gives
+another, with its direction; see `kprune.methods.metric`).
 
 Example:
     >>> goal = Goal(parse_target({"params_reduction": 0.5}))
@@ -26,7 +27,12 @@ from kprune.methods.state import RoundEntry
 #: or a device budget to fit (TFLite-Micro arena bytes of the int8 model,
 #: measured latency in milliseconds).
 TARGET_KINDS = ("accuracy_loss", "params_reduction", "macs_reduction", "arena_bytes",
-                "latency_ms")
+                "latency_ms", "metric_loss", "metric_loss_relative")
+#: Quality targets: an allowed loss on the run's metric (``metric=``):
+#: ``accuracy_loss`` and ``metric_loss`` absolute (in the metric's units; for
+#: accuracy, 0.01 = 1 point), ``metric_loss_relative`` a fraction of the
+#: baseline's value (0.02: at most 2% worse).
+QUALITY_KINDS = ("accuracy_loss", "metric_loss", "metric_loss_relative")
 BUDGET_KINDS = ("arena_bytes", "latency_ms")
 #: z of a one-sided 95% bound: an accuracy target narrower than NOISE_Z
 #: standard errors of the validation accuracy cannot be judged reliably.
@@ -47,7 +53,12 @@ class Target(NamedTuple):
 
     @property
     def is_accuracy(self) -> bool:
-        return self.kind == "accuracy_loss"
+        """A quality target (a loss on the run's metric, see `QUALITY_KINDS`)."""
+        return self.kind in QUALITY_KINDS
+
+    @property
+    def is_relative(self) -> bool:
+        return self.kind == "metric_loss_relative"
 
     @property
     def is_budget(self) -> bool:
@@ -99,6 +110,11 @@ def parse_target(target, default=("accuracy_loss", 0.01),
                              f"({'bytes' if kind == 'arena_bytes' else 'milliseconds'}), "
                              f"got {value}")
         return Target(kind, value)
+    if kind in ("metric_loss", "metric_loss_relative"):
+        if not (0 <= value < float("inf")):
+            raise ValueError(f"target={target!r}: {kind} must be a finite number >= 0 (the "
+                             f"allowed worsening of the metric{'' if kind == 'metric_loss' else ' as a fraction of its baseline value'}), got {value}")
+        return Target(kind, value)
     if not (0 <= value < 1):
         what = (number_means if isinstance(target, numbers.Real)
                 and number_means != "accuracy_loss" else kind)
@@ -110,15 +126,56 @@ def parse_target(target, default=("accuracy_loss", 0.01),
 
 class Quality(NamedTuple):
     """The measure a quality-loss target is a loss of: a `RoundEntry`
-    field and its direction."""
+    field (``val_accuracy``, or ``'val_<metric name>'`` in ``info``), its
+    direction and whether it is kprune's top-1 accuracy (a binomial
+    proportion, whose noise `Goal.warn_if_noisy` judges).
+
+    Example:
+        >>> Quality.of(parse_metric("mae", None, model)).field
+        'val_mae'
+    """
 
     field: str = "val_accuracy"
     higher_is_better: bool = True
+    top1: bool = True
 
-    def loss(self, baseline: RoundEntry, entry: RoundEntry) -> float:
-        """How much worse `entry` is than `baseline` (positive: worse)."""
-        b, v = getattr(baseline, self.field), getattr(entry, self.field)
-        return (b - v) if self.higher_is_better else (v - b)
+    @classmethod
+    def of(cls, metric) -> "Quality":
+        """The quality of a `kprune.methods.metric.Metric` (None: top-1 accuracy)."""
+        if metric is None:
+            return cls()
+        return cls(metric.key, metric.higher_is_better, metric.is_top1)
+
+    @property
+    def name(self) -> str:
+        return self.field[4:] if self.field.startswith("val_") else self.field
+
+    def value(self, entry: RoundEntry) -> Optional[float]:
+        if self.field in ("val_accuracy",):
+            return entry.val_accuracy
+        return entry.info.get(self.field)
+
+    def set(self, entry: RoundEntry, value: Optional[float]):
+        """Record `value` in `entry` (``val_accuracy`` for the top-1 default)."""
+        if self.field == "val_accuracy":
+            entry.val_accuracy = value
+        else:
+            entry.info[self.field] = value
+
+    def loss(self, baseline: RoundEntry, entry: RoundEntry, relative: bool = False) -> float:
+        """How much worse `entry` is than `baseline` (positive: worse); with
+        `relative`, as a fraction of the baseline's magnitude."""
+        b, v = self.value(baseline), self.value(entry)
+        d = (b - v) if self.higher_is_better else (v - b)
+        return d / max(abs(b), _EPS) if relative else d
+
+    def describe_loss(self, loss: float, relative: bool = False) -> str:
+        """A loss in words: points of accuracy, % of the baseline, or units."""
+        if relative:
+            return f"{100 * loss:.2f}% of the baseline validation {self.name}"
+        if self.top1:
+            return f"{100 * loss:.2f} points of validation {self.name}"
+        return f"{loss:.6g} of validation {self.name}"
 
 
 def validation_standard_error(accuracy: float, n: int) -> float:
@@ -175,6 +232,8 @@ class Goal:
     prices budget targets. ``baseline`` is set when round 0 is recorded."""
 
     def __init__(self, target: Optional[Target], budget=None, quality: Quality = Quality()):
+        # quality: the run's metric (`Quality.of(metric)`), which every
+        # quality target is a loss on
         self.target, self.budget, self.quality = target, budget, quality
         self.baseline: Optional[RoundEntry] = None
 
@@ -200,10 +259,20 @@ class Goal:
             return True
         kind, value = self.target
         if self.target.is_accuracy:
-            return self.quality.loss(self.baseline, entry) <= value + _EPS
+            return self.quality_loss(entry) <= value + _EPS
         if self.target.is_budget:
             return self.budget.met(entry.info[kind])
         return self.reduction(entry) >= value - _EPS
+
+    def quality_loss(self, entry: RoundEntry) -> float:
+        """How much worse `entry`'s metric is than the baseline's, in the
+        target's terms (absolute, or relative for ``metric_loss_relative``)."""
+        relative = self.target is not None and self.target.is_relative
+        return self.quality.loss(self.baseline, entry, relative)
+
+    def describe_loss(self, loss: float) -> str:
+        relative = self.target is not None and self.target.is_relative
+        return self.quality.describe_loss(loss, relative)
 
     def size_progress(self, model, tolerance: float = 0.0):
         """For size targets: (reaches, overshoots) of a candidate `model`:
@@ -260,7 +329,8 @@ class Goal:
     def warn_if_noisy(self, acc: float, n_val: int):
         """An accuracy target finer than the validation set can measure: warn
         (every round's accept / reject would then be decided by chance)."""
-        if self.target is None or not self.target.is_accuracy:
+        if self.target is None or not self.target.is_accuracy or not self.quality.top1 \
+                or self.target.is_relative or not n_val:
             return
         se = validation_standard_error(acc, n_val)
         loss = float(self.target.value)

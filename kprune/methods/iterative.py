@@ -152,11 +152,11 @@ def run_iterative(run):
             record.store(state)
             run.commit(entry, proposal, best=entry.feasible)
             if opts.patience and state.violations >= opts.patience:
-                loss = goal.quality.loss(record.baseline, entry)
+                loss = goal.quality_loss(entry)
                 return run.finish(
                     f"rounds {r - opts.patience + 1}-{r} lost more than the allowed "
-                    f"{100 * goal.target.value:.2f} points of validation accuracy (round {r}: "
-                    f"{100 * loss:.2f}); returning round {record.best_round}")
+                    f"{goal.describe_loss(goal.target.value)} (round {r}: "
+                    f"{goal.describe_loss(loss)}); returning round {record.best_round}")
         else:
             # Size targets: every accepted round is the best so far.
             record.store(state)

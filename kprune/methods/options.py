@@ -124,9 +124,15 @@ class RunOptions(MethodOptions):
     validation_split: float = 0.1   # when val_data is None (numpy train data only)
     deterministic: bool = True      # tf op determinism (for the run only) when seed is set
     verbose: int = 0
+    metric: Any = None              # what every decision is taken on (kprune.methods.metric)
+    metric_direction: Optional[str] = None  # 'max' | 'min' | None: inferred from the metric
 
     def validate(self, ctx: OptionContext) -> "RunOptions":
+        from kprune.methods.metric import Metric, parse_metric
+
         v = {}
+        if not isinstance(self.metric, Metric):
+            v["metric"] = parse_metric(self.metric, self.metric_direction, ctx.model)
         for key, minimum in (("batch_size", 1), ("calibration_samples", 1),
                              ("min_channels", 1), ("pretrain_epochs", 0),
                              ("finetune_epochs", 0)):
@@ -157,6 +163,14 @@ class RunOptions(MethodOptions):
             raise TypeError(f"latency_fn must be a callable f(tflite_bytes) -> seconds, got "
                             f"{self.latency_fn!r}")
         return dataclasses.replace(self, **v)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """{option: value}; the metric as its name and direction ('max' / 'min')."""
+        d = super().to_dict()
+        m = self.metric
+        if m is not None and hasattr(m, "direction"):
+            d["metric"], d["metric_direction"] = m.name, m.direction
+        return d
 
 
 #: choices of `PruningOptions` fields with their help text

@@ -24,14 +24,14 @@ import time
 import warnings
 from typing import Dict, Optional
 
-from kprune.data import accuracy_and_count
 from kprune.methods.baseline import prepare_baseline
 from kprune.methods.callbacks import CallbackList
 from kprune.methods.config import RunConfig, RunData
 from kprune.methods.finetune import finetune
 from kprune.methods.fingerprint import run_fingerprint
-from kprune.methods.goal import Goal, validation_standard_error
+from kprune.methods.goal import Goal, Quality, validation_standard_error
 from kprune.methods.meter import Meter
+from kprune.methods.metric import TopOne, check_value
 from kprune.methods.options import PruningOptions
 from kprune.methods.phases import Phases
 from kprune.methods.proposer import Proposal, Proposer
@@ -55,7 +55,8 @@ class Run:
         self.record = RunRecord(model, out_dir, fingerprint, config.method)
         opts = config.options
         self.meter = Meter(config.target, opts.latency_fn, opts.latency_quantization)
-        self.goal = Goal(config.target, self.meter.budget)
+        self.metric = data.metric or TopOne()
+        self.goal = Goal(config.target, self.meter.budget, Quality.of(self.metric))
         self.phases = Phases()
         self.proposer = None
         if isinstance(config.method_options, PruningOptions):
@@ -98,17 +99,23 @@ class Run:
         t0, model = time.time(), self.record.original
         self.meter.check_reachable(model, self.opts.min_channels, self.opts.ignored_layers)
         groups = self.proposer.record_groups(model) if self.proposer else None
+        if self.opts.pretrain_epochs and not self.metric.is_top1:
+            # a metric that cannot judge the model fails before any training
+            check_value(self.metric, self.metric.evaluate(model, self.data.val)[0])
         stats, rewind = prepare_baseline(self.trainer, model, self.opts,
                                          self.method_options, groups)
-        acc, n_val = accuracy_and_count(model, self.data.val)
+        acc, n_val = self.metric.evaluate(model, self.data.val)
         if not math.isfinite(acc):
+            if not self.metric.is_top1:
+                check_value(self.metric, acc)
             raise FloatingPointError("the baseline model outputs NaN/inf on val_data; check "
                                      "the model's weights and the validation inputs")
         self.goal.warn_if_noisy(acc, n_val)
-        entry = self.meter.entry(0, RoundStatus.BASELINE, model, val_accuracy=acc,
-                                 feasible=True, info={
-                                     "val_samples": n_val,
-                                     "val_standard_error": validation_standard_error(acc, n_val)})
+        info = {"val_samples": n_val}
+        if self.metric.is_top1:
+            info["val_standard_error"] = validation_standard_error(acc, n_val)
+        entry = self.meter.entry(0, RoundStatus.BASELINE, model, feasible=True, info=info)
+        self.goal.quality.set(entry, acc)
         entry.time_s = time.time() - t0
         self.goal.baseline = entry
         self.commit(entry, Proposal(model, {}, {}, rewind, stats))
@@ -118,8 +125,9 @@ class Run:
         return self.trainer.fit(model, epochs)
 
     def evaluate(self, model) -> float:
-        """Top-1 accuracy on the validation data."""
-        return self.trainer.evaluate(model)
+        """The run's metric (``metric=``; default top-1 accuracy) on the
+        validation data (NaN for non-finite outputs)."""
+        return self.metric.evaluate(model, self.data.val)[0]
 
     def try_round(self, proposal: Proposal, round_index: int, info=None) -> RoundEntry:
         """Retrain (LR or weight rewinding) + evaluate + measure a proposal;
@@ -144,16 +152,17 @@ class Run:
         return entry
 
     def judge(self, entry: RoundEntry, accuracy: float):
-        """The one NaN rule: a non-finite accuracy discards the round (status
-        NAN_DISCARDED, with a warning); else the accuracy and ``feasible``."""
+        """The one NaN rule: a non-finite metric value (`accuracy`: the run's
+        metric) discards the round (status NAN_DISCARDED, with a warning);
+        else the value (``val_accuracy`` or ``val_<metric>``) and ``feasible``."""
         if not math.isfinite(accuracy):
             warnings.warn(f"kprune: round {entry.round} produced a NaN loss or NaN "
                           "weights; the round is discarded and the previous model kept",
                           RuntimeWarning, stacklevel=3)
-            entry.status, entry.val_accuracy, entry.feasible = \
-                RoundStatus.NAN_DISCARDED, None, False
+            entry.status, entry.feasible = RoundStatus.NAN_DISCARDED, False
+            self.goal.quality.set(entry, None)
         else:
-            entry.val_accuracy = accuracy
+            self.goal.quality.set(entry, accuracy)
             entry.feasible = self.goal.meets(entry)
         return entry
 

@@ -10,7 +10,8 @@ class PruneResult:
     Attributes:
         model: the pruned model (a plain Keras model, channels physically removed).
         history: one dict per round (round 0 is the baseline): ``params``,
-            ``macs``, ``val_accuracy``, ``widths`` ({layer: channels}),
+            ``macs``, ``val_accuracy`` (with ``metric=``: ``val_<metric name>``,
+            e.g. ``val_mae``), ``widths`` ({layer: channels}),
             ``removed`` (units removed that round), ``status`` (``baseline``,
             ``accepted``, ``violated``, ``nan_discarded``, ``finetuned``), ``feasible``,
             ``time_s`` and method-specific fields (``threshold``, ``rate``).
@@ -81,8 +82,7 @@ class PruneResult:
                  f"{b['params'] / max(f['params'], 1):.2f}x smaller"),
                 ("MACs (batch 1)", f"{b['macs']:,}", f"{f['macs']:,}",
                  f"{100 * (1 - f['macs'] / max(b['macs'], 1)):.1f}% fewer"),
-                ("val accuracy", f"{b['val_accuracy']:.4f}", f"{f['val_accuracy']:.4f}",
-                 f"{100 * (f['val_accuracy'] - b['val_accuracy']):+.2f} pt")]
+                self._metric_row(b, f)]
         for layer, width in b["widths"].items():
             after = f["widths"].get(layer, width)
             rows.append((f"  {layer} channels", str(width), str(after),
@@ -103,6 +103,25 @@ class PruneResult:
         if self.reason:
             out.append(f"stopped: {self.reason}")
         return "\n".join(out)
+
+    @property
+    def metric(self) -> str:
+        """The name of the metric every decision used (``'accuracy'`` by
+        default; the history holds it as ``'val_<name>'``)."""
+        return (self.options or {}).get("metric") or "accuracy"
+
+    def _metric_row(self, b, f):
+        name = self.metric
+        key = f"val_{name}"
+        bv, fv = b.get(key), f.get(key)
+        if bv is None or fv is None:
+            return (f"val {name}", str(bv), str(fv), "")
+        if name == "accuracy":
+            return ("val accuracy", f"{bv:.4f}", f"{fv:.4f}", f"{100 * (fv - bv):+.2f} pt")
+        lower = (self.options or {}).get("metric_direction") == "min"
+        rel = f" ({100 * (fv - bv) / abs(bv):+.2f}%)" if bv else ""
+        arrow = "lower is better" if lower else "higher is better"
+        return (f"val {name} ({arrow})", f"{bv:.6g}", f"{fv:.6g}", f"{fv - bv:+.4g}{rel}")
 
     def __str__(self):
         return self.summary()

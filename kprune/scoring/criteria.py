@@ -148,7 +148,10 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
 
     analysis = _analysis_parts(model, analysis)
     groups = analysis.groups if groups is None else groups
-    loss_fn = _loss_fn(model, loss)
+    multi = len(model.outputs) > 1 and loss is None
+    loss_fn = None if multi else _loss_fn(model, loss)
+    if multi and getattr(model, "loss", None) is None:
+        _loss_fn(model, None)  # the error: compile the model
     graph = analysis.graph
     data = training.as_data(data, batch_size, "calibration data")
     if data.kind == "numpy" and data.y is None:
@@ -179,8 +182,12 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
     def replica_products(x, y):
         with tf.GradientTape() as tape:
             pred = model(x, training=False)
-            pred = pred[0] if isinstance(pred, (list, tuple)) else pred
-            value = tf.reduce_mean(loss_fn(y, pred)) * tf.cast(tf.shape(y)[0], tf.float32)
+            n = tf.cast(tf.shape(tf.nest.flatten(y)[0])[0], tf.float32)
+            if multi:  # the compiled loss over every output
+                value = model.compute_loss(x=x, y=y, y_pred=pred) * n
+            else:
+                pred = pred[0] if isinstance(pred, (list, tuple)) else pred
+                value = tf.reduce_mean(loss_fn(y, pred)) * n
         grads = tape.gradient(value, variables)
         return [tf.zeros_like(v) if gr is None else tf.convert_to_tensor(v) * gr
                 for v, gr in zip(variables, grads)]
@@ -198,7 +205,8 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
     for x, y in training.iterate_batches(data, batch_size):
         if max_samples is not None and seen >= max_samples:
             break
-        prods = [p.numpy().astype(np.float64) for p in products(x, np.asarray(y))]
+        y = training.as_labels(y)
+        prods = [p.numpy().astype(np.float64) for p in products(x, y)]
         member = {}
         for gi, name, vi, axis in entries:
             v = np.moveaxis(prods[vi], axis, -1).reshape(-1, prods[vi].shape[axis]).sum(0)
@@ -207,7 +215,7 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
         for (gi, name), v in member.items():
             key = (gi, name)
             sums[key] = np.abs(v) if key not in sums else sums[key] + np.abs(v)
-        seen += len(np.asarray(y))
+        seen += len(tf.nest.flatten(y)[0])
         batches += 1
     out = {}
     for g in groups:
