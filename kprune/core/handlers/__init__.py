@@ -1,6 +1,7 @@
 """Per-layer-type channel handlers (see `base.ChannelHandler`)."""
 
-from kprune.core.handlers import channelwise  # noqa: F401  (registers handlers)
+from kprune.core.handlers import attention  # noqa: F401  (registers handlers)
+from kprune.core.handlers import channelwise  # noqa: F401
 from kprune.core.handlers import conv  # noqa: F401
 from kprune.core.handlers import merge  # noqa: F401
 from kprune.core.handlers import ops  # noqa: F401
