@@ -242,12 +242,15 @@ class Analysis:
             layer = graph.find_layer(name)
             ignored.add(id(layer))
         first_inputs: Dict[int, List[np.ndarray]] = {}
+        tied = _tied_layers(graph)
         for call in graph.calls:
             handler = find_handler(call.layer)
             if handler is None:
                 handler = _BOUNDARY
             self.handlers[id(call.layer)] = handler
             outs = handler.propagate(call, self)
+            if id(call.layer) in tied:
+                self._freeze_tied(call, outs, tied[id(call.layer)])
             mixing = getattr(handler, "mixing_activation", None)
             mixing = mixing(call.layer) if mixing is not None else None
             if mixing is not None:
@@ -287,6 +290,17 @@ class Analysis:
         for tid in graph.outputs:
             self.fix(self.layouts[tid], "model output")
         self._finalize()
+
+    def _freeze_tied(self, call, outs, why):
+        """A layer whose weights another layer also uses (tied input /
+        output embeddings): neither may be sliced alone."""
+        reason = (f"'{call.path}' ({call.class_name}) shares its weight "
+                  f"{why} (tied weights); kprune does not slice a weight two "
+                  "layers use")
+        for layout in list(outs) + [self.layouts[t] for t in call.inputs]:
+            self.fix(layout, reason)
+        for name in self.internal_names(call.layer):
+            self.fix(self.internal_layout(call.layer, name), reason)
 
     def _freeze_mixing_outputs(self, call, outs, activation):
         """A layer whose activation mixes channels: its output channels are
@@ -553,6 +567,26 @@ class Analysis:
             self._gone[list(removed)] = True
             self._gone_for = removed
         return np.nonzero(~self._gone[rl])[0]
+
+
+def _tied_layers(graph) -> Dict[int, str]:
+    """id(layer) -> description of a weight it shares with another leaf
+    layer of the graph (one layer reading another's variable)."""
+    owners: Dict[int, list] = {}
+    for layer in graph.leaf_layers():
+        for w in getattr(layer, "weights", None) or ():
+            owners.setdefault(id(w), [])
+            if not any(o is layer for o in owners[id(w)]):
+                owners[id(w)].append(layer)
+    tied = {}
+    for layer in graph.leaf_layers():
+        for w in getattr(layer, "weights", None) or ():
+            others = [o for o in owners[id(w)] if o is not layer]
+            if others and id(layer) not in tied:
+                names = ", ".join(f"'{graph.layer_paths.get(id(o), o.name)}'"
+                                  for o in others)
+                tied[id(layer)] = f"'{w.path}' with layer {names}"
+    return tied
 
 
 class _BoundaryHandler:
