@@ -8,13 +8,14 @@ LSTM 4, GRU 3, SimpleRNN 1), and the rows u of the recurrent kernel (role
 features are the kernel's rows, so upstream layers stay prunable. Initial
 states passed with `initial_state=` carry the units too and are coupled to
 them. Bidirectional has the unit sets '<layer>:forward' and
-'<layer>:backward': side by side in the output for merge_mode 'concat'
-(or separate outputs for None), coupled unit by unit for 'sum', 'mul' and
-'ave'.
+'<layer>:backward' (side by side in the output for merge_mode 'concat',
+separate outputs for None, summed / multiplied / averaged otherwise); Keras
+gives both directions one width, so forward unit u and backward unit u are
+removed together (one group, '<layer>:forward').
 
 Example:
     >>> kprune.remove_channels(model, {"gru": [0, 5]})            # 2 units
-    >>> kprune.remove_channels(model, {"bi:backward": [3]})       # one direction
+    >>> kprune.remove_channels(model, {"bi:forward": [3]})        # both directions' unit 3
 """
 
 import numpy as np
@@ -112,11 +113,13 @@ class BidirectionalHandler(ChannelHandler):
         for j, i in enumerate(states):
             ctx.couple(ctx.layout(call.inputs[i]), fwd if j < n_states else bwd)
         _fix_extra_inputs(call, ctx, {slots.get("sequences", 0), *states}, "Bidirectional")
+        # Keras builds both directions at one width (its output shapes
+        # assume it), so forward unit u and backward unit u go together.
+        ctx.couple(fwd, bwd)
         mode = layer.merge_mode
         if mode == "concat":
             merged = [np.concatenate([fwd, bwd])]
         elif mode in ("sum", "mul", "ave"):
-            ctx.couple(fwd, bwd)
             merged = [fwd]
         else:  # None: the two sequences apart
             merged = [fwd, bwd]
