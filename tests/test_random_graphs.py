@@ -52,7 +52,7 @@ def _features(model):
 
 def test_generator_covers_real_model_features():
     found = set()
-    for seed in range(120):
+    for seed in range(200):
         found |= _features(random_model(seed))
         keras.backend.clear_session(free_memory=False)
     wanted = {
