@@ -6,7 +6,10 @@ with and without center/scale and on other axes, softmax-like activations
 merges and Concatenate over 2-4 branches (a tensor concatenated with
 itself), keras.ops with constants, nested Functional and Sequential models
 called once or twice (with inputs passed straight to outputs), shared
-layers, several inputs and outputs, and boundaries inside prunable graphs.
+layers, several inputs and outputs, and boundaries inside prunable graphs;
+on sequences, MultiHeadAttention (self and cross, with or without biases,
+own value dims), LSTM / GRU / SimpleRNN / Bidirectional (every merge mode)
+and Embedding inputs.
 
 One integer seed gives one model, always the same:
 
@@ -23,7 +26,8 @@ MIXING_ACTS = ["softmax", "log_softmax", "sparsemax"]
 
 BLOCKS = ("conv", "conv", "transpose", "depthwise", "separable", "dense",
           "norm", "norm", "activation", "merge", "merge", "self_concat",
-          "ops", "nested", "shared", "structural", "boundary")
+          "ops", "nested", "shared", "structural", "boundary", "attention",
+          "recurrent")
 
 
 class _Builder:
@@ -281,6 +285,30 @@ class _Builder:
         y = L.Conv1D(self.width(), 1, name=self.name("conv"))(y)
         return L.Permute((2, 1), name=self.name("permute"))(y)
 
+    def attention(self, x):
+        """MultiHeadAttention, self or cross (over any spatial axes), often
+        in a residual."""
+        kv = self.pick(self.same_spatial(x) or [x])
+        mha = L.MultiHeadAttention(
+            int(self.rng.integers(1, 4)), int(self.rng.integers(1, 5)),
+            value_dim=self.pick([None, int(self.rng.integers(1, 5))]),
+            use_bias=self.chance(0.7), name=self.name("mha"))
+        y = mha(x, kv)
+        return L.Add(name=self.name("res"))([x, y]) if self.chance(0.6) else y
+
+    def recurrent(self, x):
+        """A sequence RNN (1-D graphs; attention on 2-D ones)."""
+        if self.dims != 1:
+            return self.attention(x)
+        cls = self.pick([L.LSTM, L.GRU, L.SimpleRNN])
+        kwargs = {"reset_after": self.chance(0.5)} if cls is L.GRU else {}
+        if self.chance(0.4):
+            rnn = cls(self.width(), return_sequences=True, **kwargs)
+            return L.Bidirectional(rnn, merge_mode=self.pick(
+                ["concat", "sum", "mul", "ave"]), name=self.name("bi"))(x)
+        return cls(self.width(), return_sequences=True, name=self.name("rnn"),
+                   **kwargs)(x)
+
     # -- the model ---------------------------------------------------------
     def head(self, x):
         kind = self.pick(["gap", "gmp", "flatten", "raw", "dense_softmax"])
@@ -308,6 +336,10 @@ class _Builder:
         for inp in inputs:
             self.pool.append(inp if self.chance(0.2) else self.pointwise(
                 inp, self.width(), self.act(0)))
+        if self.dims == 1 and self.chance(0.15):  # token ids -> embeddings
+            ids = keras.Input((size,), dtype="int32", name="ids")
+            inputs.append(ids)
+            self.pool.append(L.Embedding(10, self.width(), name=self.name("emb"))(ids))
         x = self.pool[-1]
         for _ in range(int(self.rng.integers(2, 9))):
             kind = self.pick(BLOCKS)

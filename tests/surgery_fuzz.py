@@ -28,8 +28,10 @@ FAILURES = ("mismatch", "crash")
 
 
 def _inputs(model, rng):
-    xs = [rng.normal(size=(2,) + tuple(t.shape[1:])).astype("float32")
-          for t in model.inputs]
+    xs = [rng.integers(0, 10, size=(2,) + tuple(t.shape[1:])).astype("int32")
+          if "int" in str(t.dtype) else
+          rng.normal(size=(2,) + tuple(t.shape[1:])).astype("float32")
+          for t in model.inputs]  # token ids for Embedding inputs
     return xs[0] if len(xs) == 1 else xs
 
 

@@ -52,7 +52,7 @@ def _features(model):
 
 def test_generator_covers_real_model_features():
     found = set()
-    for seed in range(120):
+    for seed in range(200):
         found |= _features(random_model(seed))
         keras.backend.clear_session(free_memory=False)
     wanted = {
@@ -64,6 +64,8 @@ def test_generator_covers_real_model_features():
         "Minimum", "Concatenate", "Functional", "Sequential",
         "model called twice", "shared layer", "several inputs",
         "several outputs", "Conv2D:strides", "Conv1D:dilation_rate",
-        "Activation", "Conv2D:softmax", "Permute",
+        "Activation", "Conv2D:softmax", "Permute", "MultiHeadAttention",
+        "Bidirectional", "Embedding",
     }
+    assert found & {"LSTM", "GRU", "SimpleRNN"} == {"LSTM", "GRU", "SimpleRNN"}
     assert wanted <= found, f"never generated: {sorted(wanted - found)}"

@@ -132,7 +132,7 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
                 f"per_channel=False: quantization-aware model '{model.name}' was trained "
                 f"with per-channel weight scales, which the converter keeps; make it with "
                 f"quantize_aware(model, per_channel=False) for per-tensor int8")
-    fixed = _fixed_batch_model(model, batch_size, shapes)
+    fixed = _fixed_batch_model(unrolled(model), batch_size, shapes)
 
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -225,6 +225,62 @@ def _input_shapes(model) -> List[tuple]:
                 f"dimension given")
         shapes.append(shape)
     return shapes
+
+
+_RNN_CLASSES = ("LSTM", "GRU", "SimpleRNN")
+
+
+def _set_unroll(config) -> bool:
+    """Sets unroll=True on every LSTM / GRU / SimpleRNN entry of a
+    serialized (nested) config; True when one changed."""
+    changed = False
+    if isinstance(config, dict):
+        if config.get("class_name") in _RNN_CLASSES and isinstance(
+                config.get("config"), dict) and not config["config"].get("unroll"):
+            config["config"]["unroll"] = True
+            changed = True
+        for value in config.values():
+            changed = _set_unroll(value) or changed
+    elif isinstance(config, list):
+        for value in config:
+            changed = _set_unroll(value) or changed
+    return changed
+
+
+def unrolled(model):
+    """`model` with its recurrent layers (LSTM, GRU, SimpleRNN, also inside
+    Bidirectional and nested models) unrolled over their fixed number of time
+    steps, weights copied; the model itself when it has none or a time axis
+    is unknown. The converter's int8 calibration crashes on the while loop of
+    a rolled RNN, and an unrolled one runs on TFLite-Micro (no WHILE op);
+    `to_tflite` converts through it.
+
+    Example:
+        >>> flat = unrolled(gru_model)
+        >>> flat.get_layer("gru").unroll
+        True
+    """
+    import keras
+
+    from kprune.core._keras_compat import all_layers, model_classes
+    from kprune.core.tf_keras import is_tf_keras
+    if is_tf_keras(model):
+        return model
+    rnns = [l for l in all_layers(model) if isinstance(l, keras.layers.RNN)
+            and type(l).__name__ in _RNN_CLASSES and not l.unroll]
+    if not rnns:
+        return model
+    serialized = keras.saving.serialize_keras_object(model)
+    serialized.pop("compile_config", None)
+    if not _set_unroll(serialized):
+        return model
+    try:
+        with keras.saving.custom_object_scope(model_classes(model)):
+            new = keras.saving.deserialize_keras_object(serialized, safe_mode=False)
+    except ValueError:  # an unknown number of time steps cannot be unrolled
+        return model
+    new.set_weights(model.get_weights())
+    return new
 
 
 def _fixed_batch_model(model, batch_size, shapes):
@@ -367,5 +423,5 @@ def load_tflite(path: Union[str, os.PathLike]) -> bytes:
     return data
 
 
-__all__ = ["ConversionError", "MODE_NAMES", "QUANTIZATIONS", "is_tflite", "load_tflite",
+__all__ = ["ConversionError", "MODE_NAMES", "QUANTIZATIONS", "is_tflite", "load_tflite", "unrolled",
            "normalize_quantization", "synthetic_calibration", "to_tflite", "tflite_ops"]
