@@ -21,6 +21,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from kprune.core import handlers as _handlers  # noqa: F401  (registers handlers)
+from kprune.core.composite import functional_view
 from kprune.core.graph import Graph
 from kprune.core.handlers.base import find_handler
 
@@ -164,8 +165,10 @@ class Analysis:
     components and why, and the prunable dependency groups."""
 
     def __init__(self, model, ignored_layers: Sequence[str] = ()):
-        self.model = model
-        self.graph = Graph.from_model(model)
+        # Composite layers and Functional subclasses are analysed (and
+        # rebuilt) as the plain graph behind them.
+        self.model = functional_view(model)
+        self.graph = Graph.from_model(self.model)
         self.uf = _Components()
         self.layouts: Dict[int, np.ndarray] = {}
         self._layer_channels: Dict[tuple, np.ndarray] = {}
