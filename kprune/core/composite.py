@@ -110,6 +110,8 @@ def functional_view(model):
         >>> [l.name for l in view.layers][:3]
         ['pixel_values', 'input_conv', 'input_batch_norm']
     """
+    from kprune.core.handlers.keras_hub import register_keras_hub_handlers
+    register_keras_hub_handlers()
     if not needs_view(model):
         return model
     return _Viewer().model(model)
@@ -141,9 +143,17 @@ class _Viewer:
                 op = node.operation
                 if isinstance(op, keras.layers.InputLayer):
                     continue
-                args, kwargs = node_fill_in(node, scope)
                 new_op = self._op(op, node)
-                outs = keras.tree.flatten(new_op(*args, **kwargs))
+                if new_op is not op and not is_model(op):
+                    # A traced composite: its sub-model takes the call's
+                    # tensors, flat and in order (other arguments are part
+                    # of the trace).
+                    flat = _unique_tensors(node.arguments.keras_tensors)
+                    flat = [scope[id(kt)] for kt in flat]
+                    outs = keras.tree.flatten(new_op(flat if len(flat) > 1 else flat[0]))
+                else:
+                    args, kwargs = node_fill_in(node, scope)
+                    outs = keras.tree.flatten(new_op(*args, **kwargs))
                 for kt, t in zip(node.outputs, outs):
                     scope[id(kt)] = t
         return keras.tree.map_structure(lambda kt: scope[id(kt)], fn._outputs_struct)
@@ -199,6 +209,15 @@ class _Viewer:
         return sub
 
 
+def _unique_tensors(tensors):
+    seen, result = set(), []
+    for kt in tensors:
+        if id(kt) not in seen:
+            seen.add(id(kt))
+            result.append(kt)
+    return result
+
+
 def _own_variables(layer):
     inner = {id(v) for sub in sublayers(layer) for v in sub.variables}
     return [v.path for v in layer.variables if id(v) not in inner]
@@ -225,12 +244,7 @@ def _mismatch(layer, sub, node) -> Optional[str]:
                                   if _takes_training(layer) else layer(*args, **kwargs))
     except Exception:  # noqa: BLE001 - inputs the layer does not accept
         return None
-    vals = [values[id(kt)] for kt in node.arguments.keras_tensors]
-    uniq, seen = [], set()
-    for kt, v in zip(node.arguments.keras_tensors, vals):
-        if id(kt) not in seen:
-            seen.add(id(kt))
-            uniq.append(v)
+    uniq = [values[id(kt)] for kt in _unique_tensors(node.arguments.keras_tensors)]
     got = keras.tree.flatten(sub(uniq if len(uniq) > 1 else uniq[0], training=False))
     if len(got) != len(want):
         return "its traced graph returns a different number of outputs"

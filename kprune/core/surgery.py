@@ -131,6 +131,10 @@ def _edit_config(entry_config, model, keeps, changed, input_widths=None):
             _edit_config(entry["config"], op, keeps, changed, widths)
             entry.pop("build_config", None)
             continue
+        if id(op) in keeps:  # a config the layer's own get_config gets wrong
+            fix = getattr(keeps[id(op)][4], "fix_config", None)
+            if fix is not None:
+                fix(entry["config"], op)
         if id(op) in changed:
             in_keep, out_keep, _, _, handler = keeps[id(op)]
             handler.update_config(entry["config"], op, in_keep, out_keep)
