@@ -212,3 +212,43 @@ def sublayers(layer):
 def call_fn(layer):
     """The layer's own ``call`` (bound), skipping ``__call__``'s bookkeeping."""
     return layer.call
+
+
+def argument_slots(node, names):
+    """{argument name: index of its tensor among the node's flattened input
+    tensors} for the call arguments `names` (the call's parameters in
+    order), for those passed a single KerasTensor; lists of tensors (an
+    RNN's `initial_state`) map to a list of indices.
+
+    Example:
+        >>> argument_slots(mha_node, ("query", "value", "key"))
+        {'query': 0, 'value': 1}
+    """
+    arguments = node.arguments
+    flat = list(arguments.keras_tensors)
+    args, kwargs = tuple(arguments.args), dict(arguments.kwargs)
+
+    claimed = set()
+
+    def index_of(t):  # the same tensor may be passed twice: mha(x, x)
+        hits = [i for i, kt in enumerate(flat) if kt is t]
+        for i in hits:
+            if i not in claimed:
+                claimed.add(i)
+                return i
+        return hits[0] if hits else None
+
+    slots = {}
+    for position, name in enumerate(names):
+        value = args[position] if position < len(args) else kwargs.get(name)
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            idx = [index_of(v) for v in value]
+            if idx and all(i is not None for i in idx):
+                slots[name] = idx
+            continue
+        i = index_of(value)
+        if i is not None:
+            slots[name] = i
+    return slots

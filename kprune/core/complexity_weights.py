@@ -86,6 +86,44 @@ def _fractions(analysis: Analysis):
     return result
 
 
+def _internal_fractions(analysis: Analysis, layer):
+    """{unit set: {group index: fraction}} of a layer's internal units."""
+    out = {}
+    for name in analysis.internal_names(layer):
+        path = analysis.graph.layer_paths[id(layer)]
+        fr = {}
+        for g in analysis.groups:
+            try:
+                cmap = g.channel_map(f"{path}:{name}")
+            except ValueError:
+                continue
+            f = float(np.mean(cmap >= 0)) if len(cmap) else 0.0
+            if f > 0:
+                fr[g.index] = f
+        out[name] = fr
+    return out
+
+
+def _role_fractions(role, call, frac, internal, slots):
+    """The group fractions of the axis a weight role names."""
+    from kprune.core.handlers.base import parse_role
+
+    base = parse_role(role)[0]
+    kind, _, rest = base.partition(":")
+    if base in ("in", "in*m"):
+        return frac[call.inputs[0]] if call.inputs else {}
+    if base in ("out", "in:state"):
+        return frac[call.outputs[0]] if call.outputs else {}
+    if kind == "unit":
+        return internal.get(rest, {})
+    if kind in ("in", "out") and rest in slots:
+        return frac[call.inputs[slots[rest]]]
+    if kind in ("in", "out") and rest.isdigit():
+        tids = call.inputs if kind == "in" else call.outputs
+        return frac[tids[int(rest)]] if int(rest) < len(tids) else {}
+    return {}
+
+
 def _add(acc, fractions, amount):
     for gi, f in fractions.items():
         acc[gi] += amount * f
@@ -121,25 +159,39 @@ def group_complexity(model, mode: str, analysis: Optional[Analysis] = None,
         n_in = graph.tensors[call.inputs[0]].channels if call.inputs else 0
         n_out = graph.tensors[call.outputs[0]].channels if call.outputs else 0
         roles = handler.weight_roles(call.layer, n_in, n_out) if weights else {}
+        internal = _internal_fractions(analysis, call.layer) if weights else {}
+        slots = handler.input_slots(call) if internal and hasattr(
+            handler, "input_slots") else {}
         if mode == "params":
             if id(call.layer) in seen:
                 continue
             seen.add(id(call.layer))
-            for w in weights:
+            for i, w in enumerate(weights):
                 size = float(np.prod(w.shape)) if len(w.shape) else 1.0
-                for role in roles.get(w.name, ()):
-                    if role in ("in", "in*m"):
-                        _add(acc, f_in, size)
-                    elif role == "out":
-                        _add(acc, f_out, size)
+                for role in roles.get(i, roles.get(w.name, ())) or ():
+                    if role is not None:
+                        _add(acc, _role_fractions(role, call, frac, internal, slots), size)
             continue
         macs = call_macs(call, graph)
         if not macs:
             continue
-        main = max(weights, key=lambda w: int(np.prod(w.shape)), default=None)
-        main_roles = set(roles.get(main.name, ())) if main is not None else set()
+        if internal:  # attention: MACs follow every unit set and input it uses
+            seen_roles = set()
+            for i, w in enumerate(weights):
+                for role in roles.get(i, roles.get(w.name, ())) or ():
+                    if role is not None:
+                        seen_roles.add(role.partition("@")[0])
+            share = macs / max(len(seen_roles), 1)
+            for role in sorted(seen_roles):
+                _add(acc, _role_fractions(role, call, frac, internal, slots), share)
+            continue
+        main_i = max(range(len(weights)), key=lambda i: int(np.prod(weights[i].shape)),
+                     default=None)
+        main_roles = set() if main_i is None else {
+            (r or "").partition("@")[0]
+            for r in roles.get(main_i, roles.get(weights[main_i].name, ())) or ()}
         uses_in = bool(main_roles & {"in", "in*m"})
-        uses_out = "out" in main_roles
+        uses_out = bool(main_roles & {"out", "in:state"})
         if uses_in:
             _add(acc, f_in, macs)
         if uses_out or not uses_in:

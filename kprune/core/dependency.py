@@ -174,6 +174,7 @@ class Analysis:
         self._layer_channels: Dict[tuple, np.ndarray] = {}
         self._fixed: Dict[int, str] = {}
         self._inexact: Dict[int, str] = {}
+        self._internal: Dict[int, List[str]] = {}
         self.handlers = {}
         self._run(ignored_layers)
 
@@ -193,6 +194,25 @@ class Analysis:
         if key not in self._layer_channels:
             self._layer_channels[key] = self.uf.make(int(n))
         return self._layer_channels[key]
+
+    def internal_channels(self, call, name: str, n: int) -> np.ndarray:
+        """Fresh components for a set of units inside a layer that no tensor
+        of the graph carries (attention heads, head dimensions, the units of
+        each direction of a bidirectional RNN). They form their own groups,
+        named '<layer path>:<name>' (the `remove_channels` key for them);
+        weight roles 'unit:<name>' index them."""
+        key = (id(call.layer), str(name))
+        if key not in self._layer_channels:
+            self._layer_channels[key] = self.uf.make(int(n))
+            self._internal.setdefault(id(call.layer), []).append(str(name))
+        return self._layer_channels[key]
+
+    def internal_names(self, layer) -> List[str]:
+        """The internal unit sets of `layer` (see `internal_channels`)."""
+        return list(self._internal.get(id(layer), ()))
+
+    def internal_layout(self, layer, name: str) -> np.ndarray:
+        return self._layer_channels[(id(layer), name)]
 
     def union(self, a: int, b: int) -> None:
         """Components `a` and `b` must be removed together."""
@@ -225,12 +245,15 @@ class Analysis:
             layer = graph.find_layer(name)
             ignored.add(id(layer))
         first_inputs: Dict[int, List[np.ndarray]] = {}
+        tied = _tied_layers(graph)
         for call in graph.calls:
             handler = find_handler(call.layer)
             if handler is None:
                 handler = _BOUNDARY
             self.handlers[id(call.layer)] = handler
             outs = handler.propagate(call, self)
+            if id(call.layer) in tied:
+                self._freeze_tied(call, outs, tied[id(call.layer)])
             mixing = getattr(handler, "mixing_activation", None)
             mixing = mixing(call.layer) if mixing is not None else None
             if mixing is not None:
@@ -257,6 +280,9 @@ class Analysis:
             if id(call.layer) in ignored:
                 for tid in call.outputs:
                     self.fix(self.layouts[tid], f"'{call.path}' is in ignored_layers")
+                for name in self.internal_names(call.layer):
+                    self.fix(self.internal_layout(call.layer, name),
+                             f"'{call.path}' is in ignored_layers")
         # A nested model called at several places has one InputLayer per
         # input: what each call feeds it must keep the same channels, even
         # when no leaf layer ties them (an input passed straight through).
@@ -267,6 +293,17 @@ class Analysis:
         for tid in graph.outputs:
             self.fix(self.layouts[tid], "model output")
         self._finalize()
+
+    def _freeze_tied(self, call, outs, why):
+        """A layer whose weights another layer also uses (tied input /
+        output embeddings): neither may be sliced alone."""
+        reason = (f"'{call.path}' ({call.class_name}) shares its weight "
+                  f"{why} (tied weights); kprune does not slice a weight two "
+                  "layers use")
+        for layout in list(outs) + [self.layouts[t] for t in call.inputs]:
+            self.fix(layout, reason)
+        for name in self.internal_names(call.layer):
+            self.fix(self.internal_layout(call.layer, name), reason)
 
     def _freeze_mixing_outputs(self, call, outs, activation):
         """A layer whose activation mixes channels: its output channels are
@@ -322,16 +359,21 @@ class Analysis:
         producers: Dict[int, List[str]] = {}
         unit_roots: Dict[int, List[int]] = {}
         seen = np.zeros(n, dtype=bool)
+        internal_paths = {}
         for call in graph.calls:
-            for k in range(len(call.outputs)):
+            keys = list(range(len(call.outputs))) + self.internal_names(call.layer)
+            for k in keys:
                 comps = self._layer_channels.get((id(call.layer), k))
                 if comps is None or not len(comps):
                     continue
                 r = roots[comps]
                 g = int(group_label[r[0]])
                 plist = producers.setdefault(g, [])
-                if call.path not in plist:
-                    plist.append(call.path)
+                pname = call.path if isinstance(k, int) else f"{call.path}:{k}"
+                if not isinstance(k, int):
+                    internal_paths[pname] = (call.path, comps)
+                if pname not in plist:
+                    plist.append(pname)
                 _, first = np.unique(r, return_index=True)
                 new = r[np.sort(first)]
                 new = new[~seen[new]]
@@ -339,6 +381,10 @@ class Analysis:
                 unit_roots.setdefault(g, []).extend(new.tolist())
 
         members: Dict[int, List[str]] = {g: [] for g in producers}
+        for pname, (path, comps) in internal_paths.items():
+            for g in np.unique(group_of_comp[roots[comps]]).tolist():
+                if g >= 0 and path not in members[g]:
+                    members[g].append(path)
         out_groups = {}
         for call in graph.calls:
             touched = set()
@@ -364,6 +410,10 @@ class Analysis:
                     rl = roots[out_groups[path]]
                     gmaps[path] = np.where(group_label[rl] == g, unit_index[rl], -1) \
                         if len(rl) else rl
+            for pname, (path, comps) in internal_paths.items():
+                rl = roots[comps]
+                if (group_label[rl] == g).any():
+                    gmaps[pname] = np.where(group_label[rl] == g, unit_index[rl], -1)
             inexact = {self.inexact[r] for r in rs.tolist() if r in self.inexact}
             if frozen.size:
                 group = Group(len(self.frozen_groups), plist, members[g],
@@ -433,12 +483,16 @@ class Analysis:
                 "remove_channels expects a dict {layer_name: [output channel "
                 f"indices]}}, got {type(removal).__name__}")
         for name, indices in removal.items():
-            layer = graph.find_layer(name)
+            layer, unit_set = self.find_member(name)
             calls = graph.calls_of(layer)
             path = calls[0].path
-            if not calls[0].outputs:
+            if unit_set is not None:
+                rl = self.roots[self.internal_layout(layer, unit_set)]
+                path = f"{path}:{unit_set}"
+            elif not calls[0].outputs:
                 raise ValueError(f"layer '{name}' has no output")
-            rl = self.root_layout(calls[0].outputs[0])
+            else:
+                rl = self.root_layout(calls[0].outputs[0])
             idx = channel_indices(indices, len(rl), path)
             if idx.size == 0:
                 continue
@@ -468,7 +522,44 @@ class Analysis:
                         f"the removal takes every channel of layer "
                         f"'{call.path}' ({call.class_name}, {len(rl)} "
                         "channels): keep at least one channel of its group")
+            for unit_set in self.internal_names(call.layer):
+                rl = self.roots[self.internal_layout(call.layer, unit_set)]
+                if len(rl) and gone[rl].all():
+                    raise ValueError(
+                        f"the removal takes every unit of '{call.path}:"
+                        f"{unit_set}' ({call.class_name}, {len(rl)} "
+                        f"{unit_set}): keep at least one of them")
         return removed
+
+    def find_member(self, name: str):
+        """(layer, internal unit set or None) named by a `remove_channels`
+        key: a layer path or name, or '<layer>:<unit set>' (e.g.
+        'mha:heads')."""
+        graph = self.graph
+        if name not in graph.layers_by_path and ":" in name:
+            base, _, unit_set = name.rpartition(":")
+            try:
+                layer = graph.find_layer(base)
+            except ValueError:
+                layer = None
+            if layer is not None:
+                names = self.internal_names(layer)
+                if unit_set not in names:
+                    raise ValueError(
+                        f"layer '{base}' ({type(layer).__name__}) has no unit "
+                        f"set '{unit_set}'" + (f"; it has {names}" if names else
+                                               ": name the layer alone to remove "
+                                               "its output channels"))
+                return layer, unit_set
+        return graph.find_layer(name), None
+
+    def keep_units(self, layer, unit_set: str, removed: set) -> np.ndarray:
+        """Kept indices of one internal unit set of `layer`."""
+        rl = self.roots[self.internal_layout(layer, unit_set)]
+        if not removed:
+            return np.arange(len(rl))
+        gone = np.isin(rl, np.fromiter(removed, dtype=np.int64))
+        return np.nonzero(~gone)[0]
 
     def keep_indices(self, tid, removed: set) -> np.ndarray:
         rl = self.roots[self.layouts[tid]]
@@ -479,6 +570,26 @@ class Analysis:
             self._gone[list(removed)] = True
             self._gone_for = removed
         return np.nonzero(~self._gone[rl])[0]
+
+
+def _tied_layers(graph) -> Dict[int, str]:
+    """id(layer) -> description of a weight it shares with another leaf
+    layer of the graph (one layer reading another's variable)."""
+    owners: Dict[int, list] = {}
+    for layer in graph.leaf_layers():
+        for w in getattr(layer, "weights", None) or ():
+            owners.setdefault(id(w), [])
+            if not any(o is layer for o in owners[id(w)]):
+                owners[id(w)].append(layer)
+    tied = {}
+    for layer in graph.leaf_layers():
+        for w in getattr(layer, "weights", None) or ():
+            others = [o for o in owners[id(w)] if o is not layer]
+            if others and id(layer) not in tied:
+                names = ", ".join(f"'{graph.layer_paths.get(id(o), o.name)}'"
+                                  for o in others)
+                tied[id(layer)] = f"'{w.path}' with layer {names}"
+    return tied
 
 
 class _BoundaryHandler:

@@ -14,6 +14,7 @@ import numpy as np
 from kprune.core._keras_compat import functional_inputs, history_operation, model_classes
 from kprune.core.dependency import Analysis, analyze
 from kprune.core.graph import functional_of, is_model
+from kprune.core.handlers.base import LayerKeeps, zeroed_in_reference
 
 
 def remove_channels(model, removal: Dict[str, Sequence[int]],
@@ -94,8 +95,18 @@ def _layer_keeps(analysis: Analysis, removed: set):
             n_out = graph.tensors[tout].channels
         else:
             out_keep, n_out = np.arange(0), 0
-        result[id(call.layer)] = (in_keep, out_keep, n_in, n_out,
-                                  analysis.handlers[id(call.layer)])
+        handler = analysis.handlers[id(call.layer)]
+        ins = [analysis.keep_indices(t, removed) for t in call.inputs]
+        outs = [analysis.keep_indices(t, removed) for t in call.outputs]
+        names = analysis.internal_names(call.layer)
+        lk = LayerKeeps(
+            ins, outs, {k: analysis.keep_units(call.layer, k, removed) for k in names},
+            [graph.tensors[t].channels for t in call.inputs],
+            [graph.tensors[t].channels for t in call.outputs],
+            {k: len(analysis.internal_layout(call.layer, k)) for k in names},
+            getattr(call.layer, "depth_multiplier", 1) or 1,
+            getattr(handler, "input_slots", lambda c: {})(call))
+        result[id(call.layer)] = (in_keep, out_keep, n_in, n_out, handler, lk)
     return result
 
 
@@ -136,43 +147,39 @@ def _edit_config(entry_config, model, keeps, changed, input_widths=None):
             if fix is not None:
                 fix(entry["config"], op)
         if id(op) in changed:
-            in_keep, out_keep, _, _, handler = keeps[id(op)]
-            handler.update_config(entry["config"], op, in_keep, out_keep)
+            handler, lk = keeps[id(op)][4:]
+            rewrite = getattr(handler, "rewrite_config", None)
+            if rewrite is not None:
+                rewrite(entry["config"], op, lk)
+            else:
+                handler.update_config(entry["config"], op, lk.in_keep, lk.out_keep)
         if entry.get("class_name") != "InputLayer":
             entry.pop("build_config", None)
 
 
-def _take(value, roles, index_for):
+def _take(value, roles, keeps):
     for axis, role in enumerate(roles):
         if role is None:
             continue
-        idx = index_for[role]
+        idx = keeps.index(role)
         if idx is not None:
             value = np.take(value, idx, axis=axis)
     return value
 
 
-def _zero(value, roles, index_for, in_roles=("in", "in*m")):
+def _zero(value, roles, keeps):
     value = np.array(value, copy=True)
     for axis, role in enumerate(roles):
-        if role in in_roles and index_for[role] is not None:
+        if role is None or not zeroed_in_reference(role):
+            continue
+        idx = keeps.index(role)
+        if idx is not None:
             mask = np.ones(value.shape[axis], dtype=bool)
-            mask[index_for[role]] = False
+            mask[idx] = False
             sl = [slice(None)] * value.ndim
             sl[axis] = mask
             value[tuple(sl)] = 0
     return value
-
-
-def _index_for(layer, in_keep, out_keep, n_in, n_out):
-    m = getattr(layer, "depth_multiplier", 1) or 1
-    full_in = len(in_keep) == n_in
-    full_out = len(out_keep) == n_out
-    in_m = None if full_in else (
-        in_keep[:, None] * m + np.arange(m)[None, :]).reshape(-1)
-    return {"in": None if full_in else in_keep,
-            "out": None if full_out else out_keep,
-            "in*m": in_m}
 
 
 def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.Model:
@@ -186,10 +193,8 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
     changed = set()
     if not mask_only:
         for key, value in keeps.items():
-            if isinstance(key, int):
-                in_keep, out_keep, n_in, n_out, _ = value
-                if len(in_keep) != n_in or len(out_keep) != n_out:
-                    changed.add(key)
+            if isinstance(key, int) and value[5].changed:
+                changed.add(key)
     serialized = keras.saving.serialize_keras_object(model)
     _edit_config(serialized["config"], model, keeps, changed)
     serialized.pop("build_config", None)
@@ -236,7 +241,7 @@ def _copy_weights(analysis, new_model, keeps, changed, mask_only):
         path = graph.layer_paths[id(layer)]
         new_layer = _find(new_model, path)
         old = layer.get_weights()
-        in_keep, out_keep, n_in, n_out, handler = keeps[id(layer)]
+        in_keep, out_keep, n_in, n_out, handler = keeps[id(layer)][:5]
         if mask_only:
             if not handler.mixes_channels:
                 new_layer.set_weights(old)
@@ -244,11 +249,11 @@ def _copy_weights(analysis, new_model, keeps, changed, mask_only):
         elif id(layer) not in changed:
             new_layer.set_weights(old)
             continue
+        lk = keeps[id(layer)][5]
         roles = handler.weight_roles(layer, n_in, n_out)
-        index_for = _index_for(layer, in_keep, out_keep, n_in, n_out)
         values = []
-        for w, value in zip(layer.weights, old):
-            r = roles.get(w.name)
+        for i, (w, value) in enumerate(zip(layer.weights, old)):
+            r = roles.get(i, roles.get(w.name))
             if r is not None and len(r) != value.ndim:
                 raise RuntimeError(
                     f"handler {handler.describe()} gave {len(r)} axis roles "
@@ -256,9 +261,13 @@ def _copy_weights(analysis, new_model, keeps, changed, mask_only):
             if r is None:
                 values.append(value)
             elif mask_only:
-                values.append(_zero(value, r, index_for))
+                values.append(_zero(value, r, lk))
             else:
-                values.append(_take(value, r, index_for))
+                values.append(_take(value, r, lk))
+        if not mask_only:
+            adjust = getattr(handler, "adjust_weights", None)
+            if adjust is not None:
+                values = adjust(layer, values, lk)
         try:
             new_layer.set_weights(values)
         except ValueError as e:

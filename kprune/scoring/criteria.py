@@ -55,14 +55,14 @@ def filter_norms(model, group, ord=1, aggregate="sum", analysis=None) -> np.ndar
     members = []
     for producer in group.producers:
         layer, roles = _layer_roles(analysis, producer)
+        target = _unit_role(analysis, producer)
         per_channel = None
-        for w in layer.weights:
-            r = roles.get(w.name)
-            if r is None or "out" not in r or len(r) < 2:
+        for i, w in enumerate(layer.weights):
+            r = roles.get(i, roles.get(w.name))
+            axis, blocks = _unit_axis(r, target)
+            if axis is None or len(r) < 2:
                 continue
-            axis = r.index("out")
-            v = np.moveaxis(np.asarray(w.numpy(), dtype=np.float64), axis, -1)
-            v = v.reshape(-1, v.shape[-1])
+            v = _per_unit_last(np.asarray(w.numpy(), dtype=np.float64), axis, blocks)
             norm = np.abs(v).sum(0) if ord == 1 else (v ** 2).sum(0)
             per_channel = norm if per_channel is None else per_channel + norm
         if per_channel is None:  # no kernel along 'out' (e.g. depthwise): use |bias| or skip
@@ -77,10 +77,40 @@ def filter_norms(model, group, ord=1, aggregate="sum", analysis=None) -> np.ndar
     return aggregate_members(members, aggregate)
 
 
+def _unit_role(analysis, member) -> str:
+    """The weight role of a group member's units: 'out' for a layer's
+    output channels, 'unit:heads' for the member 'mha:heads'."""
+    unit_set = analysis.find_member(member)[1]
+    return "out" if unit_set is None else f"unit:{unit_set}"
+
+
+def _unit_axis(roles, target):
+    """(axis, gate blocks) of the `target` role in a weight's roles, or
+    (None, 1) ('out@4': an LSTM's four gate blocks of the units)."""
+    from kprune.core.handlers.base import parse_role
+
+    for axis, role in enumerate(roles or ()):
+        if role is not None:
+            base, blocks = parse_role(role)
+            if base == target:
+                return axis, blocks
+    return None, 1
+
+
+def _per_unit_last(value, axis, blocks):
+    """`value` with the units' axis last and its gate blocks folded in:
+    (everything else, units)."""
+    v = np.moveaxis(value, axis, -1)
+    n = v.shape[-1] // blocks
+    v = v.reshape(v.shape[:-1] + (blocks, n))
+    return v.reshape(-1, n)
+
+
 def _layer_roles(analysis, name):
-    """(layer, its handler's weight roles) of the member layer `name`."""
+    """(layer, its handler's weight roles) of the member `name` (a layer,
+    or '<layer>:<unit set>')."""
     graph = analysis.graph
-    layer = graph.find_layer(name)
+    layer = analysis.find_member(name)[0]
     call = graph.calls_of(layer)[0]
     n_in = graph.tensors[call.inputs[0]].channels if call.inputs else 0
     n_out = graph.tensors[call.outputs[0]].channels
@@ -161,17 +191,21 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
                 g.channel_map(name)  # members without a map onto the units are skipped
             except ValueError:
                 continue
-            if not graph.calls_of(graph.find_layer(name)):
+            if not graph.calls_of(analysis.find_member(name)[0]):
                 continue
             layer, roles = _layer_roles(analysis, name)
-            for w in getattr(layer, "trainable_weights", ()):  # keras.ops nodes have none
-                r = roles.get(w.name)
-                if r is None or "out" not in r:
+            target = _unit_role(analysis, name)
+            trainable = {id(w) for w in getattr(layer, "trainable_weights", ())}
+            for i, w in enumerate(getattr(layer, "weights", ())):  # keras.ops nodes have none
+                if id(w) not in trainable:
+                    continue
+                axis, blocks = _unit_axis(roles.get(i, roles.get(w.name)), target)
+                if axis is None:
                     continue
                 if id(w) not in where:
                     where[id(w)] = len(variables)
                     variables.append(w)
-                entries.append((g.index, name, where[id(w)], list(r).index("out")))
+                entries.append((g.index, name, where[id(w)], axis, blocks))
     if not variables:
         raise ValueError("criterion 'taylor' found no trainable weights producing "
                          "the groups' channels")
@@ -200,8 +234,8 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
             break
         prods = [p.numpy().astype(np.float64) for p in products(x, np.asarray(y))]
         member = {}
-        for gi, name, vi, axis in entries:
-            v = np.moveaxis(prods[vi], axis, -1).reshape(-1, prods[vi].shape[axis]).sum(0)
+        for gi, name, vi, axis, blocks in entries:
+            v = _per_unit_last(prods[vi], axis, blocks).sum(0)
             key = (gi, name)
             member[key] = v if key not in member else member[key] + v
         for (gi, name), v in member.items():
@@ -322,6 +356,8 @@ class MeanActivation(Criterion):
     def score(self, model, group, stats=None, analysis=None):
         if stats is None:
             raise ValueError(f"criterion {self.name!r} needs activation statistics (stats=)")
+        if not group.score_points:
+            return _no_activation_fallback(model, group, analysis)
         return stats.mean_power(group, p=self.p, aggregate=self.aggregate)
 
     def get_config(self):
@@ -344,8 +380,18 @@ class APoZ(Criterion):
     def score(self, model, group, stats=None, analysis=None):
         if stats is None:
             raise ValueError("criterion 'apoz' needs activation statistics (stats=)")
+        if not group.score_points:
+            return _no_activation_fallback(model, group, analysis)
         agg = "mean" if self.aggregate == "sum" else self.aggregate
         return 1.0 - stats.apoz(group, aggregate=agg)
+
+
+def _no_activation_fallback(model, group, analysis):
+    """Units that no tensor carries (attention heads, head dims) have no
+    activations to record: they are scored by their weights' L2 norm
+    (selection compares scores within a group, or divided by the group's
+    mean, so the scale does not matter)."""
+    return filter_norms(model, group, ord=2, analysis=analysis)
 
 
 class Taylor(Criterion):

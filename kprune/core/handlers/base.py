@@ -6,10 +6,21 @@ A handler tells kprune three things about a layer type:
   its outputs, creating new channels (`ctx.new_channels`), coupling channels
   that must be removed together (`ctx.couple`) or freezing channels that must
   not change (`ctx.fix`);
-* `weight_roles`: for each weight, which axes are indexed by input channels
-  ('in'), output channels ('out') or input channels expanded by a depth
-  multiplier ('in*m'); kprune slices those axes;
-* `update_config`: how the layer's config changes with the new widths;
+* `weight_roles`: for each weight (by name, or by position in
+  `layer.weights` where names repeat), which axes are indexed by input
+  channels ('in'; 'in:K' for the layer's K-th input tensor), output channels
+  ('out'; 'out:K'), input channels expanded by a depth multiplier ('in*m'),
+  the layer's own outputs read back as inputs ('in:state', a recurrent
+  kernel's rows) or a set of units inside the layer ('unit:heads', created
+  in `propagate` with `ctx.internal_channels`); a role ending in '@G' spans
+  G blocks of that axis side by side (an LSTM's four gates: 'out@4').
+  kprune slices those axes; in the masked reference it zeroes the 'in...'
+  and 'unit:...' axes of layers that mix channels;
+* `update_config` / `rewrite_config`: how the layer's config changes with
+  the new widths (`rewrite_config` sees every input, output and unit set:
+  a `LayerKeeps`);
+* `adjust_weights`: an optional transform of the sliced weights (attention
+  rescales its queries when the key dimension shrinks);
 * `mixing_activation` (a trait, read from `layer.activation` by default):
   whether the layer ends with an activation that mixes channels (softmax),
   whose output channels kprune then freezes.
@@ -50,6 +61,11 @@ class ChannelHandler:
     def propagate(self, call, ctx) -> List[np.ndarray]:
         raise NotImplementedError
 
+    def input_slots(self, call) -> Dict[str, int]:
+        """{argument name: index in `call.inputs`} for the inputs that
+        'in:<name>' weight roles refer to (attention's query, key, value)."""
+        return {}
+
     def weight_roles(self, layer, in_channels: int,
                      out_channels: int) -> Dict[str, Roles]:
         """weight name -> role of each axis ('in', 'out', 'in*m' or None)."""
@@ -57,6 +73,19 @@ class ChannelHandler:
 
     def update_config(self, config: dict, layer, in_keep, out_keep) -> None:
         """Mutates `config` (the layer's get_config()) for the new widths."""
+
+    def rewrite_config(self, config: dict, layer, keeps: "LayerKeeps") -> None:
+        """Mutates `config` for the new widths, seeing every input, output
+        and internal unit set (`keeps`); the default calls `update_config`
+        with the first input's and output's kept channels."""
+        self.update_config(config, layer, keeps.in_keep, keeps.out_keep)
+
+    def adjust_weights(self, layer, values: List[np.ndarray],
+                       keeps: "LayerKeeps") -> List[np.ndarray]:
+        """The sliced weights (in `layer.weights` order) of the pruned layer,
+        transformed where slicing alone would change what the layer computes;
+        the default returns them unchanged."""
+        return values
 
     def mixing_activation(self, layer) -> Optional[str]:
         """The name of the activation `layer` applies to its output when that
@@ -71,6 +100,96 @@ class ChannelHandler:
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+def parse_role(role: str) -> Tuple[str, int]:
+    """'out@4' -> ('out', 4); 'in' -> ('in', 1).
+
+    Example:
+        >>> parse_role("unit:heads@2")
+        ('unit:heads', 2)
+    """
+    base, _, blocks = str(role).partition("@")
+    return base, int(blocks) if blocks else 1
+
+
+def zeroed_in_reference(role: str) -> bool:
+    """Whether the masked reference zeroes this axis of a channel-mixing
+    layer: channels it reads ('in', 'in:K', 'in*m', 'in:state') and units
+    inside it ('unit:NAME')."""
+    base = parse_role(role)[0]
+    return base.startswith("in") or base.startswith("unit:")
+
+
+class LayerKeeps:
+    """The channels of one layer that survive a removal.
+
+    Attributes:
+        inputs / outputs: kept channel indices of each input / output tensor
+            of the layer's (first) call.
+        units: {name: kept indices} of its internal unit sets.
+        sizes: the full sizes, keyed like `index` roles.
+
+    Example:
+        >>> keeps.index("unit:heads")     # kept heads, or None when all stay
+        array([0, 2])
+    """
+
+    def __init__(self, inputs, outputs, units, in_sizes, out_sizes, unit_sizes,
+                 multiplier=1, slots=None):
+        self.inputs, self.outputs, self.units = inputs, outputs, units
+        self.slots = dict(slots or {})
+        self.in_sizes, self.out_sizes, self.unit_sizes = in_sizes, out_sizes, unit_sizes
+        self.multiplier = multiplier
+
+    @property
+    def in_keep(self):
+        return self.inputs[0] if self.inputs else np.arange(0)
+
+    @property
+    def out_keep(self):
+        return self.outputs[0] if self.outputs else np.arange(0)
+
+    @property
+    def changed(self) -> bool:
+        pairs = list(zip(self.inputs, self.in_sizes)) + list(
+            zip(self.outputs, self.out_sizes)) + [
+            (self.units[k], self.unit_sizes[k]) for k in self.units]
+        return any(len(k) != n for k, n in pairs)
+
+    def _base(self, base):
+        if base == "in*m":
+            m = self.multiplier
+            keep, n = self.in_keep, self.in_sizes[0]
+            return (keep[:, None] * m + np.arange(m)[None, :]).reshape(-1), n * m
+        if base in ("in", "out", "in:state"):
+            lst, sizes = ((self.inputs, self.in_sizes) if base == "in"
+                          else (self.outputs, self.out_sizes))
+            return lst[0], sizes[0]
+        kind, _, rest = base.partition(":")
+        if kind == "unit":
+            if rest not in self.units:
+                raise KeyError(f"no unit set '{rest}' (has {sorted(self.units)})")
+            return self.units[rest], self.unit_sizes[rest]
+        if kind == "in" and rest in self.slots:
+            return self.inputs[self.slots[rest]], self.in_sizes[self.slots[rest]]
+        if kind in ("in", "out") and rest.isdigit():
+            lst, sizes = ((self.inputs, self.in_sizes) if kind == "in"
+                          else (self.outputs, self.out_sizes))
+            return lst[int(rest)], sizes[int(rest)]
+        raise KeyError(f"unknown weight role {base!r}")
+
+    def size(self, role: str) -> int:
+        base, blocks = parse_role(role)
+        return self._base(base)[1] * blocks
+
+    def index(self, role: str):
+        """Kept indices along an axis of this role (None: all kept)."""
+        base, blocks = parse_role(role)
+        keep, n = self._base(base)
+        if len(keep) == n:
+            return None
+        return np.concatenate([keep + b * n for b in range(blocks)]) if blocks > 1 else keep
 
 
 _REGISTRY: List[ChannelHandler] = []

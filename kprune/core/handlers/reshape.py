@@ -47,6 +47,11 @@ class ReshapeHandler(ChannelHandler):
             return [layout]
         if len(out_shape) == 1:
             return [np.tile(layout, _spatial_size(in_shape))]
+        c, last = len(layout), out_shape[-1]
+        if last is not None and c and last % c == 0 and in_shape[-1] == c:
+            # Row-major: output row i holds channel i % C at every position
+            # (Conv (H, W, C) -> Reshape((W, H * C)) -> GRU, a CRNN).
+            return [np.tile(layout, last // c)]
         ctx.fix(layout, f"Reshape '{call.path}' moves the channel axis "
                 f"({in_shape} -> {out_shape})")
         out = ctx.new_channels(call, out_shape[-1])
@@ -56,12 +61,28 @@ class ReshapeHandler(ChannelHandler):
     def update_config(self, config, layer, in_keep, out_keep):
         target = list(config["target_shape"])
         if target and target[-1] != -1:
-            if len(target) == 1:
-                target[-1] = len(out_keep)
-            else:
-                target[-1] = len(in_keep)
+            target[-1] = len(out_keep)
         config["target_shape"] = tuple(target)
 
 
-for _h in (FlattenHandler(), ReshapeHandler()):
+class PermuteHandler(ChannelHandler):
+    """Permute that keeps the channel axis last: channel-wise (the CRNN's
+    (H, W, C) -> (W, H, C)). One that moves the channel axis is a boundary."""
+
+    layer_types = (layers.Permute,)
+    is_structural = True
+
+    def propagate(self, call, ctx):
+        dims = tuple(call.layer.dims)
+        layout = ctx.input_layout(call)
+        if dims and dims[-1] == len(dims):
+            return [layout]
+        ctx.fix(layout, f"Permute '{call.path}' moves the channel axis "
+                f"(dims={dims})")
+        out = ctx.new_channels(call, ctx.tensor(call.outputs[0]).channels)
+        ctx.fix(out, f"Permute '{call.path}' output (dims={dims})")
+        return [out]
+
+
+for _h in (FlattenHandler(), ReshapeHandler(), PermuteHandler()):
     register_handler(_h, first=False)
