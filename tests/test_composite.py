@@ -140,3 +140,22 @@ def test_functional_subclass_prunes_to_a_plain_model(tmp_path):
 def test_plain_models_are_left_as_they_are():
     model = _model(layers.ReLU())
     assert functional_view(model) is model
+
+
+def test_token_select_and_pad_keep_channels():
+    """x[:, 0, :] (a pooler's first token) and ops.pad over positions pass
+    channels through; over the channel axis they are boundaries."""
+    x = keras.Input((6, 4))
+    h = layers.Dense(8, name="d1")(x)
+    first = h[:, 0, :]
+    padded = ops.pad(h, ((0, 0), (1, 1), (0, 0)))
+    y = layers.Dense(3, name="o1")(first)
+    z = layers.Dense(3, name="o2")(layers.Flatten()(padded))
+    model = keras.Model(x, [y, z])
+    assert [g.name for g in kprune.dependency_groups(model)] == ["d1"]
+    assert_surgery_equivalent(model, {"d1": [1, 5]})
+    x2 = keras.Input((6, 4))
+    h2 = layers.Dense(8, name="d2")(x2)
+    cut = layers.Dense(3)(ops.pad(h2, ((0, 0), (0, 0), (0, 2))))
+    groups = kprune.dependency_groups(keras.Model(x2, cut), include_frozen=True)
+    assert "pads along the channel axis" in [g for g in groups if g.name == "d2"][0].frozen
