@@ -377,3 +377,91 @@ def random_model(seed: int) -> keras.Model:
     """The random model of `seed` (see the module docstring)."""
     keras.utils.set_random_seed(seed % (2**32))
     return _Builder(seed).build()
+
+
+# -- composite layers (kprune.core.composite) ---------------------------------
+
+@keras.saving.register_keras_serializable(package="kprune_tests")
+class RandomComposite(L.Layer):
+    """A composite layer drawn from `seed`: conv / depthwise / dense / norm
+    sub-layers and keras.ops (activations, a residual add, a gated
+    multiply, a channel concat), possibly another composite inside, and,
+    with `own_weight`, a per-channel scale of its own (which makes it
+    untraceable: kprune keeps it whole)."""
+
+    def __init__(self, seed, channels, dims=2, depth=0, own_weight=False, **kwargs):
+        super().__init__(**kwargs)
+        self.seed, self.channels, self.dims = seed, channels, dims
+        self.depth, self.own_weight = depth, own_weight
+        rng = np.random.default_rng(seed)
+        conv = L.Conv1D if dims == 1 else L.Conv2D
+        dw = L.DepthwiseConv1D if dims == 1 else L.DepthwiseConv2D
+        hidden = int(rng.integers(2, 9))
+        self.expand = conv(hidden, 1, name="expand")
+        self.norm = (L.BatchNormalization(name="bn") if rng.random() < 0.5
+                     else L.LayerNormalization(name="ln", center=rng.random() < 0.5))
+        self.mid = (dw(3, padding="same", name="dw") if rng.random() < 0.5
+                    else L.Dense(hidden, name="mid"))
+        self.project = conv(channels, 1, name="project")
+        self.kind = str(rng.choice(["residual", "gate", "concat", "plain"]))
+        self.gate = L.Dense(channels, name="gate") if self.kind == "gate" else None
+        self.inner = (RandomComposite(seed + 1, channels, dims, depth + 1, name="inner")
+                      if depth < 1 and rng.random() < 0.5 else None)
+
+    def build(self, shape):
+        if self.own_weight:
+            self.scale = self.add_weight(shape=(self.out_width(),), initializer="ones",
+                                         name="scale")
+
+    def call(self, x):
+        ops = keras.ops
+        y = ops.relu(self.norm(self.expand(x)))
+        y = ops.tanh(self.mid(y))
+        y = self.project(y)
+        if self.kind == "residual":
+            y = ops.add(y, x) if x.shape[-1] == self.channels else y
+        elif self.kind == "gate":
+            y = y * ops.sigmoid(self.gate(y))
+        elif self.kind == "concat":
+            y = ops.concatenate([y, ops.relu(y)], axis=-1)
+        if self.inner is not None:
+            y = self.inner(y)
+        if self.own_weight:
+            y = y * self.scale
+        return y
+
+    def out_width(self):
+        if self.inner is not None:
+            return self.inner.out_width()
+        return self.channels * (2 if self.kind == "concat" else 1)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed, "channels": self.channels,
+                "dims": self.dims, "depth": self.depth, "own_weight": self.own_weight}
+
+
+def random_composite_model(seed: int) -> keras.Model:
+    """A random model built around 1-3 `RandomComposite` layers (one of them
+    maybe called twice, maybe one untraceable), between plain layers.
+
+    Example:
+        >>> model = random_composite_model(7)
+    """
+    keras.utils.set_random_seed(seed % (2**32))
+    rng = np.random.default_rng(seed)
+    dims = int(rng.integers(1, 3))
+    conv = L.Conv1D if dims == 1 else L.Conv2D
+    x = inp = keras.Input((8,) * dims + (int(rng.integers(2, 5)),), name="in")
+    x = conv(int(rng.integers(3, 9)), 3, padding="same", name="stem")(x)
+    for k in range(int(rng.integers(1, 4))):
+        block = RandomComposite(int(rng.integers(0, 2**31)), int(rng.integers(2, 9)),
+                                dims, own_weight=bool(rng.random() < 0.15),
+                                name=f"block{k}")
+        width = x.shape[-1]
+        x = block(x)
+        if rng.random() < 0.3 and block.out_width() == width:
+            x = block(x)  # shared composite
+    gap = L.GlobalAveragePooling1D if dims == 1 else L.GlobalAveragePooling2D
+    model = keras.Model(inp, L.Dense(3, name="out")(gap()(x)), name=f"composite_{seed}")
+    _randomize_weights(model, rng)
+    return model

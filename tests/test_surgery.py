@@ -182,16 +182,37 @@ class _Opaque(layers.Layer):
         return x * 2.0
 
 
+class _OpaqueWeighted(layers.Layer):
+    """Uses its own weight in call: kprune cannot trace it."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.w
+
+
 def test_unsupported_layer_is_a_boundary_with_a_clear_error():
     inp = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, name="c1")(inp)
-    x = _Opaque(name="opaque")(x)
+    x = _OpaqueWeighted(name="opaque")(x)
     x = layers.Conv2D(4, 3, name="c2")(x)
     x = layers.Flatten()(x)
     model = keras.Model(inp, layers.Dense(2)(x))
     assert [g.name for g in kprune.dependency_groups(model)] == ["c2"]
-    with pytest.raises(ValueError, match="'opaque' of class _Opaque.*register_handler"):
+    with pytest.raises(ValueError, match=r"'opaque' \(_OpaqueWeighted\).*register_handler"):
         kprune.remove_channels(model, {"c1": [0]})
+
+
+def test_weightless_custom_layer_is_traced_through():
+    """A custom layer of keras.ops only (x * 2) is traced into its graph."""
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, name="c1")(inp)
+    x = _Opaque(name="opaque")(x)
+    x = layers.Conv2D(4, 3, name="c2")(x)
+    model = keras.Model(inp, layers.Dense(2)(layers.Flatten()(x)))
+    assert [g.name for g in kprune.dependency_groups(model)] == ["c1", "c2"]
+    assert_surgery_equivalent(model, {"c1": [0]})
 
 
 def test_custom_handler_makes_a_custom_layer_prunable():

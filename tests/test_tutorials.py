@@ -14,11 +14,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUTORIALS = sorted(glob.glob(os.path.join(REPO, "tutorials", "*.ipynb")))
 
 
-def test_the_five_tutorials_exist():
+def test_the_six_tutorials_exist():
     names = [os.path.basename(p) for p in TUTORIALS]
     assert names == ["01_lenet5_iap_microcontroller.ipynb", "02_aiap_resnet_macs_target.ipynb",
                      "03_memory_aware_arena_budget.ipynb", "04_your_own_model.ipynb",
-                     "05_qat_int8_microcontroller.ipynb"]
+                     "05_qat_int8_microcontroller.ipynb",
+                     "06_keras_hub_backbone_litert.ipynb"]
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=os.path.basename)

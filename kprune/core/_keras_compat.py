@@ -191,6 +191,29 @@ def set_per_channel_quantization(converter, per_channel: bool):
     converter._experimental_disable_per_channel = not per_channel
 
 
+# -- composite layers and functional subclasses (kprune.core.composite) ---------
+
+def node_fill_in(node, scope):
+    """(args, kwargs) of a functional node's call with each KerasTensor
+    replaced by ``scope[id(tensor)]``."""
+    return node.arguments.fill_in(scope)
+
+
+def node_argument_tensors(node):
+    """The KerasTensors among a functional node's call arguments, in order."""
+    return list(node.arguments.keras_tensors)
+
+
+def sublayers(layer):
+    """Every layer `layer` tracks, recursively (itself excluded)."""
+    return list(layer._flatten_layers(include_self=False, recursive=True))
+
+
+def call_fn(layer):
+    """The layer's own ``call`` (bound), skipping ``__call__``'s bookkeeping."""
+    return layer.call
+
+
 def argument_slots(node, names):
     """{argument name: index of its tensor among the node's flattened input
     tensors} for the call arguments `names` (the call's parameters in

@@ -21,6 +21,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from kprune.core import handlers as _handlers  # noqa: F401  (registers handlers)
+from kprune.core.composite import functional_view, untraced_reason
 from kprune.core.graph import Graph
 from kprune.core.handlers.base import find_handler
 
@@ -164,8 +165,10 @@ class Analysis:
     components and why, and the prunable dependency groups."""
 
     def __init__(self, model, ignored_layers: Sequence[str] = ()):
-        self.model = model
-        self.graph = Graph.from_model(model)
+        # Composite layers and Functional subclasses are analysed (and
+        # rebuilt) as the plain graph behind them.
+        self.model = functional_view(model)
+        self.graph = Graph.from_model(self.model)
         self.uf = _Components()
         self.layouts: Dict[int, np.ndarray] = {}
         self._layer_channels: Dict[tuple, np.ndarray] = {}
@@ -597,15 +600,16 @@ class _BoundaryHandler:
     is_activation = False
 
     def propagate(self, call, ctx):
+        why = untraced_reason(call.layer)  # a composite kprune could not trace
         for tid in call.inputs:
-            ctx.fix(ctx.layout(tid),
+            ctx.fix(ctx.layout(tid), why or (
                     f"it reaches layer '{call.path}' of class "
                     f"{call.class_name}, which kprune has no channel handler "
-                    "for (kprune.register_handler adds one)")
+                    "for (kprune.register_handler adds one)"))
         outs = []
         for k, tid in enumerate(call.outputs):
             comps = ctx.new_channels(call, ctx.tensor(tid).channels, k)
-            ctx.fix(comps, f"output of unsupported layer '{call.path}' "
+            ctx.fix(comps, why or f"output of unsupported layer '{call.path}' "
                     f"({call.class_name})")
             outs.append(comps)
         return outs

@@ -31,8 +31,12 @@ class TensorInfo:
 
     @property
     def channels(self) -> int:
-        """Length of the channel (last) axis; 1 for rank-0 per-sample tensors."""
-        return int(self.shape[-1]) if self.shape else 1
+        """Length of the channel (last) axis; 1 for rank-0 per-sample tensors
+        and for a last axis of unknown length (token ids of shape (None,),
+        a sequence axis, not channels: never prunable)."""
+        if not self.shape or self.shape[-1] is None:
+            return 1
+        return int(self.shape[-1])
 
     def num_elements(self) -> int:
         n = 1

@@ -276,7 +276,9 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
     if graph is None:
         from kprune.core.tf_keras import keras3_of
         model = keras3_of(model)
-    graph = graph or Graph.from_model(model)
+    if graph is None:  # composite layers and Functional subclasses: their graph
+        from kprune.core.composite import functional_view
+        graph = Graph.from_model(functional_view(model))
     rows: Dict[str, LayerProfile] = {}
     uncounted: List[str] = []
     seen_params = set()

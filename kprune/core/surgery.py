@@ -142,6 +142,10 @@ def _edit_config(entry_config, model, keeps, changed, input_widths=None):
             _edit_config(entry["config"], op, keeps, changed, widths)
             entry.pop("build_config", None)
             continue
+        if id(op) in keeps:  # a config the layer's own get_config gets wrong
+            fix = getattr(keeps[id(op)][4], "fix_config", None)
+            if fix is not None:
+                fix(entry["config"], op)
         if id(op) in changed:
             handler, lk = keeps[id(op)][4:]
             rewrite = getattr(handler, "rewrite_config", None)

@@ -235,6 +235,7 @@ def find_handler(layer) -> Optional[ChannelHandler]:
 #: keras.activations that act on each element separately.
 ELEMENTWISE_ACTIVATIONS = frozenset((
     "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
+    "gelu_approximate",
     "sigmoid", "hard_sigmoid", "log_sigmoid", "sparse_sigmoid", "silu",
     "swish", "hard_silu", "hard_swish", "mish", "tanh", "hard_tanh",
     "tanh_shrink", "hard_shrink", "soft_shrink", "softplus", "softsign",

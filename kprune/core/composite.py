@@ -1,0 +1,264 @@
+"""Composite layers and Functional subclasses, seen as plain graphs.
+
+Two kinds of models hide their graph from a config-level rewrite:
+
+* a *composite layer*: a `keras.layers.Layer` subclass whose `call` composes
+  other Keras layers and `keras.ops` (keras-hub's `InvertedResidualBlock`,
+  `TransformerEncoder`, your own `ResidualBlock`);
+* a *Functional subclass*: a `keras.Model` subclass built on a functional
+  graph whose config holds constructor arguments, not the graph (keras-hub's
+  `Backbone` and `Task` classes, your own `class MyNet(keras.Model)` that
+  calls `super().__init__(inputs, outputs)`).
+
+`functional_view(model)` returns a plain `keras.Model` over the same layer
+objects (weights shared, nothing copied) in which every composite layer is
+replaced by a nested Functional sub-model of the same name, traced from its
+`call` on symbolic inputs, and every Functional subclass by a plain
+Functional model. Dependency analysis and surgery then see the inner layers:
+channel dependencies flow through the composite and surgery rewrites its
+inner layers. The pruned model is that plain graph (classes of the leaf
+layers kept, composite classes inlined as nested models); it saves and
+loads as `.keras` with no custom object registered for the inlined classes.
+
+A composite layer that cannot be traced stays one leaf layer (a boundary,
+unless a handler is registered for it), and the reason is reported in
+`group.frozen`: its `call` branches in Python on tensor values, it uses its
+own weights directly (no sub-layer holds them), it cannot run on symbolic
+inputs, or its traced graph does not reproduce its output.
+
+Example:
+    >>> view = functional_view(keras_hub.models.MobileNetBackbone(...))
+    >>> type(view).__name__
+    'Functional'
+    >>> untraced_reason(my_layer)       # None when it was traced
+"""
+
+import weakref
+from typing import Dict, Optional
+
+import keras
+import numpy as np
+
+from kprune.core._keras_compat import (call_fn, functional_inputs, history_operation,
+                                       node_fill_in, nodes_by_depth, sublayers)
+from kprune.core.graph import functional_of, is_model
+from kprune.core.handlers.base import find_handler
+
+_UNTRACED: Dict[int, tuple] = {}  # id(layer) -> (weakref, reason)
+
+
+def untraced_reason(layer) -> Optional[str]:
+    """Why composite `layer` was left a leaf by the last `functional_view`
+    that met it, or None.
+
+    Example:
+        >>> untraced_reason(model.get_layer("branchy_block"))
+        "its call cannot be traced on symbolic inputs (TypeError: ...)"
+    """
+    entry = _UNTRACED.get(id(layer))
+    if entry is None or entry[0]() is not layer:
+        return None
+    return entry[1]
+
+
+def _set_reason(layer, reason):
+    try:
+        ref = weakref.ref(layer)
+    except TypeError:  # pragma: no cover - layers are weak-referenceable
+        return
+    _UNTRACED[id(layer)] = (ref, reason)
+
+
+def _is_keras_class(obj) -> bool:
+    return type(obj).__module__.startswith("keras.")
+
+
+def is_composite(layer) -> bool:
+    """True for a layer kprune traces into: a non-Keras `Layer` subclass
+    (not a model) that no channel handler serves."""
+    return (isinstance(layer, keras.layers.Layer) and not is_model(layer)
+            and not _is_keras_class(layer) and find_handler(layer) is None)
+
+
+def _plain_graph_model(model) -> bool:
+    return type(model) in (keras.Model, keras.Sequential) or (
+        _is_keras_class(model) and type(model).__name__ in ("Functional", "Sequential"))
+
+
+def needs_view(model) -> bool:
+    """True when `model` (or a nested model) is a Functional subclass or
+    holds a composite layer, so that `functional_view` changes it."""
+    if not _plain_graph_model(model):
+        return True
+    for layer in sublayers(model):
+        if is_model(layer):
+            if not _plain_graph_model(layer):
+                return True
+        elif is_composite(layer):
+            return True
+    return False
+
+
+def functional_view(model):
+    """A plain Functional model over `model`'s layers with composite layers
+    traced into nested sub-models and Functional subclasses made plain
+    Functional models (see the module docstring). `model` itself is
+    returned when there is nothing to change.
+
+    Example:
+        >>> view = functional_view(backbone)
+        >>> [l.name for l in view.layers][:3]
+        ['pixel_values', 'input_conv', 'input_batch_norm']
+    """
+    from kprune.core.handlers.keras_hub import register_keras_hub_handlers
+    register_keras_hub_handlers()
+    if not needs_view(model):
+        return model
+    return _Viewer().model(model)
+
+
+class _Viewer:
+    def __init__(self):
+        self._done = {}  # id(op) -> replacement (shared layers stay shared)
+
+    def model(self, model):
+        fn = functional_of(model)
+        inputs = {}
+        new_inputs = [self._input(kt, inputs) for kt in functional_inputs(fn)]
+        struct = keras.tree.pack_sequence_as(fn._inputs_struct, new_inputs)
+        outputs = self._replay(fn, new_inputs)
+        return keras.Model(struct, outputs, name=model.name)
+
+    @staticmethod
+    def _input(kt, seen, name=None):
+        name = name or history_operation(kt).name
+        return keras.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype,
+                           sparse=getattr(kt, "sparse", False), name=name)
+
+    def _replay(self, fn, new_inputs):
+        scope = {id(kt): t for kt, t in zip(functional_inputs(fn), new_inputs)}
+        by_depth = nodes_by_depth(fn)
+        for depth in sorted(by_depth, reverse=True):
+            for node in by_depth[depth]:
+                op = node.operation
+                if isinstance(op, keras.layers.InputLayer):
+                    continue
+                new_op = self._op(op, node)
+                if new_op is not op and not is_model(op):
+                    # A traced composite: its sub-model takes the call's
+                    # tensors, flat and in order (other arguments are part
+                    # of the trace).
+                    flat = _unique_tensors(node.arguments.keras_tensors)
+                    flat = [scope[id(kt)] for kt in flat]
+                    outs = keras.tree.flatten(new_op(flat if len(flat) > 1 else flat[0]))
+                else:
+                    args, kwargs = node_fill_in(node, scope)
+                    outs = keras.tree.flatten(new_op(*args, **kwargs))
+                for kt, t in zip(node.outputs, outs):
+                    scope[id(kt)] = t
+        return keras.tree.map_structure(lambda kt: scope[id(kt)], fn._outputs_struct)
+
+    def _op(self, op, node):
+        key = id(op)
+        if key in self._done:
+            return self._done[key]
+        new = op
+        if is_model(op):
+            if needs_view(op):
+                new = self.model(op)
+        elif is_composite(op):
+            new = self._trace(op, node)
+        self._done[key] = new
+        return new
+
+    def _trace(self, layer, node):
+        """The composite's call as a nested Functional model, or the layer
+        itself (with the reason recorded) when it cannot be traced."""
+        own = _own_variables(layer)
+        if own:
+            _set_reason(layer, f"composite layer '{layer.name}' "
+                        f"({type(layer).__name__}) uses its own weights "
+                        f"({', '.join(own[:3])}) directly in call: register a "
+                        "handler for it (kprune.register_handler)")
+            return layer
+        scope, inputs = {}, []
+        for i, kt in enumerate(node.arguments.keras_tensors):
+            if id(kt) in scope:
+                continue
+            t = self._input(kt, scope, name=f"{layer.name}_input_{i}")
+            scope[id(kt)] = t
+            inputs.append(t)
+        args, kwargs = node_fill_in(node, scope)
+        try:
+            with keras.name_scope(layer.name):
+                outs = call_fn(layer)(*args, **kwargs)
+            flat = keras.tree.flatten(outs)
+            if not flat or not all(isinstance(t, keras.KerasTensor) for t in flat):
+                raise TypeError("its call returned values that are not tensors")
+            sub = keras.Model(inputs if len(inputs) > 1 else inputs[0], outs,
+                              name=layer.name)
+            sub = self.model(sub) if needs_view(sub) else sub
+            problem = _mismatch(layer, sub, node)
+        except Exception as e:  # noqa: BLE001 - any failure means "not traceable"
+            problem = (f"its call cannot be traced on symbolic inputs "
+                       f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
+        if problem:
+            _set_reason(layer, f"composite layer '{layer.name}' "
+                        f"({type(layer).__name__}) is kept whole: {problem}")
+            return layer
+        return sub
+
+
+def _unique_tensors(tensors):
+    seen, result = set(), []
+    for kt in tensors:
+        if id(kt) not in seen:
+            seen.add(id(kt))
+            result.append(kt)
+    return result
+
+
+def _own_variables(layer):
+    inner = {id(v) for sub in sublayers(layer) for v in sub.variables}
+    return [v.path for v in layer.variables if id(v) not in inner]
+
+
+def _sample(kt, rng):
+    shape = [2] + [d if d is not None else 3 for d in tuple(kt.shape)[1:]]
+    if "int" in str(kt.dtype):
+        return np.ones(shape, dtype=str(kt.dtype))
+    if "bool" in str(kt.dtype):
+        return np.ones(shape, dtype=bool)
+    return rng.normal(size=shape).astype(str(kt.dtype))
+
+
+def _mismatch(layer, sub, node) -> Optional[str]:
+    """Runs the layer and its traced graph on the same random inputs; a
+    reason when they differ (None when equal or when the layer does not run
+    on such inputs, e.g. it needs a valid sequence length)."""
+    rng = np.random.default_rng(0)
+    values = {id(kt): _sample(kt, rng) for kt in node.arguments.keras_tensors}
+    try:
+        args, kwargs = node_fill_in(node, values)
+        want = keras.tree.flatten(layer(*args, **kwargs, training=False)
+                                  if _takes_training(layer) else layer(*args, **kwargs))
+    except Exception:  # noqa: BLE001 - inputs the layer does not accept
+        return None
+    uniq = [values[id(kt)] for kt in _unique_tensors(node.arguments.keras_tensors)]
+    got = keras.tree.flatten(sub(uniq if len(uniq) > 1 else uniq[0], training=False))
+    if len(got) != len(want):
+        return "its traced graph returns a different number of outputs"
+    for g, w in zip(got, want):
+        g, w = np.asarray(g), np.asarray(w)
+        if g.shape != w.shape or not np.allclose(g, w, rtol=1e-4, atol=1e-5):
+            return ("its traced graph does not reproduce its output (it may "
+                    "branch in Python on tensor values or keep state)")
+    return None
+
+
+def _takes_training(layer) -> bool:
+    import inspect
+    try:
+        return "training" in inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False

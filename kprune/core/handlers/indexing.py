@@ -1,0 +1,74 @@
+"""`keras.ops` that select or pad positions and keep every channel:
+`x[:, 0, :]` (a BERT pooler's first token, `GetItem`) and `ops.pad` over
+spatial or sequence axes (`Pad`). Over the channel axis they are
+boundaries for the channels they read."""
+
+import keras
+
+from kprune.core._keras_compat import keras_ops_modules
+from kprune.core.handlers.base import ChannelHandler, register_handler
+
+_nn, _np = keras_ops_modules()
+
+
+def _full(index) -> bool:
+    return isinstance(index, slice) and index == slice(None)
+
+
+def _keeps_channels(key, rank: int) -> bool:
+    """True when indexing with `key` leaves the last axis whole."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(isinstance(k, keras.KerasTensor) or k is None for k in key):
+        return False  # tensor indices or new axes: not worth the risk
+    if Ellipsis in key:
+        tail = key[key.index(Ellipsis) + 1:]
+        return not tail or _full(tail[-1])
+    if len(key) < rank:
+        return True  # trailing axes (the channel axis among them) untouched
+    return len(key) == rank and _full(key[-1])
+
+
+class _KeepChannels(ChannelHandler):
+    is_structural = True
+
+    def keeps(self, call, ctx) -> bool:
+        raise NotImplementedError
+
+    def propagate(self, call, ctx):
+        layout = ctx.input_layout(call)
+        out_width = ctx.tensor(call.outputs[0]).channels
+        if out_width == len(layout) and self.keeps(call, ctx):
+            return [layout]
+        ctx.fix(layout, f"'{call.path}' ({call.class_name}) selects or pads "
+                "along the channel axis")
+        out = ctx.new_channels(call, out_width)
+        ctx.fix(out, f"output of '{call.path}' ({call.class_name}), which "
+                "selects or pads along the channel axis")
+        return [out]
+
+
+class GetItemHandler(_KeepChannels):
+    layer_types = tuple(c for c in (getattr(_np, "GetItem", None),) if c)
+
+    def keeps(self, call, ctx):
+        args = call.node.arguments.args
+        rank = len(ctx.tensor(call.inputs[0]).shape) + 1
+        return len(args) == 2 and len(call.inputs) == 1 and _keeps_channels(args[1], rank)
+
+
+class PadHandler(_KeepChannels):
+    layer_types = tuple(c for c in (getattr(_np, "Pad", None),) if c)
+
+    def keeps(self, call, ctx):
+        width = getattr(call.layer, "pad_width", None)
+        try:
+            last = tuple(width[-1])
+        except (TypeError, IndexError):
+            return False
+        return last == (0, 0) and len(call.inputs) == 1
+
+
+for _h in (GetItemHandler(), PadHandler()):
+    if _h.layer_types:
+        register_handler(_h, first=False)
