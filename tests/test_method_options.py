@@ -110,6 +110,10 @@ def test_every_taken_option_is_read():
                            {"criterion": "attention", "p": 3.0, "aggregate": "max"}, None).criterion
     assert crit.p == 3.0 and crit.aggregate == "max"
     reads |= {"p", "aggregate"}
+    # metric_direction is read with metric into the parsed metric it configures:
+    assert RunConfig.build(small_cnn(), "ilp", 1, 1, None, {"metric": "mae",
+                           "metric_direction": "max"}, None).options.metric.direction == "max"
+    reads |= {"metric_direction"}
     unread = [f"{rec}.{n}" for rec, names in
               [("RunOptions", RunOptions.names())] +
               [(get_method(m).options.__name__, get_method(m).options.names()) for m in BUILTIN]

@@ -7,7 +7,7 @@ import pytest
 from keras import layers
 
 import kprune
-from kprune.bench.litert import predict
+from kprune.runtime.litert import predict
 from kprune.datasets import load_fashion_mnist
 
 

@@ -198,7 +198,7 @@ class _Viewer:
             sub = keras.Model(inputs if len(inputs) > 1 else inputs[0], outs,
                               name=layer.name)
             sub = self.model(sub) if needs_view(sub) else sub
-            problem = _mismatch(layer, sub, node)
+            problem = _uncalled_weights(layer, sub) or _mismatch(layer, sub, node)
         except Exception as e:  # noqa: BLE001 - any failure means "not traceable"
             problem = (f"its call cannot be traced on symbolic inputs "
                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
@@ -216,6 +216,19 @@ def _unique_tensors(tensors):
             seen.add(id(kt))
             result.append(kt)
     return result
+
+
+def _uncalled_weights(layer, sub):
+    """A reason when `layer`'s call reads a sub-layer's weights without calling
+    it (tied weights, e.g. logits from an embedding matrix), else None."""
+    called = {id(v) for inner in sub._flatten_layers(include_self=False, recursive=True)
+              for v in inner.variables}
+    unused = [sl.name for sl in sublayers(layer)
+              if sl.variables and not all(id(v) in called for v in sl.variables)]
+    if unused:
+        return (f"its call reads the weights of layer(s) {unused} without calling them "
+                "(tied weights, which must stay tied)")
+    return None
 
 
 def _own_variables(layer):

@@ -24,14 +24,14 @@ import time
 import warnings
 from typing import Dict, Optional
 
-from kprune.methods.baseline import prepare_baseline
+from kprune.methods.baseline import run_baseline
 from kprune.methods.callbacks import CallbackList
 from kprune.methods.config import RunConfig, RunData
 from kprune.methods.finetune import finetune
 from kprune.methods.fingerprint import run_fingerprint
-from kprune.methods.goal import Goal, Quality, validation_standard_error
+from kprune.methods.goal import Goal, Quality
 from kprune.methods.meter import Meter
-from kprune.methods.metric import TopOne, check_value
+from kprune.methods.metric import TopOne
 from kprune.methods.options import PruningOptions
 from kprune.methods.phases import Phases
 from kprune.methods.proposer import Proposal, Proposer
@@ -96,29 +96,8 @@ class Run:
         return self.record.done
 
     def _baseline(self):
-        t0, model = time.time(), self.record.original
-        self.meter.check_reachable(model, self.opts.min_channels, self.opts.ignored_layers)
-        groups = self.proposer.record_groups(model) if self.proposer else None
-        if self.opts.pretrain_epochs and not self.metric.is_top1:
-            # a metric that cannot judge the model fails before any training
-            check_value(self.metric, self.metric.evaluate(model, self.data.val)[0])
-        stats, rewind = prepare_baseline(self.trainer, model, self.opts,
-                                         self.method_options, groups)
-        acc, n_val = self.metric.evaluate(model, self.data.val)
-        if not math.isfinite(acc):
-            if not self.metric.is_top1:
-                check_value(self.metric, acc)
-            raise FloatingPointError("the baseline model outputs NaN/inf on val_data; check "
-                                     "the model's weights and the validation inputs")
-        self.goal.warn_if_noisy(acc, n_val)
-        info = {"val_samples": n_val}
-        if self.metric.is_top1:
-            info["val_standard_error"] = validation_standard_error(acc, n_val)
-        entry = self.meter.entry(0, RoundStatus.BASELINE, model, feasible=True, info=info)
-        self.goal.quality.set(entry, acc)
-        entry.time_s = time.time() - t0
-        self.goal.baseline = entry
-        self.commit(entry, Proposal(model, {}, {}, rewind, stats))
+        """Evaluate (and pretrain) the baseline: round 0 (`baseline.run_baseline`)."""
+        self.commit(*run_baseline(self))
 
     def train(self, model, epochs: int) -> FitOutcome:
         """Train `model` in place (a method that trains from scratch)."""
