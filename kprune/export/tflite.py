@@ -247,6 +247,21 @@ def _set_unroll(config) -> bool:
     return changed
 
 
+def _unknown_time_steps(model) -> bool:
+    """True when a recurrent (or Bidirectional) layer of `model` reads a
+    sequence whose number of time steps is unknown (it cannot be unrolled)."""
+    import keras
+
+    from kprune.core._keras_compat import all_layers
+    for layer in all_layers(model):
+        if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            for node in getattr(layer, "_inbound_nodes", ()):
+                for kt in node.arguments.keras_tensors[:1]:
+                    if len(kt.shape) > 1 and kt.shape[1] is None:
+                        return True
+    return False
+
+
 def unrolled(model):
     """`model` with its recurrent layers (LSTM, GRU, SimpleRNN, also inside
     Bidirectional and nested models) unrolled over their fixed number of time
@@ -268,7 +283,7 @@ def unrolled(model):
         return model
     rnns = [l for l in all_layers(model) if isinstance(l, keras.layers.RNN)
             and type(l).__name__ in _RNN_CLASSES and not l.unroll]
-    if not rnns:
+    if not rnns or _unknown_time_steps(model):
         return model
     serialized = keras.saving.serialize_keras_object(model)
     serialized.pop("compile_config", None)
