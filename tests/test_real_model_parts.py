@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import kprune
+from kprune.core._keras_compat import all_layers
 from kprune.prune import prune
 from tests.prune_support import digits
 
@@ -58,7 +59,7 @@ def test_lambda_and_unregistered_layers_prune_checkpoint_and_resume(kind, tmp_pa
         assert type(half) is type(_model(kind).get_layer("half"))
     else:  # a custom composite is traced and inlined as a plain nested model
         assert isinstance(half, keras.Model) and not any(
-            isinstance(l, Scale) for l in half._flatten_layers(include_self=True))
+            isinstance(l, Scale) for l in all_layers(half, include_self=True))
     # A run with out_dir reads its checkpoints back (it used to fail at the end).
     kw = dict(train_data=(x, y), val_data=(xv, yv), rounds=2, target="none", rate=0.25,
               out_dir=str(tmp_path), calibration_samples=128)

@@ -105,7 +105,8 @@ def quiet_retracing():
 # -- functional graph internals (Keras 3 and tf_keras models alike) --------------
 
 def all_layers(model, include_self=False):
-    """Every layer of `model`, nested models' layers included, in order."""
+    """Every layer of `model` (a model or any layer that tracks others),
+    nested layers included, in order."""
     return list(model._flatten_layers(include_self=include_self, recursive=True))
 
 
@@ -202,11 +203,6 @@ def node_fill_in(node, scope):
 def node_argument_tensors(node):
     """The KerasTensors among a functional node's call arguments, in order."""
     return list(node.arguments.keras_tensors)
-
-
-def sublayers(layer):
-    """Every layer `layer` tracks, recursively (itself excluded)."""
-    return list(layer._flatten_layers(include_self=False, recursive=True))
 
 
 def call_fn(layer):

@@ -39,8 +39,8 @@ from typing import Dict, Optional
 import keras
 import numpy as np
 
-from kprune.core._keras_compat import (call_fn, functional_inputs, history_operation,
-                                       node_fill_in, nodes_by_depth, sublayers)
+from kprune.core._keras_compat import (all_layers, call_fn, functional_inputs, history_operation,
+                                       node_fill_in, nodes_by_depth)
 from kprune.core.graph import functional_of, is_model
 from kprune.core.handlers.base import find_handler
 
@@ -90,7 +90,7 @@ def needs_view(model) -> bool:
     holds a composite layer, so that `functional_view` changes it."""
     if not _plain_graph_model(model):
         return True
-    for layer in sublayers(model):
+    for layer in all_layers(model):
         if is_model(layer):
             if not _plain_graph_model(layer):
                 return True
@@ -221,9 +221,8 @@ def _unique_tensors(tensors):
 def _uncalled_weights(layer, sub):
     """A reason when `layer`'s call reads a sub-layer's weights without calling
     it (tied weights, e.g. logits from an embedding matrix), else None."""
-    called = {id(v) for inner in sub._flatten_layers(include_self=False, recursive=True)
-              for v in inner.variables}
-    unused = [sl.name for sl in sublayers(layer)
+    called = {id(v) for inner in all_layers(sub) for v in inner.variables}
+    unused = [sl.name for sl in all_layers(layer)
               if sl.variables and not all(id(v) in called for v in sl.variables)]
     if unused:
         return (f"its call reads the weights of layer(s) {unused} without calling them "
@@ -232,7 +231,7 @@ def _uncalled_weights(layer, sub):
 
 
 def _own_variables(layer):
-    inner = {id(v) for sub in sublayers(layer) for v in sub.variables}
+    inner = {id(v) for sub in all_layers(layer) for v in sub.variables}
     return [v.path for v in layer.variables if id(v) not in inner]
 
 

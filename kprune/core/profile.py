@@ -273,11 +273,10 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
         >>> f"{p.macs / 1e6:.0f} M MACs, {p.params:,} parameters"
         '301 M MACs, 3,538,984 parameters'
     """
-    if graph is None:
-        from kprune.core.tf_keras import keras3_of
-        model = keras3_of(model)
     if graph is None:  # composite layers and Functional subclasses: their graph
         from kprune.core.composite import functional_view
+        from kprune.core.tf_keras import keras3_of
+        model = keras3_of(model)
         graph = Graph.from_model(functional_view(model))
     rows: Dict[str, LayerProfile] = {}
     uncounted: List[str] = []

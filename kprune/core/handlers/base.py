@@ -192,6 +192,33 @@ class LayerKeeps:
         return np.concatenate([keep + b * n for b in range(blocks)]) if blocks > 1 else keep
 
 
+class ChannelKeepingOp(ChannelHandler):
+    """An op that passes channels through when `keeps(call, ctx)` says it
+    leaves the channel axis whole (and the width is unchanged), and is
+    otherwise a boundary: the channels it reads and its output are frozen,
+    with `mixing` (what the op does to the channel axis) as the reason."""
+
+    is_structural = True
+    mixing = "mixes the channel axis"
+
+    def keeps(self, call, ctx) -> bool:
+        raise NotImplementedError
+
+    def why(self, call) -> str:
+        """The reason the op's channels are frozen when it does not keep them."""
+        return f"'{call.path}' ({call.class_name}) {self.mixing}"
+
+    def propagate(self, call, ctx):
+        layout = ctx.input_layout(call)
+        out_width = ctx.tensor(call.outputs[0]).channels
+        if out_width == len(layout) and self.keeps(call, ctx):
+            return [layout]
+        ctx.fix(layout, self.why(call))
+        out = ctx.new_channels(call, out_width)
+        ctx.fix(out, f"output of {self.why(call)}")
+        return [out]
+
+
 _REGISTRY: List[ChannelHandler] = []
 
 

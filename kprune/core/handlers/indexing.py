@@ -6,7 +6,7 @@ boundaries for the channels they read."""
 import keras
 
 from kprune.core._keras_compat import keras_ops_modules
-from kprune.core.handlers.base import ChannelHandler, register_handler
+from kprune.core.handlers.base import ChannelKeepingOp, register_handler
 
 _nn, _np = keras_ops_modules()
 
@@ -29,26 +29,8 @@ def _keeps_channels(key, rank: int) -> bool:
     return len(key) == rank and _full(key[-1])
 
 
-class _KeepChannels(ChannelHandler):
-    is_structural = True
-
-    def keeps(self, call, ctx) -> bool:
-        raise NotImplementedError
-
-    def propagate(self, call, ctx):
-        layout = ctx.input_layout(call)
-        out_width = ctx.tensor(call.outputs[0]).channels
-        if out_width == len(layout) and self.keeps(call, ctx):
-            return [layout]
-        ctx.fix(layout, f"'{call.path}' ({call.class_name}) selects or pads "
-                "along the channel axis")
-        out = ctx.new_channels(call, out_width)
-        ctx.fix(out, f"output of '{call.path}' ({call.class_name}), which "
-                "selects or pads along the channel axis")
-        return [out]
-
-
-class GetItemHandler(_KeepChannels):
+class GetItemHandler(ChannelKeepingOp):
+    mixing = "selects along the channel axis"
     layer_types = tuple(c for c in (getattr(_np, "GetItem", None),) if c)
 
     def keeps(self, call, ctx):
@@ -57,7 +39,8 @@ class GetItemHandler(_KeepChannels):
         return len(args) == 2 and len(call.inputs) == 1 and _keeps_channels(args[1], rank)
 
 
-class PadHandler(_KeepChannels):
+class PadHandler(ChannelKeepingOp):
+    mixing = "pads along the channel axis"
     layer_types = tuple(c for c in (getattr(_np, "Pad", None),) if c)
 
     def keeps(self, call, ctx):

@@ -52,7 +52,16 @@ def _rnn_roles(rnn, unit_role, state_role, in_role="in"):
     return roles
 
 
+def _input_slots(call):
+    """(position of the sequence, positions of the `initial_state` tensors)
+    in `call.inputs`."""
+    slots = argument_slots(call.node, ("sequences", "initial_state"))
+    states = slots.get("initial_state", [])
+    return slots.get("sequences", 0), [states] if isinstance(states, int) else list(states)
+
+
 def _fix_extra_inputs(call, ctx, used, what):
+    """Freezes the inputs at positions not in `used` (masks, constants)."""
     for i, tid in enumerate(call.inputs):
         if i not in used:
             ctx.fix(ctx.layout(tid), f"it is a mask or constant passed to "
@@ -67,14 +76,11 @@ class RNNHandler(ChannelHandler):
 
     def propagate(self, call, ctx):
         layer = call.layer
-        slots = argument_slots(call.node, ("sequences", "initial_state"))
         units = ctx.new_channels(call, layer.units)
-        states = slots.get("initial_state", [])
-        states = [states] if isinstance(states, int) else states
+        seq, states = _input_slots(call)
         for i in states:
             ctx.couple(ctx.layout(call.inputs[i]), units)
-        _fix_extra_inputs(call, ctx, {slots.get("sequences", 0), *states},
-                          f"{call.class_name}")
+        _fix_extra_inputs(call, ctx, {seq, *states}, call.class_name)
         return [units] * len(call.outputs)
 
     def weight_roles(self, layer, in_channels, out_channels):
@@ -106,13 +112,11 @@ class BidirectionalHandler(ChannelHandler):
                 return outs
         fwd = ctx.internal_channels(call, "forward", fwd_l.units)
         bwd = ctx.internal_channels(call, "backward", bwd_l.units)
-        slots = argument_slots(call.node, ("sequences", "initial_state"))
-        states = slots.get("initial_state", [])
-        states = [states] if isinstance(states, int) else states
+        seq, states = _input_slots(call)
         n_states = 2 if isinstance(fwd_l, layers.LSTM) else 1
         for j, i in enumerate(states):
             ctx.couple(ctx.layout(call.inputs[i]), fwd if j < n_states else bwd)
-        _fix_extra_inputs(call, ctx, {slots.get("sequences", 0), *states}, "Bidirectional")
+        _fix_extra_inputs(call, ctx, {seq, *states}, "Bidirectional")
         # Keras builds both directions at one width (its output shapes
         # assume it), so forward unit u and backward unit u go together.
         ctx.couple(fwd, bwd)

@@ -3,7 +3,7 @@
 import numpy as np
 from keras import layers
 
-from kprune.core.handlers.base import ChannelHandler, register_handler
+from kprune.core.handlers.base import ChannelHandler, ChannelKeepingOp, register_handler
 
 
 def _spatial_size(shape):
@@ -65,23 +65,19 @@ class ReshapeHandler(ChannelHandler):
         config["target_shape"] = tuple(target)
 
 
-class PermuteHandler(ChannelHandler):
+class PermuteHandler(ChannelKeepingOp):
     """Permute that keeps the channel axis last: channel-wise (the CRNN's
     (H, W, C) -> (W, H, C)). One that moves the channel axis is a boundary."""
 
     layer_types = (layers.Permute,)
-    is_structural = True
 
-    def propagate(self, call, ctx):
+    def keeps(self, call, ctx):
         dims = tuple(call.layer.dims)
-        layout = ctx.input_layout(call)
-        if dims and dims[-1] == len(dims):
-            return [layout]
-        ctx.fix(layout, f"Permute '{call.path}' moves the channel axis "
-                f"(dims={dims})")
-        out = ctx.new_channels(call, ctx.tensor(call.outputs[0]).channels)
-        ctx.fix(out, f"Permute '{call.path}' output (dims={dims})")
-        return [out]
+        return bool(dims) and dims[-1] == len(dims)
+
+    def why(self, call):
+        return (f"Permute '{call.path}' moves the channel axis "
+                f"(dims={tuple(call.layer.dims)})")
 
 
 for _h in (FlattenHandler(), ReshapeHandler(), PermuteHandler()):
