@@ -200,11 +200,6 @@ def node_fill_in(node, scope):
     return node.arguments.fill_in(scope)
 
 
-def node_argument_tensors(node):
-    """The KerasTensors among a functional node's call arguments, in order."""
-    return list(node.arguments.keras_tensors)
-
-
 def call_fn(layer):
     """The layer's own ``call`` (bound), skipping ``__call__``'s bookkeeping."""
     return layer.call

@@ -74,7 +74,8 @@ def masked_reference(model, removal: Dict[str, Sequence[int]],
 
 
 def _layer_keeps(analysis: Analysis, removed: set):
-    """layer id -> (in_keep, out_keep, in_channels, out_channels, handler)."""
+    """layer id -> (handler, `LayerKeeps`); also the kept channels of the
+    model inputs (``'tensors'``) and ``'model_inputs'``."""
     graph = analysis.graph
     result = {"tensors": {}, "model_inputs": graph.model_inputs}
     for tids in graph.model_inputs.values():
@@ -83,30 +84,18 @@ def _layer_keeps(analysis: Analysis, removed: set):
     for call in graph.calls:
         if id(call.layer) in result:
             continue
-        if call.inputs:
-            tin = call.inputs[0]
-            in_keep = analysis.keep_indices(tin, removed)
-            n_in = graph.tensors[tin].channels
-        else:
-            in_keep, n_in = np.arange(0), 0
-        if call.outputs:
-            tout = call.outputs[0]
-            out_keep = analysis.keep_indices(tout, removed)
-            n_out = graph.tensors[tout].channels
-        else:
-            out_keep, n_out = np.arange(0), 0
         handler = analysis.handlers[id(call.layer)]
-        ins = [analysis.keep_indices(t, removed) for t in call.inputs]
-        outs = [analysis.keep_indices(t, removed) for t in call.outputs]
         names = analysis.internal_names(call.layer)
         lk = LayerKeeps(
-            ins, outs, {k: analysis.keep_units(call.layer, k, removed) for k in names},
+            [analysis.keep_indices(t, removed) for t in call.inputs],
+            [analysis.keep_indices(t, removed) for t in call.outputs],
+            {k: analysis.keep_units(call.layer, k, removed) for k in names},
             [graph.tensors[t].channels for t in call.inputs],
             [graph.tensors[t].channels for t in call.outputs],
             {k: len(analysis.internal_layout(call.layer, k)) for k in names},
             getattr(call.layer, "depth_multiplier", 1) or 1,
             getattr(handler, "input_slots", lambda c: {})(call))
-        result[id(call.layer)] = (in_keep, out_keep, n_in, n_out, handler, lk)
+        result[id(call.layer)] = (handler, lk)
     return result
 
 
@@ -143,11 +132,11 @@ def _edit_config(entry_config, model, keeps, changed, input_widths=None):
             entry.pop("build_config", None)
             continue
         if id(op) in keeps:  # a config the layer's own get_config gets wrong
-            fix = getattr(keeps[id(op)][4], "fix_config", None)
+            fix = getattr(keeps[id(op)][0], "fix_config", None)
             if fix is not None:
                 fix(entry["config"], op)
         if id(op) in changed:
-            handler, lk = keeps[id(op)][4:]
+            handler, lk = keeps[id(op)]
             rewrite = getattr(handler, "rewrite_config", None)
             if rewrite is not None:
                 rewrite(entry["config"], op, lk)
@@ -193,7 +182,7 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
     changed = set()
     if not mask_only:
         for key, value in keeps.items():
-            if isinstance(key, int) and value[5].changed:
+            if isinstance(key, int) and value[1].changed:
                 changed.add(key)
     serialized = keras.saving.serialize_keras_object(model)
     _edit_config(serialized["config"], model, keeps, changed)
@@ -241,7 +230,7 @@ def _copy_weights(analysis, new_model, keeps, changed, mask_only):
         path = graph.layer_paths[id(layer)]
         new_layer = _find(new_model, path)
         old = layer.get_weights()
-        in_keep, out_keep, n_in, n_out, handler = keeps[id(layer)][:5]
+        handler, lk = keeps[id(layer)]
         if mask_only:
             if not handler.mixes_channels:
                 new_layer.set_weights(old)
@@ -249,8 +238,7 @@ def _copy_weights(analysis, new_model, keeps, changed, mask_only):
         elif id(layer) not in changed:
             new_layer.set_weights(old)
             continue
-        lk = keeps[id(layer)][5]
-        roles = handler.weight_roles(layer, n_in, n_out)
+        roles = handler.weight_roles(layer, lk.n_in, lk.n_out)
         values = []
         for i, (w, value) in enumerate(zip(layer.weights, old)):
             r = roles.get(i, roles.get(w.name))

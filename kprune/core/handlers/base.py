@@ -151,6 +151,16 @@ class LayerKeeps:
         return self.outputs[0] if self.outputs else np.arange(0)
 
     @property
+    def n_in(self) -> int:
+        """Width of the first input (0 without inputs)."""
+        return self.in_sizes[0] if self.in_sizes else 0
+
+    @property
+    def n_out(self) -> int:
+        """Width of the first output (0 without outputs)."""
+        return self.out_sizes[0] if self.out_sizes else 0
+
+    @property
     def changed(self) -> bool:
         pairs = list(zip(self.inputs, self.in_sizes)) + list(
             zip(self.outputs, self.out_sizes)) + [
