@@ -200,14 +200,12 @@ def _scan_values(model, data: Data, name, need_labels):
                         f"{name}: {int(bad.sum())} sample(s) have NaN or infinite inputs "
                         f"(the first is sample {start + int(np.argmax(bad))}); clean or "
                         "drop them before pruning")
-        if need_labels and y is not None and len(label_leaves(y)) > 1:
-            for leaf in label_leaves(y):
-                if np.issubdtype(leaf.dtype, np.floating) and not np.isfinite(leaf).all():
-                    raise ValueError(f"{name}: labels contain NaN or infinite values")
-        elif need_labels and y is not None:
-            y = label_leaves(y)[0]
-            if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        leaves = label_leaves(y) if need_labels else []
+        for leaf in leaves:
+            if np.issubdtype(leaf.dtype, np.floating) and not np.isfinite(leaf).all():
                 raise ValueError(f"{name}: labels contain NaN or infinite values")
+        if len(leaves) == 1:  # class ranges: single-output labels only
+            y = leaves[0]
             applies, n_classes = _label_range_applies(model, y)
             if applies and y.size:
                 lo = y.min() if lo is None else min(lo, y.min())
@@ -344,9 +342,47 @@ def evaluate_accuracy(model, data: Data, batch_size=256) -> float:
     return accuracy_and_count(model, data, batch_size)[0]
 
 
+def predictions(model, data: Data, batch_size=256):
+    """Yields ``(predictions, labels)`` of `model` over `data` in chunks
+    (numpy data: one ``predict`` call, as Keras caches its predict function
+    per model); predictions hold every output of a multi-output model.
+
+    Example:
+        >>> for p, y in predictions(model, as_data((x_val, y_val))): ...
+    """
+    if data.kind == "numpy":
+        yield model.predict(data.x, batch_size=batch_size, verbose=0), data.y
+        return
+    # Keras' predict_on_batch returns every replica's copy of the batch
+    # under a multi-replica tf.distribute strategy; predict splits it.
+    replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1)
+    for x, y in iterate_batches(data, batch_size):
+        yield (model.predict_on_batch(x) if replicas == 1 else model.predict(x, verbose=0)), y
+
+
+def top1_counts(p, y):
+    """``(correct, samples)`` of top-1 predictions `p` against labels `y`
+    (sparse or one-hot; one sigmoid unit: thresholded at 0.5).
+
+    Example:
+        >>> top1_counts(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
+        (1, 2)
+    """
+    p, y = np.asarray(p), np.asarray(y)
+    if p.shape[-1] == 1:
+        pred = (p.reshape(-1) > 0.5).astype(np.int64)
+        true = y.reshape(-1).astype(np.int64)
+    else:
+        pred = p.argmax(-1).reshape(-1)
+        true = y.argmax(-1).reshape(-1) if (y.ndim == p.ndim and y.shape[-1] == p.shape[-1]) \
+            else y.reshape(-1).astype(np.int64)
+    return int((pred == true).sum()), len(true)
+
+
 def accuracy_and_count(model, data: Data, batch_size=256):
-    """``(top-1 accuracy, number of samples evaluated)`` of `model` on `data`,
-    as `evaluate_accuracy` (accuracy NaN for non-finite outputs).
+    """``(top-1 accuracy, number of samples evaluated)`` of `model` (its
+    first output) on `data`, as `evaluate_accuracy` (accuracy NaN for
+    non-finite outputs).
 
     Example:
         >>> accuracy_and_count(model, as_data((x_val, y_val)))
@@ -354,33 +390,10 @@ def accuracy_and_count(model, data: Data, batch_size=256):
     """
     data = as_data(data, batch_size=batch_size)
     correct, total = 0, 0
-
-    def _batches():
-        if data.kind == "numpy":
-            # One predict call: Keras caches its predict function per model.
-            p = model.predict(data.x, batch_size=batch_size, verbose=0)
-            yield (p[0] if isinstance(p, (list, tuple)) else p), data.y
-            return
-        # Keras' predict_on_batch returns every replica's copy of the batch
-        # under a multi-replica tf.distribute strategy; predict splits it.
-        replicas = getattr(getattr(model, "distribute_strategy", None),
-                           "num_replicas_in_sync", 1)
-        for x, y in iterate_batches(data, batch_size):
-            p = model.predict_on_batch(x) if replicas == 1 else model.predict(x, verbose=0)
-            yield (p[0] if isinstance(p, (list, tuple)) else p), y
-
-    for p, y in _batches():
-        p = np.asarray(p)
+    for p, y in predictions(model, data, batch_size):
+        p = np.asarray(p[0] if isinstance(p, (list, tuple)) else p)
         if not np.all(np.isfinite(p)):
             return float("nan"), total + len(p)
-        y = np.asarray(y)
-        if p.shape[-1] == 1:
-            pred = (p.reshape(-1) > 0.5).astype(np.int64)
-            true = y.reshape(-1).astype(np.int64)
-        else:
-            pred = p.argmax(-1).reshape(-1)
-            true = y.argmax(-1).reshape(-1) if (y.ndim == p.ndim and y.shape[-1] == p.shape[-1]) \
-                else y.reshape(-1).astype(np.int64)
-        correct += int((pred == true).sum())
-        total += len(true)
+        c, n = top1_counts(p, y)
+        correct, total = correct + c, total + n
     return correct / max(total, 1), total

@@ -140,6 +140,11 @@ def history_operation(tensor):
     return getattr(history, "operation", None) or history.layer
 
 
+def inbound_argument_tensors(layer):
+    """The KerasTensors of each call of `layer` in its graphs, one list per call."""
+    return [list(node.arguments.keras_tensors) for node in layer._inbound_nodes]
+
+
 def inbound_node_count(layer) -> int:
     """How many times `layer` is called in the graphs it belongs to."""
     return len(layer._inbound_nodes)

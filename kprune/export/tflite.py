@@ -252,13 +252,12 @@ def _unknown_time_steps(model) -> bool:
     sequence whose number of time steps is unknown (it cannot be unrolled)."""
     import keras
 
-    from kprune.core._keras_compat import all_layers
+    from kprune.core._keras_compat import all_layers, inbound_argument_tensors
     for layer in all_layers(model):
         if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
-            for node in getattr(layer, "_inbound_nodes", ()):
-                for kt in node.arguments.keras_tensors[:1]:
-                    if len(kt.shape) > 1 and kt.shape[1] is None:
-                        return True
+            for tensors in inbound_argument_tensors(layer):
+                if tensors and len(tensors[0].shape) > 1 and tensors[0].shape[1] is None:
+                    return True
     return False
 
 
@@ -281,9 +280,9 @@ def unrolled(model):
     from kprune.core.tf_keras import is_tf_keras
     if is_tf_keras(model):
         return model
-    rnns = [l for l in all_layers(model) if isinstance(l, keras.layers.RNN)
-            and type(l).__name__ in _RNN_CLASSES and not l.unroll]
-    if not rnns or _unknown_time_steps(model):
+    rolled = any(isinstance(l, keras.layers.RNN) and type(l).__name__ in _RNN_CLASSES
+                 and not l.unroll for l in all_layers(model))
+    if not rolled or _unknown_time_steps(model):
         return model
     serialized = keras.saving.serialize_keras_object(model)
     serialized.pop("compile_config", None)
@@ -292,7 +291,7 @@ def unrolled(model):
     try:
         with keras.saving.custom_object_scope(model_classes(model)):
             new = keras.saving.deserialize_keras_object(serialized, safe_mode=False)
-    except ValueError:  # an unknown number of time steps cannot be unrolled
+    except ValueError:  # Keras refuses to unroll this configuration: convert it rolled
         return model
     new.set_weights(model.get_weights())
     return new

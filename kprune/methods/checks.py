@@ -64,10 +64,10 @@ def check_positive(name, value, fix=""):
 
 def check_nonnegative(name, value, fix=""):
     """`value` as a finite float >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
-            not 0 <= float(value) < float("inf"):
-        raise (TypeError if not isinstance(value, numbers.Real) or isinstance(value, bool)
-               else ValueError)(f"{name} must be a number >= 0{fix}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number >= 0{fix}, got {value!r}")
+    if not 0 <= float(value) < float("inf"):
+        raise ValueError(f"{name} must be a number >= 0{fix}, got {value!r}")
     return float(value)
 
 

@@ -42,6 +42,8 @@ from typing import Optional
 
 import numpy as np
 
+from kprune.data import accuracy_and_count, predictions, top1_counts
+
 #: name words that say higher is better / lower is better
 _MAX_WORDS = ("accuracy", "acc", "auc", "precision", "recall", "iou", "f1", "fbeta", "r2",
               "cosine_similarity", "similarity", "map", "dice", "psnr", "ssim", "bleu")
@@ -151,18 +153,6 @@ def select_labels(y, index: int, names):
     return y
 
 
-def _predictions(model, data, batch_size=256):
-    """Yields (predictions, labels) per chunk (numpy: one predict call)."""
-    from kprune.data import iterate_batches
-
-    if data.kind == "numpy":
-        yield model.predict(data.x, batch_size=batch_size, verbose=0), data.y
-        return
-    replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1)
-    for x, y in iterate_batches(data, batch_size):
-        yield (model.predict_on_batch(x) if replicas == 1 else model.predict(x, verbose=0)), y
-
-
 # -- the kinds of metric ---------------------------------------------------------------
 
 class TopOne(Metric):
@@ -180,24 +170,15 @@ class TopOne(Metric):
 
     def evaluate(self, model, data):
         if self.output == 0 and len(model.outputs) == 1:
-            from kprune.data import accuracy_and_count
-
             return accuracy_and_count(model, data)
         names = _plain_output_names(model)
         correct, total = 0, 0
-        for p, y in _predictions(model, data):
+        for p, y in predictions(model, data):
             p = np.asarray(select_output(p, self.output))
             if not np.all(np.isfinite(p)):
                 return float("nan"), total + len(p)
-            y = np.asarray(select_labels(y, self.output, names))
-            if p.shape[-1] == 1:
-                pred, true = (p.reshape(-1) > 0.5).astype(np.int64), y.reshape(-1).astype(np.int64)
-            else:
-                pred = p.argmax(-1).reshape(-1)
-                true = (y.argmax(-1).reshape(-1) if y.ndim == p.ndim and y.shape[-1] == p.shape[-1]
-                        else y.reshape(-1).astype(np.int64))
-            correct += int((pred == true).sum())
-            total += len(true)
+            c, n = top1_counts(p, select_labels(y, self.output, names))
+            correct, total = correct + c, total + n
         return correct / max(total, 1), total
 
     def describe(self):
@@ -253,7 +234,7 @@ class Standalone(Metric):
         names = _plain_output_names(model)
         m = self._fresh()
         total, acc = 0, 0.0
-        for p, y in _predictions(model, data):
+        for p, y in predictions(model, data):
             p = np.asarray(select_output(p, self.output))
             y = np.asarray(select_labels(y, self.output, names))
             if not np.all(np.isfinite(p)):

@@ -310,6 +310,3 @@ class PruningOptions(MethodOptions):
             raise ValueError("rewind_weights= is read by retrain='weight_rewind' only: "
                              "pass retrain='weight_rewind' too, or drop rewind_weights")
         return dataclasses.replace(self, **v)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return super().to_dict()

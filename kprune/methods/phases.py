@@ -47,10 +47,6 @@ class Phases:
         return {k: round(v, 6) for k, v in self._total.items()}
 
 
-#: a stand-in that times nothing (a `Proposer` used outside a run)
-NO_PHASES = None
-
-
 def timed(phases, name: str):
     """``phases(name)``, or a no-op context when `phases` is None."""
     return phases(name) if phases is not None else contextlib.nullcontext()
