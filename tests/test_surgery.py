@@ -204,13 +204,18 @@ def test_unsupported_layer_is_a_boundary_with_a_clear_error():
         kprune.remove_channels(model, {"c1": [0]})
 
 
-def test_weightless_custom_layer_is_traced_through():
-    """A custom layer of keras.ops only (x * 2) is traced into its graph."""
+def _opaque_model():
+    """c1 -> a weightless custom layer (x * 2) -> c2 -> Dense."""
     inp = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, name="c1")(inp)
     x = _Opaque(name="opaque")(x)
     x = layers.Conv2D(4, 3, name="c2")(x)
-    model = keras.Model(inp, layers.Dense(2)(layers.Flatten()(x)))
+    return keras.Model(inp, layers.Dense(2)(layers.Flatten()(x)))
+
+
+def test_weightless_custom_layer_is_traced_through():
+    """A custom layer of keras.ops only (x * 2) is traced into its graph."""
+    model = _opaque_model()
     assert [g.name for g in kprune.dependency_groups(model)] == ["c1", "c2"]
     assert_surgery_equivalent(model, {"c1": [0]})
 
@@ -224,11 +229,7 @@ def test_custom_handler_makes_a_custom_layer_prunable():
 
     handler = kprune.register_handler(Scale())
     try:
-        inp = keras.Input((8, 8, 3))
-        x = layers.Conv2D(4, 3, name="c1")(inp)
-        x = _Opaque(name="opaque")(x)
-        x = layers.Conv2D(4, 3, name="c2")(x)
-        model = keras.Model(inp, layers.Dense(2)(layers.Flatten()(x)))
+        model = _opaque_model()
         assert [g.name for g in kprune.dependency_groups(model)] == ["c1", "c2"]
         assert_surgery_equivalent(model, {"c1": [0]})
     finally:
