@@ -542,7 +542,8 @@ inputs = keras.Input((32, 32, 3))
 features = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
 model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(features))
 model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-model.fit(x_train3, y_train, epochs=1 if SMALL else 6, batch_size=64, verbose=0)
+n_fit = 5000 if SMALL else len(x_train3)   # the quick check trains on a slice
+model.fit(x_train3[:n_fit], y_train[:n_fit], epochs=1 if SMALL else 6, batch_size=64, verbose=0)
 print(f"baseline test accuracy: {model.evaluate(x_test3, y_test, verbose=0)[1]:.4f}")
 groups = kprune.dependency_groups(model)
 print(len(groups), "prunable groups, e.g.", [g.name for g in groups[:4]])'''),
@@ -553,8 +554,8 @@ The group names are paths through the nested blocks
 (`mobile_net_backbone/block_1_0/block_1_0_conv1`): the backbone and its
 blocks are inlined as nested models."""),
         new_code_cell('''\
-result = prune(model, "iap", train_data=(x_train3, y_train), val_data=(x_val3, y_val),
-               epochs=1, rounds=2 if SMALL else 6, rate=0.2, target=0.02, seed=0,
+result = prune(model, "iap", train_data=(x_train3[:n_fit], y_train[:n_fit]), val_data=(x_val3, y_val),
+               epochs=1, rounds=1 if SMALL else 6, rate=0.2, target=0.02, seed=0,
                calibration_samples=300)
 print(result.summary())
 result.plot(os.path.join(OUT, "keras_hub_iap.png"))
@@ -569,8 +570,8 @@ print(type(reloaded).__name__, reloaded.count_params(), "parameters")'''),
 `to_tflite` converts with a fixed batch-1 signature; the LiteRT interpreter
 runs the flatbuffer, and its outputs match the Keras model's."""),
         new_code_cell('''\
-from kprune.bench import litert
 from kprune.export import to_tflite
+from kprune.runtime import litert
 
 rows = []
 for name, m in (("original", model), ("pruned", reloaded)):
