@@ -3,6 +3,7 @@
 from kprune.compat.tf_keras_bridge import is_tf_keras
 from kprune.methods import get_method
 from kprune.methods.callbacks import CallbackList, LambdaRoundCallback
+from kprune.methods.checks import check_callable, check_path
 from kprune.methods.config import RunConfig, prepare_data
 from kprune.methods.run import Run
 from kprune.reporting.result import PruneResult
@@ -104,6 +105,9 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
 
     fn = get_method(method)
     distribute.check_strategy(strategy)
+    out_dir, tensorboard_dir = check_path("out_dir", out_dir), check_path(
+        "tensorboard_dir", tensorboard_dir)
+    check_callable("on_round", on_round, "on_round(entry, model)")
     config = RunConfig.build(model, method, epochs, rounds, target, options, fit_fn)
     data = prepare_data(model, config, train_data, val_data)
     cbs = list(callbacks or ())

@@ -569,9 +569,32 @@ def compile_like(target, source) -> bool:
 
 
 # ------------------------------------------------------------------ public API
+def require_model(model, what: str = "model", allow_tf_keras: bool = True):
+    """`model` when it is a Keras 3 model (or a tf_keras one, with
+    `allow_tf_keras`); otherwise a TypeError naming `what` and the fix."""
+    import keras
+
+    if isinstance(model, keras.Model) or (allow_tf_keras and is_tf_keras(model)
+                                          and hasattr(model, "layers")):
+        return model
+    if is_tf_keras(model) or _is_keras3(model):
+        hint = (" (a tf_keras / Keras 2 model: convert it with kprune.compat.from_tf_keras, "
+                "or save and load it with Keras 3)" if is_tf_keras(model) else
+                " (a layer, not a model: wrap it with keras.Model(inputs, layer(inputs)))")
+    elif isinstance(model, (str, bytes, bytearray)) or hasattr(model, "__fspath__"):
+        hint = (" (a file path? load it first: keras.saving.load_model(path))"
+                if not isinstance(model, (bytes, bytearray)) else
+                " (TFLite bytes? pass the Keras model they were converted from)")
+    else:
+        hint = ""
+    raise TypeError(f"{what} must be a keras.Model, got {type(model).__name__}{hint}")
+
+
 def keras3_of(model):
     """`model` itself for a Keras 3 model, its Keras 3 copy for a tf_keras one
-    (how kprune's entry points accept tf_keras models)."""
+    (how kprune's entry points accept tf_keras models); anything else is a
+    TypeError (`require_model`)."""
+    require_model(model)
     return from_tf_keras(model) if is_tf_keras(model) else model
 
 

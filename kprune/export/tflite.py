@@ -29,6 +29,7 @@ import numpy as np
 
 from kprune.atomic import atomic_write_bytes
 from kprune.compat.keras_private import interpreter_op_names, set_per_channel_quantization
+from kprune.compat.tf_keras_bridge import require_model
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 #: The name used for each quantization mode in reports and JSON.
@@ -110,6 +111,7 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
 
     from kprune.runtime.capture import capture_fds
 
+    require_model(model)
     q = normalize_quantization(quantization)
     if not isinstance(per_channel, bool):
         raise ValueError(f"per_channel must be True (one weight scale per output channel) or "
