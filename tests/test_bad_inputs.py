@@ -146,8 +146,10 @@ def test_labels_that_do_not_fit_a_sparse_loss():
     (["prune", "--model", "{missing}", "--data", "digits"], r"--model .*: no such file"),
     (["export", "--model", "{text.txt}"], r"--model .* is not a model file"),
     (["export", "--model", "{archive.h5}"], r"rename it to end in \.keras"),
+    (["bench", "--model", "{good}", "--data", "nope.npz"], r"--data 'nope.npz' is neither"),
+    (["prune", "--model", "{good}", "--data", "{text.txt}"], r"--data .* is not a readable \.npz"),
 ], ids=["bench-txt", "bench-truncated", "bench-compare-empty", "bench-dir", "prune-tflite",
-        "prune-missing", "export-txt", "export-misnamed"])
+        "prune-missing", "export-txt", "export-misnamed", "bench-data", "prune-data"])
 def test_cli_refuses_bad_model_files_before_creating_out(files, tmp_path, capsys, argv,
                                                          pattern):
     out = str(tmp_path / "out")
