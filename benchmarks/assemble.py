@@ -1,5 +1,7 @@
-"""Assembles BENCHMARKS.md from the sections the benchmark scripts write
-under benchmarks/results/ (each script writes its own markdown section).
+"""Assembles BENCHMARKS.md: the current-figures tables
+(`benchmarks/results/summary.md`, one per area, each figure copied from a
+detailed section) and an index of the detailed sections, which stay under
+benchmarks/results/ (each benchmark script writes its own markdown section).
 
     python benchmarks/assemble.py
 """
@@ -35,27 +37,31 @@ wall-clock times are noisy (ratios were measured interleaved in one process).
 """
 
 
+TITLES = {"surgery.md": "Channel surgery cost",
+          "edge_arena.md": "Device budgets: arena estimate, arena and latency target tables"}
+
+
+def _title(name):
+    with open(os.path.join(RESULTS, name)) as f:
+        first = f.readline().strip()
+    return TITLES.get(name) or first.lstrip("# ").strip() or name
+
+
 def main():
     parts = [HEADER]
-    for name, intro in SECTIONS:
-        path = os.path.join(RESULTS, name)
-        if not os.path.exists(path):
+    with open(os.path.join(RESULTS, "summary.md")) as f:
+        parts.append(f.read().strip())
+    index = ["## Detailed sections", ""]
+    for name, intro in SECTIONS + [("notes.md", None)]:
+        if not os.path.exists(os.path.join(RESULTS, name)):
             continue
-        with open(path) as f:
-            text = f.read().strip()
-        if text.startswith("# "):
-            text = "#" + text  # demote to a section
+        line = f"- [{_title(name)}](benchmarks/results/{name})"
         if intro:
-            title, _, rest = text.partition("\n") if text.startswith("##") else ("", "", text)
-            text = (title + "\n\n" if title else "") + intro + "\n" + rest.strip()
-        for image in IMAGES.get(name, ()):
-            if os.path.exists(os.path.join(RESULTS, image)):
-                text += f"\n\n![{image}](benchmarks/results/{image})"
-        parts.append(text)
-    notes = os.path.join(RESULTS, "notes.md")
-    if os.path.exists(notes):
-        with open(notes) as f:
-            parts.append(f.read().strip())
+            line += ": " + intro.partition("\n\n")[2].strip()
+        images = [f"[{i}](benchmarks/results/{i})" for i in IMAGES.get(name, ())
+                  if os.path.exists(os.path.join(RESULTS, i))]
+        index.append(line + (f" (figure: {', '.join(images)})" if images else ""))
+    parts.append("\n".join(index))
     out = os.path.join(HERE, "..", "BENCHMARKS.md")
     with open(out, "w") as f:
         f.write("\n\n".join(parts) + "\n")

@@ -243,6 +243,18 @@ def check_label_format(model, data: Data, compile_config, name="train_data"):
             f"{name}: labels have shape {y.shape[1:]} (one-hot) but the loss is {loss}; "
             "pass integer class ids (y.argmax(-1)) or compile with "
             "categorical_crossentropy")
+    if key.startswith("sparsecategorical") and not sparse:
+        raise ValueError(
+            f"{name}: labels have shape {y.shape[1:]} per sample but the loss is {loss}, "
+            f"which takes one class id per sample (labels shaped (N,)); the model has "
+            f"{n_classes} outputs. Pass y of shape (N,) with ids 0..{n_classes - 1}")
+    if key.startswith("sparsecategorical") and np.issubdtype(y.dtype, np.floating) \
+            and y.size and not np.all(np.mod(y, 1) == 0):
+        raise ValueError(
+            f"{name}: labels are fractional (e.g. {y.reshape(-1)[np.argmax(np.mod(y, 1) != 0)]}"
+            f") but the loss is {loss}, which takes integer class ids; pass "
+            f"y.astype(int) ids 0..{n_classes - 1}, or one-hot targets with "
+            "categorical_crossentropy")
     if key.startswith("categorical") and sparse:
         raise ValueError(
             f"{name}: labels are integer class ids (shape {y.shape[1:]}) but the loss is "
@@ -397,3 +409,86 @@ def accuracy_and_count(model, data: Data, batch_size=256):
         c, n = top1_counts(p, y)
         correct, total = correct + c, total + n
     return correct / max(total, 1), total
+
+
+# -- model files ------------------------------------------------------------------
+
+#: file kind (by content) -> what it is, in words.
+MODEL_FILE_KINDS = {".keras": "a Keras .keras archive", ".h5": "an HDF5 (.h5) model",
+                    ".tflite": "a TFLite flatbuffer"}
+
+
+def model_file_kind(path) -> Optional[str]:
+    """'.keras', '.h5' or '.tflite' from a file's first bytes (None: none of them)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:4] == b"PK\x03\x04":
+        return ".keras"
+    if head == b"\x89HDF\r\n\x1a\n":
+        return ".h5"
+    if head[4:8] == b"TFL3":
+        return ".tflite"
+    return None
+
+
+def check_model_file(path, arg: str = "model", kinds=(".keras", ".h5")) -> str:
+    """Check that `path` is a readable, undamaged model file of one of `kinds`
+    (judged by its content, not only its name) before anything is loaded or
+    written; returns its kind. Errors name `arg`, the file and the fix.
+
+    Example:
+        >>> check_model_file("pruned.keras")
+        '.keras'
+    """
+    import os
+    import zipfile
+
+    want = " or ".join(kinds)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{arg} must be a path to a {want} file, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{arg} '{path}': no such file (pass a {want} model file)")
+    if os.path.isdir(path):
+        raise ValueError(f"{arg} '{path}' is a directory; pass a {want} model file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{arg} '{path}' is empty (0 bytes); pass a {want} model file")
+    kind = model_file_kind(path)
+    if kind is None:
+        raise ValueError(f"{arg} '{path}' is not a model file (neither a .keras archive, "
+                         f"an .h5 model nor a TFLite flatbuffer); pass a {want} file")
+    if kind not in kinds:
+        fix = (" Convert the Keras model instead (kprune.export.to_tflite), or pass the "
+               ".keras file it came from." if kind == ".tflite" else "")
+        raise ValueError(f"{arg} '{path}' is {MODEL_FILE_KINDS[kind]}, but {arg} takes a "
+                         f"{want} file.{fix}")
+    ext = os.path.splitext(path)[1].lower()
+    if kind == ".keras":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names, bad = z.namelist(), z.testzip()
+        except zipfile.BadZipFile as e:
+            raise ValueError(f"{arg} '{path}' is a damaged or truncated .keras archive ({e}); "
+                             f"save the model again with model.save('{path}')") from e
+        if bad is not None or "config.json" not in names:
+            raise ValueError(f"{arg} '{path}' is a damaged .keras archive ("
+                             + (f"'{bad}' fails its checksum" if bad else "no config.json")
+                             + f"); save the model again with model.save('{path}')")
+    if ext != kind and not (kind == ".h5" and ext == ".hdf5"):
+        raise ValueError(f"{arg} '{path}' holds {MODEL_FILE_KINDS[kind]} but is named "
+                         f"'{ext or '(no extension)'}'; rename it to end in {kind}")
+    return kind
+
+
+def load_model_file(path, arg: str = "model", compile: bool = False, safe_mode: bool = True):
+    """`check_model_file`, then ``keras.saving.load_model``; a load failure is
+    a ValueError naming `arg` and the file."""
+    check_model_file(path, arg)
+    import os
+
+    try:
+        return keras.saving.load_model(os.fspath(path), compile=compile, safe_mode=safe_mode)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot load {arg} '{os.fspath(path)}' as a Keras model: {text}") \
+            from e

@@ -1,8 +1,9 @@
 """`kprune.prune`: one call from a trained model to a smaller plain Keras model."""
 
-from kprune.core.tf_keras import is_tf_keras
+from kprune.compat.tf_keras_bridge import is_tf_keras
 from kprune.methods import get_method
 from kprune.methods.callbacks import CallbackList, LambdaRoundCallback
+from kprune.methods.checks import check_callable, check_path
 from kprune.methods.config import RunConfig, prepare_data
 from kprune.methods.run import Run
 from kprune.reporting.result import PruneResult
@@ -90,11 +91,11 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
         >>> print(result.summary())
         >>> result.model.save("pruned.keras")
     """
-    from kprune.core._keras_compat import op_determinism, quiet_retracing
+    from kprune.compat.keras_private import op_determinism, quiet_retracing
     from kprune.scoring import distribute
 
     if is_tf_keras(model):  # tf_keras in, tf_keras out: pruned as a Keras 3 copy
-        from kprune.core.tf_keras import from_tf_keras, to_tf_keras
+        from kprune.compat.tf_keras_bridge import from_tf_keras, to_tf_keras
 
         result = prune(from_tf_keras(model), method, train_data, val_data, epochs, rounds,
                        target, out_dir, fit_fn, tensorboard_dir, strategy, on_round,
@@ -104,6 +105,9 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
 
     fn = get_method(method)
     distribute.check_strategy(strategy)
+    out_dir, tensorboard_dir = check_path("out_dir", out_dir), check_path(
+        "tensorboard_dir", tensorboard_dir)
+    check_callable("on_round", on_round, "on_round(entry, model)")
     config = RunConfig.build(model, method, epochs, rounds, target, options, fit_fn)
     data = prepare_data(model, config, train_data, val_data)
     cbs = list(callbacks or ())

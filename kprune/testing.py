@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from kprune.core._keras_compat import all_layers
+from kprune.compat.keras_private import all_layers
 
 from kprune.core.dependency import analyze
 from kprune.core.surgery import rebuild

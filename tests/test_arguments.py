@@ -183,7 +183,7 @@ def test_remove_channels_refuses_float_and_string_indices():
 def test_no_retracing_warning_per_round_but_the_users_stays(caplog):
     """Each round's new model traces new functions by design; kprune keeps
     TensorFlow's retracing warning out of its run, not out of the process."""
-    from kprune.core._keras_compat import quiet_retracing
+    from kprune.compat.keras_private import quiet_retracing
 
     tf_logger = tf.get_logger()
     (x, y), (xv, yv), _ = digits()

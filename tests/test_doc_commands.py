@@ -18,7 +18,14 @@ import kprune.methods
 import kprune.runtime
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = ["README.md", "BENCHMARKS.md"] + [
+
+def _linked_sections(page="BENCHMARKS.md"):
+    """The detailed benchmark sections `page` links (benchmarks/results/*.md)."""
+    with open(os.path.join(HERE, page)) as f:
+        return sorted(set(re.findall(r"\]\((benchmarks/results/[\w.-]+\.md)\)", f.read())))
+
+
+DOCS = ["README.md", "BENCHMARKS.md"] + _linked_sections() + [
     os.path.join("docs", f) for f in sorted(os.listdir(os.path.join(HERE, "docs")))
     if f.endswith(".md")]
 
@@ -196,3 +203,19 @@ def test_docstring_examples_call_what_exists():
                             missing.append(f"{os.path.relpath(os.path.join(d, f), HERE)}:{i}: "
                                            f"{name}")
     assert not missing, "docstring examples call what does not exist:\n" + "\n".join(missing)
+
+
+def test_benchmarks_page_opens_with_current_figures():
+    """BENCHMARKS.md opens with one current-figures table per area, each with
+    its command, and links every detailed section (which all exist)."""
+    with open(os.path.join(HERE, "BENCHMARKS.md")) as f:
+        text = f.read()
+    head = text[:text.index("## Detailed sections")]
+    for area in ("Quality", "Surgery", "Edge", "Device budgets", "QAT"):
+        assert re.search(rf"^### {area}\b", head, re.M), area
+    assert head.count("python benchmarks/") >= 5
+    sections = _linked_sections()
+    assert len(sections) >= 10
+    assert all(os.path.exists(os.path.join(HERE, p)) for p in sections)
+    assert len(text.splitlines()) < 150
+

@@ -15,26 +15,27 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 #: layer of kprune -> the layers its modules may import (besides their own).
 ALLOWED = {
-    "core": set(),
+    # Keras/TF version differences: below everything, imports nothing of kprune
+    "compat": set(),
+    "core": {"compat"},
     "data": set(),
     "atomic": set(),
     "datasets": set(),
     "zoo": set(),
-    "scoring": {"core", "data"},
+    "scoring": {"compat", "core", "data"},
     # the device runtimes take flatbuffer bytes; export converts (and uses the
     # runtimes: arena size of a C array); bench measures Keras models on both
-    "runtime": {"core", "data", "atomic"},
-    "export": {"core", "data", "atomic", "runtime"},
-    "bench": {"core", "data", "atomic", "export", "runtime"},
-    "methods": {"core", "data", "atomic", "scoring", "export", "bench", "runtime"},
-    "reporting": {"core", "data", "atomic", "methods", "bench"},
-    "compat": {"core"},
-    "testing": {"core"},
-    "prune": {"core", "methods", "reporting", "scoring"},
+    "runtime": {"compat", "core", "data", "atomic"},
+    "export": {"compat", "core", "data", "atomic", "runtime"},
+    "bench": {"compat", "core", "data", "atomic", "export", "runtime"},
+    "methods": {"compat", "core", "data", "atomic", "scoring", "export", "bench", "runtime"},
+    "reporting": {"compat", "core", "data", "atomic", "methods", "bench"},
+    "testing": {"compat", "core"},
+    "prune": {"compat", "core", "methods", "reporting", "scoring"},
     "cli": {"core", "data", "atomic", "datasets", "zoo", "scoring", "methods", "reporting",
             "export", "bench", "runtime", "compat", "prune"},
-    "demo": {"core", "data", "atomic", "datasets", "zoo", "methods", "reporting", "export",
-             "bench", "runtime", "prune"},
+    "demo": {"compat", "core", "data", "atomic", "datasets", "zoo", "methods", "reporting",
+             "export", "bench", "runtime", "prune"},
 }
 
 
@@ -140,7 +141,7 @@ def test_private_keras_api_only_in_keras_compat():
     """`keras.src` / `tensorflow.python` / tf_keras internals appear in one module only."""
     bad = []
     for module, path in _modules().items():
-        if module == "kprune.core._keras_compat":
+        if module == "kprune.compat.keras_private":
             continue
         with open(path) as f:
             tree = ast.parse(f.read(), path)
@@ -153,7 +154,22 @@ def test_private_keras_api_only_in_keras_compat():
             for n in names:
                 if n.startswith(("keras.src", "tensorflow.python", "tf_keras.src")):
                     bad.append(f"{module}: import {n}")
-    assert not bad, "private API outside kprune.core._keras_compat:\n" + "\n".join(bad)
+    assert not bad, "private API outside kprune.compat.keras_private:\n" + "\n".join(bad)
+
+
+def test_one_compat_package():
+    """Version / private-API differences live in `kprune.compat` only; the old
+    module paths are the same module objects, and compat depends on nothing."""
+    import kprune.compat
+    from kprune.compat import keras_private, tf_keras_bridge
+    from kprune.core import _keras_compat, tf_keras
+
+    assert _keras_compat is keras_private and tf_keras is tf_keras_bridge
+    assert kprune.compat.to_tf_keras is tf_keras_bridge.to_tf_keras
+    edges = _edges(_modules())
+    assert {t for m, ts in edges.items() if _layer(m) == "compat" for t in ts} <= {
+        "kprune.compat", "kprune.compat.keras_private", "kprune.compat.tf_keras_bridge"}
+    assert not [m for m, ts in edges.items() if "kprune.core.tf_keras" in ts]
 
 
 def test_the_checks_fail_on_a_cycle_and_a_layer_violation():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune.core._keras_compat import all_layers
+from kprune.compat.keras_private import all_layers
 from kprune.prune import prune
 from tests.prune_support import digits
 

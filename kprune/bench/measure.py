@@ -120,19 +120,14 @@ def _load(model_or_tflite):
         return None, litert.check_flatbuffer(model_or_tflite, "the given TFLite bytes"), \
             "tflite"
     if isinstance(model_or_tflite, (str, os.PathLike)):
+        from kprune.data import check_model_file, load_model_file
+
         path = os.fspath(model_or_tflite)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no model file '{path}'")
         name = os.path.splitext(os.path.basename(path))[0]
-        if path.endswith(".tflite"):
+        if check_model_file(path, "model", (".keras", ".h5", ".tflite")) == ".tflite":
             from kprune.export.tflite import load_tflite
             return None, litert.check_flatbuffer(load_tflite(path), f"'{path}'"), name
-        import keras
-        try:
-            return keras.saving.load_model(path, compile=False), None, name
-        except Exception as err:
-            raise ValueError(f"cannot load '{path}' as a Keras model ({err}); pass a "
-                             f".keras/.h5 model or a .tflite flatbuffer") from err
+        return load_model_file(path, "model"), None, name
     if hasattr(model_or_tflite, "inputs") and hasattr(model_or_tflite, "layers"):
         return model_or_tflite, None, model_or_tflite.name
     raise TypeError(f"expected a Keras model, TFLite bytes or a file path, got "
@@ -267,6 +262,12 @@ def measure_many(models: Sequence, names: Optional[Sequence[Optional[str]]] = No
         >>> Comparison(before, p50).ratios["latency_speedup"]
     """
     names = list(names) if names is not None else [None] * len(models)
+    for arg, value, low in (("num_threads", num_threads, 1), ("warmup", warmup, 0),
+                            ("runs", runs, 0), ("rounds", rounds, 1),
+                            ("tflm_latency_runs", tflm_latency_runs, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise (ValueError if isinstance(value, int) and not isinstance(value, bool)
+                   else TypeError)(f"{arg} must be an integer >= {low}, got {value!r}")
     with_tflm = tflm_arena
     known = sorted(set(MODE_NAMES.values()))
     unknown = [m for m in latency_modes if m not in known]

@@ -6,8 +6,8 @@ import os
 from absl import flags, logging
 
 from kprune.cli import qat
-from kprune.cli.common import (CommandError, OutDir, load_data, load_model, write_json,
-                               write_text)
+from kprune.cli.common import (CommandError, OutDir, check_file, load_data, load_model,
+                               write_json, write_text)
 
 DOC = """\
 kprune bench: measure a model on LiteRT and TFLite-Micro (kprune.bench).
@@ -63,10 +63,8 @@ def define_flags(fv):
                       "(Lambda layers); only for files you trust", flag_values=fv)
 
 
-def _model_arg(path, unsafe, compile=False):
-    if path and path.endswith(".tflite"):
-        if not os.path.isfile(path):
-            raise CommandError(f"'{path}': no such file")
+def _model_arg(path, flag, unsafe, compile=False):
+    if check_file(path, flag, (".keras", ".h5", ".tflite")) == ".tflite":
         return path
     return load_model(path, unsafe, compile=compile)
 
@@ -76,12 +74,9 @@ def execute(fv) -> int:
 
     if not fv.model:
         raise CommandError("--model is required: a .keras, .h5 or .tflite file")
-    out = OutDir(fv.out, "bench", ("bench.txt", "bench.json"),
-                 inputs=[fv.model, fv.compare] + ([fv.data] if fv.data and
-                                                  os.path.isfile(fv.data) else []),
-                 overwrite=fv.overwrite) if fv.out else None
-    model = _model_arg(fv.model, fv.unsafe_load, compile=fv.qat_epochs > 0)
-    other = _model_arg(fv.compare, fv.unsafe_load) if fv.compare else None
+    # Every input is checked before --out is created.
+    model = _model_arg(fv.model, "--model", fv.unsafe_load, compile=fv.qat_epochs > 0)
+    other = _model_arg(fv.compare, "--compare", fv.unsafe_load) if fv.compare else None
     eval_data = calibration = None
     if fv.data:
         data = load_data(fv.data, need_train=False)
@@ -93,6 +88,10 @@ def execute(fv) -> int:
         raise CommandError(f"--qat_epochs trains a Keras model before conversion: '{fv.model}' "
                            f"is already a .tflite flatbuffer; pass the .keras or .h5 model, "
                            f"or drop --qat_epochs")
+    out = OutDir(fv.out, "bench", ("bench.txt", "bench.json"),
+                 inputs=[fv.model, fv.compare] + ([fv.data] if fv.data and
+                                                  os.path.isfile(fv.data) else []),
+                 overwrite=fv.overwrite) if fv.out else None
     if fv.qat_epochs:
         model = qat.maybe_quantize_aware(model, fv, data if fv.data else None)
     kwargs = dict(eval_data=eval_data, representative_data=calibration,

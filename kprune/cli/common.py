@@ -71,6 +71,16 @@ def parse_option(text: str):
 
 
 # -- models ----------------------------------------------------------------------
+def check_file(path: str, flag: str, kinds=(".keras", ".h5")) -> str:
+    """`kprune.data.check_model_file` with its error as a CommandError."""
+    from kprune.data import check_model_file
+
+    try:
+        return check_model_file(path, flag, kinds)
+    except (TypeError, ValueError, OSError) as e:
+        raise CommandError(str(e)) from e
+
+
 def load_model(path: str, unsafe_load: bool = False, compile: bool = True):
     """``keras.saving.load_model`` in safe mode unless `unsafe_load`.
 
@@ -81,8 +91,7 @@ def load_model(path: str, unsafe_load: bool = False, compile: bool = True):
 
     if not path:
         raise CommandError("--model is required: a .keras (or .h5) model file")
-    if not os.path.isfile(path):
-        raise CommandError(f"--model '{path}': no such file")
+    check_file(path, "--model")
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe_load)
     except Exception as e:  # noqa: BLE001

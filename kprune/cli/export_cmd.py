@@ -56,11 +56,11 @@ def execute(fv) -> int:
     from kprune.export import to_micro, to_tflite
 
     name = fv.name or c_identifier(os.path.splitext(os.path.basename(fv.model or ""))[0])
+    model = load_model(fv.model, fv.unsafe_load, compile=fv.qat_epochs > 0)  # before --out
     out = OutDir(fv.out, "export", [name + ext for ext in (".tflite", ".cc", ".h")]
                  + ["export.json"], inputs=[fv.model] + ([fv.data] if fv.data and
                                                          os.path.isfile(fv.data) else []),
                  overwrite=fv.overwrite, exclusive=False)
-    model = load_model(fv.model, fv.unsafe_load, compile=fv.qat_epochs > 0)
     int8 = fv.format == "micro" or fv.quantization == "int8"
     if fv.format == "micro" and fv.quantization != "int8":
         raise CommandError("--format micro is always int8 (TFLite-Micro); drop "

@@ -171,10 +171,10 @@ def execute(fv) -> int:
     from kprune.prune import prune
     from kprune.data import as_data, evaluate_accuracy
 
+    model = load_model(fv.model, fv.unsafe_load)     # the inputs first, then --out
+    data = load_data(fv.data, fv.val_fraction, fv.seed, fv.train_samples)
     out = OutDir(fv.out, "prune", OUTPUTS, inputs=[fv.model] + (
         [fv.data] if fv.data and os.path.isfile(fv.data) else []), overwrite=fv.overwrite)
-    model = load_model(fv.model, fv.unsafe_load)
-    data = load_data(fv.data, fv.val_fraction, fv.seed, fv.train_samples)
     if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
         logging.info("the model file holds no compiled optimizer: compiling with Adam(%g), "
                      "loss %s, metric accuracy", fv.learning_rate, fv.loss)

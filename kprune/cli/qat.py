@@ -33,7 +33,7 @@ def maybe_quantize_aware(model, fv, data):
         raise CommandError("--qat_epochs needs training data: pass --data (fashion_mnist "
                            "or a .npz with x_train and y_train)")
     from kprune.export import QATError, quantize_aware
-    from kprune.core.tf_keras import UnsupportedLayerError
+    from kprune.compat.tf_keras_bridge import UnsupportedLayerError
     try:
         qat = quantize_aware(model)
     except (QATError, UnsupportedLayerError, ImportError) as e:

@@ -3,7 +3,7 @@ channel surgery, profiles and complexity weights.
 
 The core knows Keras layers and nothing of pruning methods: it imports
 nothing from kprune outside this package (`tests/test_layering.py` checks),
-and every use of Keras/TensorFlow private API lives in `_keras_compat`.
+and every use of Keras/TensorFlow private API lives in `kprune.compat.keras_private`.
 
 Example:
     >>> from kprune.core import analyze, remove_channels

@@ -39,7 +39,7 @@ from typing import Dict, Optional
 import keras
 import numpy as np
 
-from kprune.core._keras_compat import (all_layers, call_fn, functional_inputs, history_operation,
+from kprune.compat.keras_private import (all_layers, call_fn, functional_inputs, history_operation,
                                        node_fill_in, nodes_by_depth)
 from kprune.core.graph import functional_of, is_model
 from kprune.core.handlers.base import find_handler

@@ -666,7 +666,7 @@ def channel_indices(indices, n_channels: int, layer: str) -> np.ndarray:
 def analyze(model, ignored_layers: Sequence[str] = ()) -> Analysis:
     """Analyzes `model`'s channel dependencies (see module docstring).
     A tf_keras model is analyzed through its Keras 3 copy (same layer names)."""
-    from kprune.core.tf_keras import keras3_of
+    from kprune.compat.tf_keras_bridge import keras3_of
     return Analysis(keras3_of(model), ignored_layers)
 
 

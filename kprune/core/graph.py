@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import keras
 
-from kprune.core._keras_compat import functional_inputs, functional_outputs, nodes_by_depth
+from kprune.compat.keras_private import functional_inputs, functional_outputs, nodes_by_depth
 
 
 @dataclasses.dataclass

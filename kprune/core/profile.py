@@ -275,7 +275,7 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
     """
     if graph is None:  # composite layers and Functional subclasses: their graph
         from kprune.core.composite import functional_view
-        from kprune.core.tf_keras import keras3_of
+        from kprune.compat.tf_keras_bridge import keras3_of
         model = keras3_of(model)
         graph = Graph.from_model(functional_view(model))
     rows: Dict[str, LayerProfile] = {}

@@ -11,7 +11,7 @@ from typing import Dict, Optional, Sequence
 import keras
 import numpy as np
 
-from kprune.core._keras_compat import functional_inputs, history_operation, model_classes
+from kprune.compat.keras_private import functional_inputs, history_operation, model_classes
 from kprune.core.dependency import Analysis, analyze
 from kprune.core.graph import functional_of, is_model
 from kprune.core.handlers.base import LayerKeeps, zeroed_in_reference
@@ -44,7 +44,7 @@ def remove_channels(model, removal: Dict[str, Sequence[int]],
         >>> small.get_layer("conv1").filters
         29
     """
-    from kprune.core.tf_keras import is_tf_keras, keras3_of, to_tf_keras
+    from kprune.compat.tf_keras_bridge import is_tf_keras, keras3_of, to_tf_keras
     if is_tf_keras(model):  # tf_keras in, tf_keras out (pruned in Keras 3)
         return to_tf_keras(remove_channels(keras3_of(model), removal))
     analysis = analysis or analyze(model)
@@ -65,7 +65,7 @@ def masked_reference(model, removal: Dict[str, Sequence[int]],
         >>> np.allclose(ref(x), kprune.remove_channels(model, {"conv1": [0]})(x))
         True
     """
-    from kprune.core.tf_keras import is_tf_keras, keras3_of, to_tf_keras
+    from kprune.compat.tf_keras_bridge import is_tf_keras, keras3_of, to_tf_keras
     if is_tf_keras(model):
         return to_tf_keras(masked_reference(keras3_of(model), removal))
     analysis = analysis or analyze(model)

@@ -31,8 +31,9 @@ def to_micro(model, name: str, path: str, representative_data=None,
         `CSourceFiles(cc, h, model_bytes, arena_bytes)`.
     """
     if isinstance(model, (str, os.PathLike)):
-        import keras
-        model = keras.saving.load_model(os.fspath(model), compile=False)
+        from kprune.data import load_model_file
+
+        model = load_model_file(model, "model")
     os.makedirs(path, exist_ok=True)
     flat = to_tflite(model, "int8", representative_data=representative_data,
                      path=os.path.join(path, name + ".tflite"))

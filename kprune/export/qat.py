@@ -157,7 +157,7 @@ def quantize_aware(model, unsupported: str = "error", per_channel: bool = True):
         >>> qat_pt.fit(x, y, epochs=1)
         >>> flat_pt = kprune.export.to_tflite(qat_pt, "int8", per_channel=False)
     """
-    from kprune.core import tf_keras as compat
+    from kprune.compat import tf_keras_bridge as compat
 
     if unsupported not in UNSUPPORTED_POLICIES:
         raise ValueError(f"unsupported must be 'error' or 'float', got {unsupported!r}")

@@ -28,7 +28,8 @@ from typing import List, Optional, Union
 import numpy as np
 
 from kprune.atomic import atomic_write_bytes
-from kprune.core._keras_compat import interpreter_op_names, set_per_channel_quantization
+from kprune.compat.keras_private import interpreter_op_names, set_per_channel_quantization
+from kprune.compat.tf_keras_bridge import require_model
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 #: The name used for each quantization mode in reports and JSON.
@@ -110,6 +111,7 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
 
     from kprune.runtime.capture import capture_fds
 
+    require_model(model)
     q = normalize_quantization(quantization)
     if not isinstance(per_channel, bool):
         raise ValueError(f"per_channel must be True (one weight scale per output channel) or "
@@ -198,7 +200,7 @@ def synthetic_calibration(model, n: int = 8, seed: int = 0):
 
 def _is_qat(model, any_layers: bool = False) -> bool:
     """A tfmot quantize-wrapped model (with `any_layers` False: none kept in float)."""
-    from kprune.core.tf_keras import is_tf_keras
+    from kprune.compat.tf_keras_bridge import is_tf_keras
 
     if not is_tf_keras(model):
         return False
@@ -252,7 +254,7 @@ def _unknown_time_steps(model) -> bool:
     sequence whose number of time steps is unknown (it cannot be unrolled)."""
     import keras
 
-    from kprune.core._keras_compat import all_layers, inbound_argument_tensors
+    from kprune.compat.keras_private import all_layers, inbound_argument_tensors
     for layer in all_layers(model):
         if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
             for tensors in inbound_argument_tensors(layer):
@@ -276,8 +278,8 @@ def unrolled(model):
     """
     import keras
 
-    from kprune.core._keras_compat import all_layers, model_classes
-    from kprune.core.tf_keras import is_tf_keras
+    from kprune.compat.keras_private import all_layers, model_classes
+    from kprune.compat.tf_keras_bridge import is_tf_keras
     if is_tf_keras(model):
         return model
     rolled = any(isinstance(l, keras.layers.RNN) and type(l).__name__ in _RNN_CLASSES
@@ -299,7 +301,7 @@ def unrolled(model):
 
 def _fixed_batch_model(model, batch_size, shapes):
     """The model called on new inputs with a fixed batch axis (weights shared)."""
-    from kprune.core.tf_keras import is_tf_keras
+    from kprune.compat.tf_keras_bridge import is_tf_keras
     if is_tf_keras(model):  # tf_keras (e.g. a QAT model): rebuilt with tf_keras
         import tf_keras as keras
     else:

@@ -26,7 +26,7 @@ from typing import Optional
 import keras
 
 from kprune.atomic import atomic_save_model, atomic_write_text
-from kprune.core._keras_compat import has_lambda, model_classes
+from kprune.compat.keras_private import has_lambda, model_classes
 from kprune.methods.state import RunState
 
 STATE_FILE = "state.json"

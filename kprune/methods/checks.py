@@ -11,22 +11,29 @@ Example:
 import numbers
 
 import keras
+import numpy as np
 
+from kprune.compat.keras_private import all_layers
+from kprune.compat.tf_keras_bridge import require_model
 from kprune.core.graph import Graph, functional_of
 
 
 def check_model(model, what="model"):
     """A built Functional or Sequential Keras 3 model, or a clear error."""
-    if not isinstance(model, keras.Model):
-        kind = type(model).__module__.split(".")[0]
-        hint = (" (a tf_keras / Keras 2 model: convert it with "
-                "kprune.compat.from_tf_keras, or save and load it with Keras 3)"
-                if kind in ("tf_keras", "keras") else "")
-        raise TypeError(f"{what} must be a keras.Model, got {type(model).__name__}{hint}")
+    require_model(model, what, allow_tf_keras=False)
     functional_of(model)  # subclassed / unbuilt models: ValueError with the fix
     if not model.outputs:
         raise ValueError(f"{what} '{model.name}' has no outputs; build it with "
                          "keras.Model(inputs, outputs)")
+    for layer in all_layers(model):
+        for w in layer.weights:
+            values = keras.ops.convert_to_numpy(w)
+            if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                raise ValueError(
+                    f"{what}: weight '{w.path}' of layer '{layer.name}' holds "
+                    f"{int((~np.isfinite(values)).sum())} NaN or infinite value(s); "
+                    "training diverged or the file is damaged: reload a good checkpoint "
+                    "(or lower the learning rate and train again) before pruning")
 
 
 def check_int(name, value, minimum, allow_none=False, fix=""):
@@ -69,6 +76,25 @@ def check_nonnegative(name, value, fix=""):
     if not 0 <= float(value) < float("inf"):
         raise ValueError(f"{name} must be a number >= 0{fix}, got {value!r}")
     return float(value)
+
+
+def check_path(name, value):
+    """`value` as a str path, or None; other types are a TypeError."""
+    import os
+
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a directory path (str or os.PathLike) or None, got "
+                        f"{value!r} ({type(value).__name__})")
+    return os.fspath(value)
+
+
+def check_callable(name, value, signature):
+    """`value` when callable (or None); otherwise a TypeError showing `signature`."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a callable {signature}, got {value!r}")
+    return value
 
 
 def check_bool(name, value):

@@ -23,7 +23,7 @@ import dataclasses
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from kprune import data as data_lib
-from kprune.methods.checks import check_int, check_model
+from kprune.methods.checks import check_callable, check_int, check_model
 from kprune.methods.goal import BUDGET_KINDS, Target, parse_target
 from kprune.methods.options import MethodOptions, OptionContext, RunOptions, parse_distill
 from kprune.methods.registry import get_method, owners_of
@@ -92,9 +92,7 @@ class RunConfig:
                   fix="; it is the number of retraining epochs per round (complexity: "
                       "training epochs of the pruned model), so at least 1")
         check_int("rounds", rounds, 1, fix="; pass the number of pruning rounds, e.g. rounds=5")
-        if fit_fn is not None and not callable(fit_fn):
-            raise TypeError(f"fit_fn must be a callable fit_fn(model, data, epochs), got "
-                            f"{fit_fn!r}")
+        check_callable("fit_fn", fit_fn, "fit_fn(model, data, epochs)")
         common = RunOptions(**{k: v for k, v in given.items() if k in RunOptions.names()})
         common = common.validate(OptionContext(model, None, None, fit_fn))
         compile_config = compile_config_of(model)

@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from kprune.core._keras_compat import all_layers, first_output_shapes
+from kprune.compat.keras_private import all_layers, first_output_shapes
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 

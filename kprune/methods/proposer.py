@@ -72,21 +72,17 @@ class Proposer:
             return self._scores(model, analysis)
 
     def _scores(self, model, analysis) -> Dict[int, np.ndarray]:
-        from kprune.scoring.criteria import group_scores
+        from kprune.scoring.criteria import criterion_stats, group_scores
 
         crit, stats = self.criterion, None
-        if crit.needs == "gradients":
-            self.ensure_loss(model)
-            stats = crit.score_all(model, self.calibration, analysis=analysis,
-                                   strategy=self.strategy)
-        elif crit.needs == "activations":
-            current = self.record is not None and model is self.record.current
-            stats = self.record.current_stats if current else None
-            if stats is None or self.opts.recording == "calibration":
-                from kprune.scoring.distribute import record_activations
-
-                stats = record_activations(model, self.calibration, self.strategy,
-                                           groups=analysis.groups)
+        if self.opts.recording != "calibration" and self.record is not None \
+                and model is self.record.current:
+            stats = self.record.current_stats    # recorded while training (fit)
+        if stats is None:
+            self.ensure_loss(model)     # gradient criteria need the training loss
+            stats = criterion_stats(crit, model, self.calibration,
+                                    analysis=analysis, groups=analysis.groups,
+                                    strategy=self.strategy)
         return {g.index: group_scores(model, g, crit, stats, analysis=analysis)
                 for g in analysis.groups}
 

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kprune.core._keras_compat import inbound_node_count
+from kprune.compat.keras_private import inbound_node_count
 from kprune.data import Data, evaluate_accuracy, iterate_inputs
 
 def compile_config_of(model):

@@ -495,6 +495,29 @@ def needs_activations(criterion) -> bool:
         return False
 
 
+def criterion_stats(crit: "Criterion", model, data, analysis=None, groups=None,
+                    strategy=None):
+    """What `crit` needs computed before `Criterion.score`, from calibration
+    `data`: Taylor scores for ``needs='gradients'``, activation statistics for
+    ``needs='activations'``, None for weight criteria. The one place that
+    switches on ``crit.needs``.
+
+    Example:
+        >>> stats = criterion_stats(get_criterion("apoz"), model, x_calib)
+    """
+    if crit.needs not in ("gradients", "activations"):
+        return None
+    if data is None:
+        what = "labelled calibration `data` (x, y)" if crit.needs == "gradients" else \
+            "`stats` or calibration `data`"
+        raise ValueError(f"criterion {crit.name!r} needs {what}")
+    if crit.needs == "gradients":
+        return crit.score_all(model, data, analysis=analysis, strategy=strategy)
+    from kprune.scoring.distribute import record_activations
+
+    return record_activations(model, data, strategy, groups=groups)
+
+
 def group_scores(model, group, criterion: Union[str, Callable, Criterion] = "l1", stats=None,
                  aggregate="sum", p=None, analysis=None) -> np.ndarray:
     """Scores of one group's units under `criterion` (higher = keep), checked:
@@ -531,15 +554,7 @@ def score_groups(model, criterion="l1", stats=None, aggregate="sum", p=None,
     analysis = analysis or analyze(model)
     groups = analysis.groups if groups is None else groups
     crit = get_criterion(criterion, p=p, aggregate=aggregate)
-    if crit.needs == "gradients" and stats is None:
-        if data is None:
-            raise ValueError("criterion 'taylor' needs labelled calibration `data` (x, y)")
-        stats = taylor_scores(model, data, groups, analysis=analysis, aggregate=aggregate)
-    if stats is None and crit.needs == "activations":
-        if data is None:
-            raise ValueError(f"criterion {criterion!r} needs `stats` or calibration `data`")
-        from kprune.scoring.recording import record_activations
-
-        stats = record_activations(model, data, groups=groups)
+    if stats is None:
+        stats = criterion_stats(crit, model, data, analysis=analysis, groups=groups)
     return {g.index: group_scores(model, g, crit, stats, analysis=analysis)
             for g in groups}
