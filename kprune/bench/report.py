@@ -141,7 +141,9 @@ def format_side_by_side(measurements: Sequence, reference: int = 0) -> str:
         ("TFLite-Micro int8 latency (median)", lambda m: latency(m, "tflm_int8"),
          lambda v: "-" if v is None else f"{v:.3f} ms", True),
         ("TFLM arena", lambda m: m.tflm_arena_bytes, lambda v: _num(v, " B"), True),
-        ("top-1 int8", lambda m: m.accuracy.get("int8"), _pct, False),
+        ("top-1 float32 (Keras)", lambda m: m.accuracy.get("keras_float32"), _pct, False),
+        ("top-1 int8 (LiteRT)", lambda m: m.accuracy.get("litert_int8"), _pct, False),
+        ("top-1 int8 (TFLite-Micro)", lambda m: m.accuracy.get("tflm_int8"), _pct, False),
     ]
     rows = []
     for label, get, fmt, ratio in rows_spec:
