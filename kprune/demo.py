@@ -1,18 +1,25 @@
 """End-to-end demo: ``python -m kprune.demo``.
 
 Trains LeNet-5 briefly on Fashion-MNIST (set up offline from the Debian
-package when installed, downloaded by Keras otherwise), prunes it with IAP
-(kprune's default: first-order Taylor scores ranked globally) for a few
-rounds, keeping the smallest model within 1 point of validation accuracy,
-prints the before/after table (parameters, MACs, accuracy), saves the pruned
-model as a plain ``.keras`` file with the accuracy-vs-compression plot of its
-rounds (``rounds.png``, validation and test), converts it to a full-int8
-TFLite flatbuffer and a C array for TFLite-Micro, and benchmarks original vs
-pruned on LiteRT and TFLite-Micro (size, latency, arena, int8 accuracy).
-About three minutes on two CPU cores.
+package when installed, downloaded by Keras otherwise), then prunes it twice
+with IAP (kprune's default: first-order Taylor scores ranked globally), each
+time keeping the smallest model within 1 point of validation accuracy:
 
-Options: ``--out DIR`` (default ``kprune_demo``), ``--rounds``, ``--epochs``,
-``--train-samples``, ``--method``, ``--rate``.
+* **size**: units ranked by importance alone, which spends the cuts where the
+  parameters are (the Dense layers): the smallest file;
+* **speed**: units ranked by importance per MAC (``cost='macs'``), which
+  spends them where the arithmetic is (the convolutions): the fastest model.
+
+It prints each run's summary, saves both as plain ``.keras`` files with the
+accuracy-vs-compression plot of their rounds (``rounds.png``, validation and
+test), converts the speed variant to a full-int8 TFLite flatbuffer and a C
+array for TFLite-Micro, and benchmarks the original and both variants on
+LiteRT and TFLite-Micro (parameters, MACs, size, latency, arena, int8
+accuracy) side by side. About four minutes on two CPU cores.
+
+Options: ``--out DIR`` (default ``kprune_demo``), ``--goal size|speed|both``
+(default both), ``--rounds``, ``--epochs``, ``--train-samples``, ``--method``,
+``--rate``, ``--seed``.
 """
 
 import argparse
@@ -21,10 +28,15 @@ import time
 
 from kprune.atomic import atomic_path, atomic_save_model
 
+#: --goal -> the variants it runs: (name, extra prune options).
+VARIANTS = {"size": {}, "speed": {"cost": "macs"}}
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kprune.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="kprune_demo", help="output directory")
+    ap.add_argument("--goal", default="both", choices=("size", "speed", "both"),
+                    help="size: fewest parameters; speed: fewest MACs (cost='macs'); both")
     ap.add_argument("--method", default="iap", help="ilp | iap | aiap")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--rate", type=float, default=0.3, help="fraction of units removed per round")
@@ -43,6 +55,7 @@ def main(argv=None):
     from kprune.data import as_data, evaluate_accuracy
     from kprune.zoo import lenet5
 
+    goals = ["size", "speed"] if args.goal == "both" else [args.goal]
     t_start = time.time()
     print("[1/5] Fashion-MNIST ...", flush=True)
     (x, y), (xt, yt) = load_fashion_mnist()
@@ -61,67 +74,85 @@ def main(argv=None):
     model.fit(xtr, ytr, batch_size=128, epochs=3, verbose=0)
     base_test = evaluate_accuracy(model, test)
 
-    print(f"[3/5] pruning with {args.method.upper()} ({args.rounds} rounds, "
-          f"{args.epochs} retraining epoch(s) each) ...", flush=True)
-    test_acc = {}
+    results, test_accs = {}, {}
+    for goal in goals:
+        print(f"[3/5] pruning for {goal} with {args.method.upper()} ({args.rounds} rounds, "
+              f"{args.epochs} retraining epoch(s) each"
+              f"{', cost=' + repr(VARIANTS[goal]['cost']) if VARIANTS[goal] else ''}) ...",
+              flush=True)
+        test_acc = test_accs[goal] = {}
 
-    def on_round(entry, m):  # test accuracy of every round, for the plot only
-        if m is not None and entry["status"] in ("baseline", "accepted", "finetuned"):
-            test_acc[entry["round"]] = evaluate_accuracy(m, test)
-        if entry.get("val_accuracy") is not None:
-            print(f"      round {entry['round']}: {entry['params']:,} parameters, "
-                  f"validation {100 * entry['val_accuracy']:.2f}% ({entry['status']})",
-                  flush=True)
+        def on_round(entry, m, test_acc=test_acc):  # test accuracy of every round: plot only
+            if m is not None and entry["status"] in ("baseline", "accepted", "finetuned"):
+                test_acc[entry["round"]] = evaluate_accuracy(m, test)
+            if entry.get("val_accuracy") is not None:
+                print(f"      round {entry['round']}: {entry['params']:,} parameters, "
+                      f"{entry['macs']:,} MACs, validation {100 * entry['val_accuracy']:.2f}% "
+                      f"({entry['status']})", flush=True)
 
-    opts = {} if args.method == "aiap" else {"rate": args.rate}
-    result = prune(model, args.method, train_data=(xtr, ytr), val_data=(xv, yv),
-                   epochs=args.epochs, rounds=args.rounds, seed=args.seed, batch_size=128,
-                   target={"accuracy_loss": 0.01}, verbose=0, on_round=on_round, **opts)
-    final_test = evaluate_accuracy(result.model, test)
-    print()
-    print(result.summary())
-    print(f"test accuracy (10k)     | {base_test:.4f} -> {final_test:.4f} "
-          f"({100 * (final_test - base_test):+.2f} pt)")
+        opts = {} if args.method == "aiap" else {"rate": args.rate}
+        keras.utils.set_random_seed(args.seed)
+        result = results[goal] = prune(
+            model, args.method, train_data=(xtr, ytr), val_data=(xv, yv),
+            epochs=args.epochs, rounds=args.rounds, seed=args.seed, batch_size=128,
+            target={"accuracy_loss": 0.01}, verbose=0, on_round=on_round,
+            **opts, **VARIANTS[goal])
+        final_test = evaluate_accuracy(result.model, test)
+        print()
+        print(result.summary())
+        print(f"test accuracy (10k)     | {base_test:.4f} -> {final_test:.4f} "
+              f"({100 * (final_test - base_test):+.2f} pt)\n")
 
     print("[4/5] saving ...", flush=True)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "lenet5_pruned.keras")
-    atomic_save_model(result.model, path)
-    reloaded = keras.saving.load_model(path)
-    p = profile(reloaded)
-    print(f"saved {path}: {p.params:,} parameters, {p.macs:,} MACs "
-          f"({os.path.getsize(path) / 1024:.0f} KiB)")
-    plot = _plot_rounds(result, test_acc, os.path.join(args.out, "rounds.png"))
+    reloaded = {}
+    for goal, result in results.items():
+        path = os.path.join(args.out, f"lenet5_{goal}.keras")
+        atomic_save_model(result.model, path)
+        reloaded[goal] = keras.saving.load_model(path)
+        p = profile(reloaded[goal])
+        print(f"saved {path}: {p.params:,} parameters, {p.macs:,} MACs "
+              f"({os.path.getsize(path) / 1024:.0f} KiB)")
+    plot = _plot_rounds(results, test_accs, os.path.join(args.out, "rounds.png"))
     if plot:
         print(f"accuracy vs compression of the rounds: {plot}")
 
     print("[5/5] converting for TFLite / TFLite-Micro and benchmarking "
-          "original vs pruned ...", flush=True)
+          "the original and the pruned models ...", flush=True)
     from kprune import bench, export
 
     calib = xtr[:200]
-    firmware = export.to_micro(reloaded, "lenet5_pruned",
+    firmware_goal = goals[-1]  # the speed variant when both ran
+    firmware = export.to_micro(reloaded[firmware_goal], f"lenet5_{firmware_goal}",
                                os.path.join(args.out, "firmware"),
                                representative_data=calib)
-    print(f"wrote {firmware.cc} and {firmware.h} (int8 model "
+    print(f"wrote {firmware.cc} and {firmware.h} ({firmware_goal} variant: int8 model "
           f"{firmware.model_bytes:,} bytes, kTensorArenaSize {firmware.arena_bytes:,})")
-    comparison = bench.compare(model, reloaded, eval_data=(xt, yt),
-                               representative_data=calib, eval_samples=None,  # all 10k
-                               runs=100, rounds=3, names=("original", "pruned"))
+    names = ["original"] + goals
+    measured = bench.measure_many([model] + [reloaded[g] for g in goals], names=names,
+                                  eval_data=(xt, yt), representative_data=calib,
+                                  eval_samples=None, runs=100, rounds=3)  # all 10k
+    print()
+    print(bench.format_side_by_side(measured))
+    comparison = bench.Comparison(measured[0], measured[-1])
+    print()
     print(comparison)
     import json
 
     from kprune.atomic import atomic_write_text
 
-    atomic_write_text(os.path.join(args.out, "bench.json"),
-                      json.dumps(comparison.to_dict(), indent=2, default=str))
+    atomic_write_text(os.path.join(args.out, "bench.json"), json.dumps(
+        {"models": {m.name: m.to_dict() for m in measured},
+         "ratios": {m.name: bench.Comparison(measured[0], m).ratios for m in measured[1:]}},
+        indent=2, default=str))
     print(f"benchmark JSON: {os.path.join(args.out, 'bench.json')}; "
           f"total time {time.time() - t_start:.0f} s")
-    return result
+    return results
 
 
-def _plot_rounds(result, test_acc, path):
-    """Validation and test accuracy against compression, one point per round."""
+def _plot_rounds(results, test_accs, path):
+    """Validation and test accuracy against MAC compression, one point per
+    round, one colour per variant."""
     try:
         import matplotlib
 
@@ -129,24 +160,30 @@ def _plot_rounds(result, test_acc, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    base = result.baseline["params"]
-    rounds = [e for e in result.history if e["round"] in test_acc]
-    xs = [base / e["params"] for e in rounds]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, [100 * e["val_accuracy"] for e in rounds], "o-", label="validation")
-    ax.plot(xs, [100 * test_acc[e["round"]] for e in rounds], "s-", label="test")
-    ax.axhline(100 * (test_acc[0] - 0.01), color="gray", ls="--", lw=0.8,
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for (goal, result), colour in zip(results.items(), ("tab:blue", "tab:orange")):
+        test_acc = test_accs[goal]
+        base = result.baseline["macs"]
+        rounds = [e for e in result.history if e["round"] in test_acc]
+        xs = [base / e["macs"] for e in rounds]
+        ax.plot(xs, [100 * e["val_accuracy"] for e in rounds], "o-", color=colour,
+                label=f"{goal}: validation")
+        ax.plot(xs, [100 * test_acc[e["round"]] for e in rounds], "s--", color=colour,
+                alpha=0.7, label=f"{goal}: test")
+        final = base / result.final["macs"]
+        ax.axvline(final, color=colour, ls=":", lw=0.8, label=f"{goal} returned: {final:.1f}x")
+        for x, e in zip(xs, rounds):
+            ax.annotate(str(e["round"]), (x, 100 * e["val_accuracy"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+    first = next(iter(test_accs.values()))
+    ax.axhline(100 * (first[0] - 0.01), color="gray", ls="--", lw=0.8,
                label="baseline test - 1 point")
-    final = base / result.final["params"]
-    ax.axvline(final, color="k", ls=":", lw=0.8, label=f"returned: {final:.1f}x")
-    for x, e in zip(xs, rounds):
-        ax.annotate(str(e["round"]), (x, 100 * e["val_accuracy"]), fontsize=7,
-                    textcoords="offset points", xytext=(3, 3))
     ax.set_xscale("log")
-    ax.set_xlabel("compression (parameters before / after)")
+    ax.set_xlabel("MAC compression (MACs before / after)")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"LeNet-5 / Fashion-MNIST, {result.method.upper()} rounds")
-    ax.legend(fontsize=8)
+    method = next(iter(results.values())).method.upper()
+    ax.set_title(f"LeNet-5 / Fashion-MNIST, {method} rounds")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -263,3 +263,28 @@ def test_tflm_latency_interleaved(int8_flats):
         assert 0 < s.min_ms <= s.median_ms <= s.p90_ms
     with pytest.raises(ValueError, match="runs=0 must be a positive integer"):
         tflm.interleaved_latency(int8_flats[:1], runs=0)
+
+
+def test_side_by_side_table_gives_each_column_its_ratio_to_the_reference():
+    from kprune.bench import Measurement, format_side_by_side
+
+    def stats(ms):
+        return litert.LatencyStats(ms, ms, ms, ms, 10, 1, 1)
+
+    ms = [Measurement("original", "keras", params=1000, macs=4000,
+                      latency={"int8": stats(0.4), "tflm_int8": stats(2.0)},
+                      accuracy={"litert_int8": 0.90}),
+          Measurement("size", "keras", params=100, macs=2000,
+                      latency={"int8": stats(0.2)}, accuracy={"litert_int8": 0.89}),
+          Measurement("speed", "keras", params=500, macs=1000,
+                      latency={"int8": stats(0.1), "tflm_int8": stats(0.5)})]
+    text = format_side_by_side(ms)
+    rows = {line.split("  ")[0]: line for line in text.splitlines()}
+    assert text.splitlines()[0].split() == ["metric", "original", "size", "speed"]
+    assert "100 (10.00x)" in rows["parameters"] and "500 (2.00x)" in rows["parameters"]
+    assert "1,000 (4.00x)" in rows["MACs (batch 1)"]
+    assert "0.100 ms (4.00x)" in rows["LiteRT int8 latency (median)"]
+    assert "0.500 ms (4.00x)" in rows["TFLite-Micro int8 latency (median)"]
+    assert "89.00% (-1.00 pt)" in rows["top-1 int8 (LiteRT)"]
+    # what was not measured is a dash, with no ratio
+    assert rows["TFLite-Micro int8 latency (median)"].split()[-4:-2] == ["-", "0.500"]

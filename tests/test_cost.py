@@ -117,6 +117,44 @@ def test_rate_is_a_fraction_of_the_cost():
         cut(by_macs, "params") / cut(by_macs, "macs")
 
 
+def test_a_global_rate_skips_groups_at_their_floor():
+    """conv2 may not shrink (max_fraction 0). A global ranking that chose
+    some of its units used to lose them to the limit, so a round removed
+    fewer than ``round(rate * alive units)``; now the rate goes to the groups
+    that can still shrink, every round."""
+    res = _run("iap", target="none", rounds=3, rate=0.2, cost=None,
+               max_fraction={"conv2": 0.0})
+    assert res.final["widths"]["conv2"] == res.baseline["widths"]["conv2"]
+    rounds = [e for e in res.history if e["status"] in ("baseline", "accepted")]
+    assert len(rounds) == 4, res.reason
+    for before, after in zip(rounds, rounds[1:]):
+        alive = sum(v for k, v in before["widths"].items() if k != "out")
+        gone = alive - sum(v for k, v in after["widths"].items() if k != "out")
+        assert gone == int(np.floor(0.2 * alive + 0.5)), (before["widths"], after["widths"])
+
+
+def test_room_counts_what_the_limits_still_allow():
+    from kprune.methods.iap import IAPOptions
+    from kprune.methods.options import RunOptions
+    from kprune.methods.proposer import Proposer
+
+    model = trained_cnn()
+    analysis = analyze(model)
+    by_name = {g.name: g for g in analysis.groups}
+    room = Proposer(IAPOptions(max_fraction={"conv2": 0.0}, max_round_fraction=0.25),
+                    RunOptions(min_channels=2), None).room(analysis)
+    for name, g in by_name.items():
+        want = 0 if name == "conv2" else min(g.channels - 2, int(np.ceil(0.25 * g.channels)))
+        assert room[g.index] == want, name
+    m = selection.global_candidates({0: np.array([0.1, 3.0]), 1: np.array([1.0, 2.0, 3.0])},
+                                    0.4, room={0: 0, 1: 3})
+    assert [int(m[0].sum()), int(m[1].sum())] == [0, 2]
+    # By cost: group 0's units are the cheapest per cost, but it is at its floor.
+    m = selection.cost_candidates({0: np.array([0.1, 0.1]), 1: np.array([1.0, 1.0, 1.0])},
+                                  {0: 10.0, 1: 1.0}, 0.1, room={0: 0, 1: 3})
+    assert [int(m[0].sum()), int(m[1].sum())] == [0, 2]
+
+
 def test_aiap_shares_follow_the_cost():
     # Round 1 is at T = 0 (dead units only); round 2 at T = step.
     kw = dict(target={"accuracy_loss": 0.99}, rounds=2, step=1.0, max_round_reduction=1.0)

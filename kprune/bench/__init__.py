@@ -18,9 +18,11 @@ Command line: ``kprune-bench pruned.keras --compare original.keras --data fashio
 
 from kprune.bench.estimate import arena_estimate
 from kprune.bench.measure import Comparison, Measurement, compare, measure, measure_many
+from kprune.bench.report import format_side_by_side
 from kprune.runtime import arena, flatbuffer, litert, tflm  # noqa: F401  (re-exported)
 from kprune.runtime.arena import ArenaEstimate
 from kprune.runtime.tflm import TFLMError, min_arena_bytes, tflm_arena_bytes
 
 __all__ = ["ArenaEstimate", "Comparison", "Measurement", "TFLMError", "arena_estimate",
-           "compare", "measure", "measure_many", "min_arena_bytes", "tflm_arena_bytes"]
+           "compare", "format_side_by_side", "measure", "measure_many", "min_arena_bytes",
+           "tflm_arena_bytes"]

@@ -2,6 +2,7 @@
 
 Example:
     >>> print(format_comparison(kprune.bench.compare(original, pruned)))
+    >>> print(format_side_by_side(kprune.bench.measure_many([a, b, c])))
 """
 
 from typing import List, Optional, Sequence
@@ -112,3 +113,48 @@ def format_comparison(c) -> str:
     if notes:
         text += "\n" + "\n".join(notes)
     return text
+
+
+def format_side_by_side(measurements: Sequence, reference: int = 0) -> str:
+    """One column per `Measurement` with the headline figures (parameters,
+    MACs, int8 size, LiteRT and TFLite-Micro int8 latency, TFLM arena, int8
+    accuracy), each followed by its ratio to the `reference` column
+    (reference / model: > 1 means smaller or faster).
+
+    Example:
+        >>> ms = kprune.bench.measure_many([original, small, fast],
+        ...                                names=["original", "size", "speed"])
+        >>> print(format_side_by_side(ms))
+    """
+    ref = measurements[reference]
+
+    def latency(m, mode):
+        s = m.latency.get(mode)
+        return None if s is None else s.median_ms
+
+    rows_spec = [
+        ("parameters", lambda m: m.params, _num, True),
+        ("MACs (batch 1)", lambda m: m.macs, _num, True),
+        ("int8 flatbuffer", lambda m: m.flatbuffer_bytes.get("int8"), _kib, True),
+        ("LiteRT int8 latency (median)", lambda m: latency(m, "int8"),
+         lambda v: "-" if v is None else f"{v:.3f} ms", True),
+        ("TFLite-Micro int8 latency (median)", lambda m: latency(m, "tflm_int8"),
+         lambda v: "-" if v is None else f"{v:.3f} ms", True),
+        ("TFLM arena", lambda m: m.tflm_arena_bytes, lambda v: _num(v, " B"), True),
+        ("top-1 float32 (Keras)", lambda m: m.accuracy.get("keras_float32"), _pct, False),
+        ("top-1 int8 (LiteRT)", lambda m: m.accuracy.get("litert_int8"), _pct, False),
+        ("top-1 int8 (TFLite-Micro)", lambda m: m.accuracy.get("tflm_int8"), _pct, False),
+    ]
+    rows = []
+    for label, get, fmt, ratio in rows_spec:
+        base = get(ref)
+        row = [label]
+        for i, m in enumerate(measurements):
+            v = get(m)
+            cell = fmt(v)
+            if i != reference and v is not None and base is not None:
+                cell += (f" ({base / v:.2f}x)" if ratio and v else
+                         "" if ratio else f" ({100 * (v - base):+.2f} pt)")
+            row.append(cell)
+        rows.append(row)
+    return table(rows, ["metric"] + [m.name for m in measurements])

@@ -112,10 +112,13 @@ def run_iterative(run):
         else:
             ranked = scores
 
+        room = proposer.room(analysis)  # a global rate goes to groups that can still shrink
+
         def propose_at(q):
             if opts.allocation == "global":
-                chosen = (selection.cost_candidates(scores, costs, q)
-                          if costs is not None else selection.global_candidates(ranked, q))
+                chosen = (selection.cost_candidates(scores, costs, q, room=room)
+                          if costs is not None else
+                          selection.global_candidates(ranked, q, room=room))
 
                 def select(group, scores):
                     return chosen[group.index]

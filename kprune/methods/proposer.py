@@ -92,18 +92,43 @@ class Proposer:
         vals = [widths[p] for p in group.producers if p in widths]
         return max(vals) if vals else group.channels
 
-    def max_fraction_of(self, group) -> Optional[float]:
+    def max_fraction_of(self, group, analysis=None) -> Optional[float]:
+        """The ``max_fraction`` that limits `group`: the float, or the
+        smallest value given for a layer whose *output* is the group's units
+        (a producer, or a member such as BatchNormalization / Flatten that
+        produces no group of its own). A layer that only reads the units (the
+        next convolution) does not limit them: ``{'conv2': 0.0}`` keeps
+        conv2's filters, not conv1's."""
         mf = self.opts.max_fraction
         if mf is None or isinstance(mf, (int, float)):
             return mf
-        vals = [mf[name] for name in group.layers if name in mf]
+        producers = set(self._all_producers(analysis)) if analysis is not None else set()
+        vals = [mf[name] for name in group.layers if name in mf and
+                (name in group.producers or name not in producers)]
         return min(vals) if vals else None
+
+    @staticmethod
+    def _all_producers(analysis):
+        return [p for g in list(analysis.groups) + list(getattr(analysis, "frozen_groups", ()))
+                for p in g.producers]
+
+    def room(self, analysis) -> Dict[int, int]:
+        """{group index: units it may still lose this round}: down to its
+        floor (``min_channels``, ``max_fraction`` of the original width,
+        ``round_to``) and at most ``max_round_fraction`` of its width."""
+        out = {}
+        for g in analysis.groups:
+            free = g.channels - selection.keep_floor(
+                self.original_width(g), self.common.min_channels,
+                self.max_fraction_of(g, analysis), self.opts.round_to)
+            if self.opts.max_round_fraction is not None:
+                free = min(free, selection.round_cap(g.channels, self.opts.max_round_fraction))
+            out[g.index] = max(0, free)
+        return out
 
     def at_floor(self, analysis) -> bool:
         """Whether every group is at its minimum width (nothing can go)."""
-        return all(g.channels <= selection.keep_floor(
-            self.original_width(g), self.common.min_channels, self.max_fraction_of(g),
-            self.opts.round_to) for g in analysis.groups)
+        return not any(self.room(analysis).values())
 
     def complexity_weights(self, model, analysis, budget=None) -> Optional[Dict[int, float]]:
         """With ``complexity_aware``: {group index: weight}, mean 1 (None
@@ -166,7 +191,7 @@ class Proposer:
                                             self.opts.max_round_fraction)
             units = selection.limit_removal(
                 s, cand, self.original_width(g), self.common.min_channels,
-                self.max_fraction_of(g), self.opts.round_to, rng)
+                self.max_fraction_of(g, analysis), self.opts.round_to, rng)
             if units.size:
                 removed[g.name] = int(units.size)
                 for layer, idx in g.to_layer_indices(units).items():

@@ -49,6 +49,12 @@ def lowest_k(scores: np.ndarray, k: int, rng=None) -> np.ndarray:
     return mask
 
 
+def round_cap(n: int, max_round_fraction: float) -> int:
+    """The most units a group of `n` may lose in one round under
+    ``max_round_fraction``: ``ceil(max_round_fraction * n)``, at least one."""
+    return max(1, int(np.ceil(float(max_round_fraction) * n - 1e-9)))
+
+
 def cap_candidates(scores: np.ndarray, candidates: np.ndarray, max_round_fraction) -> np.ndarray:
     """Keep at most ``ceil(max_round_fraction * n)`` candidates (the lowest
     scores): the per-round cap on how much one group may lose.
@@ -59,32 +65,59 @@ def cap_candidates(scores: np.ndarray, candidates: np.ndarray, max_round_fractio
     """
     if max_round_fraction is None:
         return candidates
-    n = len(scores)
-    k = max(1, int(np.ceil(float(max_round_fraction) * n - 1e-9)))
+    k = round_cap(len(scores), max_round_fraction)
     if int(np.sum(candidates)) <= k:
         return candidates
     masked = np.where(candidates, np.asarray(scores, dtype=np.float64), np.inf)
     return lowest_k(masked, k) & candidates
 
 
-def global_candidates(scores_by_group, rate: float, normalize=True):
+def eligible(scores_by_group, room=None):
+    """{group: mask} of the units a global ranking may take: in each group
+    the ``room[group]`` lowest-scoring ones (what its limits still allow it to
+    lose, see `Proposer.room`), every unit without `room`. A group already at
+    its floor offers none, so a global rate is spent on groups that can still
+    shrink instead of on units the limits would refuse.
+
+    Example:
+        >>> [m.tolist() for m in eligible({0: np.array([2., 1., 3.])}, {0: 1}).values()]
+        [[False, True, False]]
+    """
+    out = {}
+    for k, s in scores_by_group.items():
+        s = np.asarray(s, dtype=np.float64)
+        out[k] = (np.ones(len(s), bool) if room is None or k not in room
+                  else lowest_k(s, max(0, int(room[k]))))
+    return out
+
+
+def global_candidates(scores_by_group, rate: float, normalize=True, room=None):
     """Global ranking: {group: mask} of the ``round(rate * N)`` lowest units
     over all groups (N = all units), each group's scores divided by their
-    mean first when `normalize` (so one scale fits all layers).
+    mean first when `normalize` (so one scale fits all layers). With `room`
+    ({group: units it may still lose}) only the `eligible` units are ranked.
 
     Example:
         >>> m = global_candidates({0: np.array([1., 3.]), 1: np.array([.1, 3., 2.9])}, 0.4)
         >>> [int(m[0].sum()), int(m[1].sum())]
         [1, 1]
+        >>> m = global_candidates({0: np.array([1., 3.]), 1: np.array([.1, 3., 2.9])}, 0.4,
+        ...                       room={0: 0, 1: 3})    # group 0 at its floor
+        >>> [int(m[0].sum()), int(m[1].sum())]
+        [0, 2]
     """
     keys = list(scores_by_group)
-    flat = []
+    ok = eligible(scores_by_group, room)
+    flat, allowed = [], []
     for k in keys:
         s = np.asarray(scores_by_group[k], dtype=np.float64)
         flat.append(normalized(s) if normalize else s)
+        allowed.append(ok[k])
     allv = np.concatenate(flat) if flat else np.zeros(0)
+    allowed = np.concatenate(allowed) if allowed else np.zeros(0, bool)
     n = len(allv)
-    mask = lowest_k(allv, _round_count(rate, n))
+    k_take = min(_round_count(rate, n), int(allowed.sum()))
+    mask = lowest_k(np.where(allowed, allv, np.inf), k_take) & allowed
     out, start = {}, 0
     for k, s in zip(keys, flat):
         out[k] = mask[start:start + len(s)]
@@ -92,12 +125,13 @@ def global_candidates(scores_by_group, rate: float, normalize=True):
     return out
 
 
-def cost_candidates(scores_by_group, costs, rate: float):
+def cost_candidates(scores_by_group, costs, rate: float, room=None):
     """Allocation by cost: {group: mask} of the units with the least
     importance per cost (each group's scores divided by their mean, then by
     the group's per-unit cost), taken in that order while they add up to at
     most a fraction `rate` of the total cost of all units (at least one unit
-    when rate > 0). A unit that saves nothing (cost 0) is never taken.
+    when rate > 0). A unit that saves nothing (cost 0) is never taken, nor,
+    with `room`, one its group's limits would refuse (see `eligible`).
 
     Example:
         >>> m = cost_candidates({0: np.array([1., 1.]), 1: np.array([1., 1., 1., 1.])},
@@ -106,19 +140,22 @@ def cost_candidates(scores_by_group, costs, rate: float):
         [1, 0]
     """
     keys = list(scores_by_group)
-    per_cost, unit_cost = [], []
+    ok = eligible(scores_by_group, room)
+    per_cost, unit_cost, allowed = [], [], []
     for k in keys:
         s = normalized(scores_by_group[k])
         c = max(float(costs.get(k, 0.0)), 0.0)
         per_cost.append(s / c if c > 0 else np.full(len(s), np.inf))
         unit_cost.append(np.full(len(s), c))
+        allowed.append(ok[k] & (c > 0))
     allv = np.concatenate(per_cost) if per_cost else np.zeros(0)
     allc = np.concatenate(unit_cost) if unit_cost else np.zeros(0)
+    allowed = np.concatenate(allowed) if allowed else np.zeros(0, bool)
     mask = np.zeros(len(allv), bool)
     total = float(allc.sum())
     if rate > 0 and total > 0:
         order = np.lexsort((np.arange(len(allv)), allv))
-        order = order[allc[order] > 0]
+        order = order[allowed[order]]
         taken = np.cumsum(allc[order])
         k = max(1, int(np.searchsorted(taken, rate * total + 1e-12, side="right")))
         mask[order[:min(k, len(order))]] = True
