@@ -480,10 +480,13 @@ def check_model_file(path, arg: str = "model", kinds=(".keras", ".h5")) -> str:
     return kind
 
 
-def load_model_file(path, arg: str = "model", compile: bool = False, safe_mode: bool = True):
-    """`check_model_file`, then ``keras.saving.load_model``; a load failure is
-    a ValueError naming `arg` and the file."""
-    check_model_file(path, arg)
+def load_model_file(path, arg: str = "model", compile: bool = False, safe_mode: bool = True,
+                    check: bool = True):
+    """`check_model_file` (skipped with ``check=False``, for a caller that
+    has just checked the file), then ``keras.saving.load_model``; a load
+    failure is a ValueError naming `arg` and the file."""
+    if check:
+        check_model_file(path, arg)
     import os
 
     try:

@@ -127,7 +127,7 @@ def _load(model_or_tflite):
         if check_model_file(path, "model", (".keras", ".h5", ".tflite")) == ".tflite":
             from kprune.export.tflite import load_tflite
             return None, litert.check_flatbuffer(load_tflite(path), f"'{path}'"), name
-        return load_model_file(path, "model"), None, name
+        return load_model_file(path, "model", check=False), None, name
     if hasattr(model_or_tflite, "inputs") and hasattr(model_or_tflite, "layers"):
         return model_or_tflite, None, model_or_tflite.name
     raise TypeError(f"expected a Keras model, TFLite bytes or a file path, got "
@@ -265,9 +265,10 @@ def measure_many(models: Sequence, names: Optional[Sequence[Optional[str]]] = No
     for arg, value, low in (("num_threads", num_threads, 1), ("warmup", warmup, 0),
                             ("runs", runs, 0), ("rounds", rounds, 1),
                             ("tflm_latency_runs", tflm_latency_runs, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise (ValueError if isinstance(value, int) and not isinstance(value, bool)
-                   else TypeError)(f"{arg} must be an integer >= {low}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{arg} must be an integer >= {low}, got {value!r}")
+        if value < low:
+            raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}")
     with_tflm = tflm_arena
     known = sorted(set(MODE_NAMES.values()))
     unknown = [m for m in latency_modes if m not in known]

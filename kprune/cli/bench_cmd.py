@@ -66,7 +66,7 @@ def define_flags(fv):
 def _model_arg(path, flag, unsafe, compile=False):
     if check_file(path, flag, (".keras", ".h5", ".tflite")) == ".tflite":
         return path
-    return load_model(path, unsafe, compile=compile)
+    return load_model(path, unsafe, compile=compile, flag=flag, check=False)
 
 
 def execute(fv) -> int:

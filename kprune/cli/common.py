@@ -81,8 +81,11 @@ def check_file(path: str, flag: str, kinds=(".keras", ".h5")) -> str:
         raise CommandError(str(e)) from e
 
 
-def load_model(path: str, unsafe_load: bool = False, compile: bool = True):
-    """``keras.saving.load_model`` in safe mode unless `unsafe_load`.
+def load_model(path: str, unsafe_load: bool = False, compile: bool = True,
+               flag: str = "--model", check: bool = True):
+    """``keras.saving.load_model`` in safe mode unless `unsafe_load`; errors
+    name `flag`. The file is checked first (`check_file`) unless the caller
+    has just done so (``check=False``).
 
     Safe mode refuses model files that would run arbitrary Python code when
     loaded (Lambda layers, custom functions serialized as bytecode).
@@ -90,18 +93,19 @@ def load_model(path: str, unsafe_load: bool = False, compile: bool = True):
     import keras
 
     if not path:
-        raise CommandError("--model is required: a .keras (or .h5) model file")
-    check_file(path, "--model")
+        raise CommandError(f"{flag} is required: a .keras (or .h5) model file")
+    if check:
+        check_file(path, flag)
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe_load)
     except Exception as e:  # noqa: BLE001
         text = str(e)
         if not unsafe_load and ("safe_mode" in text or "Lambda" in text or "unsafe" in text):
             raise CommandError(
-                f"--model '{path}' contains code that would run when loaded (for example "
+                f"{flag} '{path}' contains code that would run when loaded (for example "
                 "a Lambda layer), and kprune loads models in Keras safe mode. If you trust "
                 "this file, pass --unsafe_load.") from e
-        raise CommandError(f"cannot load --model '{path}': {text.splitlines()[0] if text else e}") \
+        raise CommandError(f"cannot load {flag} '{path}': {text.splitlines()[0] if text else e}") \
             from e
 
 

@@ -112,7 +112,8 @@ def run_iterative(run):
         else:
             ranked = scores
 
-        room = proposer.room(analysis)  # a global rate goes to groups that can still shrink
+        # a global rate goes to the groups that can still shrink
+        room = proposer.room(analysis) if opts.allocation == "global" else None
 
         def propose_at(q):
             if opts.allocation == "global":

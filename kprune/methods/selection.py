@@ -91,6 +91,15 @@ def eligible(scores_by_group, room=None):
     return out
 
 
+def _per_group(mask, keys, arrays):
+    """A mask over the concatenation of `arrays` -> {key: its slice}."""
+    out, start = {}, 0
+    for k, a in zip(keys, arrays):
+        out[k] = mask[start:start + len(a)]
+        start += len(a)
+    return out
+
+
 def global_candidates(scores_by_group, rate: float, normalize=True, room=None):
     """Global ranking: {group: mask} of the ``round(rate * N)`` lowest units
     over all groups (N = all units), each group's scores divided by their
@@ -118,11 +127,7 @@ def global_candidates(scores_by_group, rate: float, normalize=True, room=None):
     n = len(allv)
     k_take = min(_round_count(rate, n), int(allowed.sum()))
     mask = lowest_k(np.where(allowed, allv, np.inf), k_take) & allowed
-    out, start = {}, 0
-    for k, s in zip(keys, flat):
-        out[k] = mask[start:start + len(s)]
-        start += len(s)
-    return out
+    return _per_group(mask, keys, flat)
 
 
 def cost_candidates(scores_by_group, costs, rate: float, room=None):
@@ -159,11 +164,7 @@ def cost_candidates(scores_by_group, costs, rate: float, room=None):
         taken = np.cumsum(allc[order])
         k = max(1, int(np.searchsorted(taken, rate * total + 1e-12, side="right")))
         mask[order[:min(k, len(order))]] = True
-    out, start = {}, 0
-    for k, s in zip(keys, per_cost):
-        out[k] = mask[start:start + len(s)]
-        start += len(s)
-    return out
+    return _per_group(mask, keys, per_cost)
 
 
 def threshold_candidates(scores: np.ndarray, threshold: float) -> np.ndarray:
