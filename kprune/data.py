@@ -91,7 +91,7 @@ def as_data(data, batch_size=32, name="data") -> Optional[Data]:
     if isinstance(data, np.ndarray):
         raise ValueError(
             f"{name}: got a single array; pass a tuple (x, y) of inputs and labels")
-    raise ValueError(
+    raise TypeError(
         f"{name}: unsupported type {type(data).__name__}; pass (x, y) numpy arrays, "
         "a batched tf.data.Dataset of (x, y), or a keras.utils.PyDataset")
 

@@ -80,6 +80,8 @@ def test_model_file_kind_is_read_from_the_content(files):
      r"model must be a keras.Model, got str \(a file path\? load it first"),
     (lambda: kprune.dependency_groups(None), TypeError, r"model must be a keras.Model, got NoneType"),
     (lambda: kprune.remove_channels("m.keras", {"conv1": [0]}), TypeError, r"got str.*load_model"),
+    (lambda: kprune.remove_channels(small_cnn(), {"conv1": [0, 2, 0]}), ValueError,
+     r"channel index 0 is listed 2 times for layer 'conv1'.*pass each channel once"),
     (lambda: kprune.profile(3), TypeError, r"model must be a keras.Model, got int"),
     (lambda: kprune.export.to_tflite("m.keras"), TypeError, r"got str.*load_model\(path\)"),
     (lambda: kprune.export.to_tflite(b"TFL3"), TypeError, r"got bytes \(TFLite bytes\?"),
@@ -93,7 +95,7 @@ def test_model_file_kind_is_read_from_the_content(files):
      r"rounds must be an integer >= 1, got 1.5"),
     (lambda: kprune.bench.measure(small_cnn(), warmup=True), TypeError,
      r"warmup must be an integer >= 0, got True"),
-], ids=["groups-path", "groups-none", "remove-path", "profile-int", "tflite-path",
+], ids=["groups-path", "groups-none", "remove-path", "remove-repeat", "profile-int", "tflite-path",
         "tflite-bytes", "groups-layer", "bench-runs", "bench-threads", "bench-rounds",
         "bench-warmup"])
 def test_public_api_wrong_types_and_ranges(call, exc, pattern):
@@ -113,7 +115,7 @@ def _with_bad_weight(layer, value):
     (dict(model=_with_bad_weight("conv1", np.nan)), ValueError,
      r"model: weight 'conv1/kernel' of layer 'conv1' holds 1 NaN or infinite.*reload"),
     (dict(model=_with_bad_weight("fc1", np.inf)), ValueError, r"layer 'fc1' holds 1 NaN or inf"),
-    (dict(train_data="labels"), ValueError, r"train_data: unsupported type str"),
+    (dict(train_data="labels"), TypeError, r"train_data: unsupported type str; pass \(x, y\)"),
     (dict(out_dir=3), TypeError, r"out_dir must be a directory path .* got 3 \(int\)"),
     (dict(tensorboard_dir=b"tb"), TypeError, r"tensorboard_dir must be a directory path"),
     (dict(on_round="print"), TypeError, r"on_round must be a callable on_round\(entry, model\)"),

@@ -176,3 +176,19 @@ def test_random_composite_models_prune_exactly():
         statuses.append(result["status"])
         keras.backend.clear_session(free_memory=False)
     assert statuses.count("ok") >= 4, statuses
+
+
+def test_ignored_layers_may_name_a_layer_inside_a_composite():
+    """`ignored_layers='block/conv1'` keeps that inner conv whole (checked
+    against the traced view, before any training); a wrong inner name is
+    still refused with the argument's name."""
+    model = _model(ResidualBlock(8, name="block"))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(64, 8, 8, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 4, size=64)
+    res = kprune.prune(model, "ilp", train_data=(x[:48], y[:48]), val_data=(x[48:], y[48:]),
+                       rounds=1, target="none", ignored_layers=["block/conv1"])
+    assert res.model.get_layer("block").get_layer("conv1").filters == 16
+    assert res.final["params"] < res.baseline["params"]  # the rest was pruned
+    with pytest.raises(ValueError, match=r"ignored_layers: .*block/nope"):
+        kprune.prune(model, "ilp", train_data=(x, y), ignored_layers=["block/nope"])

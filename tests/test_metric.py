@@ -247,3 +247,28 @@ def test_bad_metric_inputs_two_outputs(kw, match):
     x, yc, yr = _data(64)
     with pytest.raises(ValueError, match=match):
         _prune_bad(two_heads(train=False), (x, [yc, yr]), **kw)
+
+
+@pytest.mark.parametrize("loss", ["mse", keras.losses.MeanAbsoluteError(), keras.losses.huber])
+def test_a_regressor_defaults_to_its_loss_not_top1(loss):
+    """Top-1 accuracy of a single linear unit is meaningless: without
+    metric=, a model compiled with a regression loss decides on its loss."""
+    model = regressor()
+    model.compile(keras.optimizers.Adam(1e-2), loss)
+    x, _, yr = _data()
+    res = kprune.prune(model, "ilp", train_data=(x[:400], yr[:400]),
+                       val_data=(x[400:], yr[400:]), rounds=1)
+    assert res.metric == "loss" and res.options["metric_direction"] == "min"
+    assert res.target == {"metric_loss_relative": 0.01}
+    assert math.isfinite(res.baseline["val_loss"]) and res.baseline["val_accuracy"] is None
+    with pytest.raises(ValueError, match=r"metric_direction='max' contradicts the default "
+                                         r"metric of model 'regressor'.*regression loss"):
+        kprune.prune(model, "ilp", train_data=(x[:400], yr[:400]), val_data=(x[400:], yr[400:]),
+                     metric_direction="max", fit_fn=_boom)
+
+
+def test_a_classifier_still_defaults_to_top1():
+    model = two_heads()
+    single = keras.Model(model.inputs, model.outputs[0])
+    single.compile("adam", "sparse_categorical_crossentropy")
+    assert parse_metric(None, None, single).key == "val_accuracy"

@@ -631,9 +631,9 @@ def channel_indices(indices, n_channels: int, layer: str) -> np.ndarray:
     """The int64 channel indices named by `indices` for a layer of `n_channels`.
 
     Accepts integer indices (any sequence or array) or a boolean mask of
-    exactly `n_channels` entries (True = remove). Floats, strings and masks
-    of the wrong length raise, since reading them as indices would silently
-    remove other channels.
+    exactly `n_channels` entries (True = remove). Floats, strings, masks
+    of the wrong length and repeated indices raise, since reading them as
+    indices would silently remove other channels than the caller meant.
 
     Example:
         >>> channel_indices(np.array([True, False, True]), 3, "conv")
@@ -660,7 +660,16 @@ def channel_indices(indices, n_channels: int, layer: str) -> np.ndarray:
             f"channel indices for layer '{layer}' must be integers, got dtype {arr.dtype} "
             f"({arr.reshape(-1)[:4].tolist()}...); pass ints (e.g. np.asarray(idx, int) "
             "after checking they are whole numbers) or a boolean mask")
-    return np.unique(arr.reshape(-1).astype(np.int64))
+    flat = arr.reshape(-1).astype(np.int64)
+    unique, counts = np.unique(flat, return_counts=True)
+    if (counts > 1).any():
+        twice = unique[counts > 1]
+        raise ValueError(
+            f"channel index {int(twice[0])} is listed {int(counts[counts > 1][0])} times "
+            f"for layer '{layer}' ({twice.size} repeated index(es) in all); pass each "
+            "channel once (e.g. sorted(set(indices))) — a repeat usually means the "
+            "indices were computed for another layer or another width")
+    return unique
 
 
 def analyze(model, ignored_layers: Sequence[str] = ()) -> Analysis:

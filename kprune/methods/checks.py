@@ -15,6 +15,7 @@ import numpy as np
 
 from kprune.compat.keras_private import all_layers
 from kprune.compat.tf_keras_bridge import require_model
+from kprune.core.composite import functional_view
 from kprune.core.graph import Graph, functional_of
 
 
@@ -119,7 +120,8 @@ def layer_names(model, names, arg):
     """`names` (a name or a list of names) checked against the model's layers.
 
     A bare string is one name, not a list of characters. Each name must be a
-    layer of `model` (a nested layer may be given by its path ``'sub/conv'``).
+    layer of `model` (a nested layer may be given by its path ``'sub/conv'``,
+    a layer inside a traced composite layer too: ``'block/conv1'``).
     """
     if names is None:
         return []
@@ -130,12 +132,17 @@ def layer_names(model, names, arg):
     except TypeError:
         raise TypeError(f"{arg} must be a layer name or a list of layer names, "
                         f"got {names!r}") from None
-    graph = Graph.from_model(model)
+    graph, traced = Graph.from_model(model), None
     for n in names:
         if not isinstance(n, str):
             raise TypeError(f"{arg} must hold layer names (strings), got {n!r}")
         try:
             graph.find_layer(n)
         except ValueError as e:
-            raise ValueError(f"{arg}: {e}") from None
+            # maybe a layer inside a composite layer: analysis sees the traced view
+            traced = traced or Graph.from_model(functional_view(model))
+            try:
+                traced.find_layer(n)
+            except ValueError:
+                raise ValueError(f"{arg}: {e}") from None
     return names

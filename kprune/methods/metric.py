@@ -7,7 +7,9 @@ anything else:
 
 * ``'accuracy'`` (default) or ``'<output>_accuracy'``: kprune's top-1
   accuracy (sparse or one-hot labels; a single sigmoid unit thresholded at
-  0.5) of the model's only output, or of the named output;
+  0.5) of the model's only output, or of the named output. A single-output
+  model compiled with a regression loss (MSE, MAE, Huber, ...) defaults to
+  ``'loss'`` instead (lower is better), since top-1 means nothing for it;
 * a name of the compiled model's evaluation results, as ``model.evaluate``
   reports them: ``'loss'`` (the compiled loss over all outputs),
   ``'<output>_loss'``, ``'mae'``, ``'<output>_mae'``, ...;
@@ -356,6 +358,39 @@ def _multi_output_error(model, what):
         "'mae'}, or metric=fn(model, data) -> float with metric_direction='max' | 'min'")
 
 
+#: Keras loss names (snake case, as functions, classes or strings name them)
+#: that make a model a regressor: its default metric is then its loss.
+_REGRESSION_LOSSES = ("mse", "mae", "mape", "msle", "mean_squared_error",
+                      "mean_absolute_error", "mean_absolute_percentage_error",
+                      "mean_squared_logarithmic_error", "huber", "log_cosh", "logcosh",
+                      "poisson", "cosine_similarity")
+
+
+def regression_loss_name(model) -> Optional[str]:
+    """The name of `model`'s compiled loss when it is a regression loss (one
+    output compiled with MSE, MAE, Huber, ...), else None.
+
+    Example:
+        >>> model.compile("adam", "mse"); regression_loss_name(model)
+        'mse'
+    """
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, dict) and len(loss) == 1:
+        loss = next(iter(loss.values()))
+    elif isinstance(loss, (list, tuple)) and len(loss) == 1:
+        loss = loss[0]
+    if loss is None or isinstance(loss, (dict, list, tuple)):
+        return None
+    if isinstance(loss, str):
+        name = loss
+    else:  # a function, a Loss instance (LossFunctionWrapper keeps its fn) or class
+        fn = getattr(loss, "fn", None)
+        name = getattr(fn, "__name__", None) or getattr(loss, "__name__", None) \
+            or type(loss).__name__
+    name = _snake(name).lower()
+    return name if name in _REGRESSION_LOSSES else None
+
+
 def parse_metric(metric, direction, model) -> Metric:
     """Check ``metric=`` / ``metric_direction=`` against `model` (types,
     output names, direction) before any data work; names of compiled results
@@ -386,6 +421,15 @@ def parse_metric(metric, direction, model) -> Metric:
     if metric is None:
         if multi:
             raise _multi_output_error(model, "None")
+        regression = regression_loss_name(model)
+        if regression is not None:
+            # top-1 accuracy means nothing for a regressor: decide on its loss
+            if direction == "max":
+                raise ValueError(
+                    f"metric_direction='max' contradicts the default metric of model "
+                    f"'{model.name}' (its compiled regression loss {regression!r}, lower "
+                    "is better): drop metric_direction or pass metric=")
+            return _Unresolved("loss", "min", None)
         if direction == "min":
             raise ValueError("metric_direction='min' contradicts the default metric (top-1 "
                              "accuracy, higher is better): drop metric_direction or pass "
