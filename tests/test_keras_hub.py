@@ -26,7 +26,7 @@ from tests.keras_hub_models import BUILDERS, sample_inputs  # noqa: E402
 #: ViTPatchingAndEmbedding.get_config does not load back) and DeiT.
 EXACT = ["mobilenet", "resnet", "resnet_v2", "efficientnet", "cspnet",
          "densenet", "vgg", "xception", "bert", "distilbert", "roberta",
-         "electra", "whisper"]
+         "electra", "whisper", "gpt2", "llama", "qwen", "mistral", "gemma", "vit", "deit"]
 
 
 def _prunable_fraction(analysis):

@@ -43,6 +43,8 @@ from kprune.compat.keras_private import (all_layers, call_fn, functional_inputs,
                                        node_fill_in, nodes_by_depth)
 from kprune.core.graph import functional_of, is_model
 from kprune.core.handlers.base import find_handler
+from kprune.core.handlers.keras_hub import traced_calls
+from kprune.core.shape_ops import traced_shapes
 
 _UNTRACED: Dict[int, tuple] = {}  # id(layer) -> (weakref, reason)
 
@@ -190,7 +192,7 @@ class _Viewer:
             inputs.append(t)
         args, kwargs = node_fill_in(node, scope)
         try:
-            with keras.name_scope(layer.name):
+            with keras.name_scope(layer.name), traced_shapes(), traced_calls():
                 outs = call_fn(layer)(*args, **kwargs)
             flat = keras.tree.flatten(outs)
             if not flat or not all(isinstance(t, keras.KerasTensor) for t in flat):

@@ -132,9 +132,15 @@ def _edit_config(entry_config, model, keeps, changed, input_widths=None):
             entry.pop("build_config", None)
             continue
         if id(op) in keeps:  # a config the layer's own get_config gets wrong
-            fix = getattr(keeps[id(op)][0], "fix_config", None)
+            handler = keeps[id(op)][0]
+            fix = getattr(handler, "fix_config", None)
             if fix is not None:
                 fix(entry["config"], op)
+            loadable = getattr(handler, "loadable_class", None)
+            cls = loadable(op) if loadable is not None else None
+            if cls is not None:  # a registered subclass whose config loads back
+                entry.update(module=cls.__module__, class_name=cls.__name__,
+                             registered_name=keras.saving.get_registered_name(cls))
         if id(op) in changed:
             handler, lk = keeps[id(op)]
             rewrite = getattr(handler, "rewrite_config", None)

@@ -14,8 +14,11 @@ Example:
     >>> kprune.dependency_groups(keras_hub.models.LlamaBackbone(...))
 """
 
+import contextlib
 import importlib
 import sys
+
+import keras
 
 from kprune.core.handlers.base import register_handler
 from kprune.core.handlers.channelwise import ChannelwiseHandler
@@ -88,15 +91,132 @@ class PatchEmbeddingHandler(ChannelwiseHandler):
     def update_config(self, config, layer, in_keep, out_keep):
         config["hidden_dim"] = len(out_keep)
 
+    def fix_config(self, config, layer):
+        _fix_patch_embedding(config)
+
+    def loadable_class(self, layer):
+        return loadable_class(layer)
+
+
+class RotaryEmbeddingHandler(ChannelwiseHandler):
+    """keras-hub rotary position embeddings (RoPE): each head dimension is
+    rotated with its partner by a position- and index-dependent angle, so
+    the head dimensions are frozen; heads and positions pass through."""
+
+    def propagate(self, call, ctx):
+        layout = ctx.input_layout(call)
+        ctx.fix(layout, f"{call.class_name} '{call.path}' rotates pairs of "
+                "head dimensions by angles that depend on their index")
+        for tid in call.inputs[1:]:  # explicit positions
+            ctx.fix(ctx.layout(tid), f"they are positions read by {call.class_name} "
+                    f"'{call.path}'")
+        return [layout]
+
+    def weight_roles(self, layer, in_channels, out_channels):
+        return {}
 
     def fix_config(self, config, layer):
-        """keras-hub 0.32's get_config writes two derived keys
-        (num_patches, num_positions) that its constructor refuses."""
-        config.pop("num_patches", None)
-        config.pop("num_positions", None)
+        fix = _FIXES.get(_class_key(type(layer)))
+        if fix is not None:
+            fix(config)
 
+    def loadable_class(self, layer):
+        return loadable_class(layer)
+
+
+def _fix_patch_embedding(config):
+    """keras-hub 0.32's ViTPatchingAndEmbedding.get_config writes two derived
+    keys (num_patches, num_positions) that its constructor refuses."""
+    config.pop("num_patches", None)
+    config.pop("num_positions", None)
+
+
+def _fix_llama_rotary(config):
+    """keras-hub 0.32's LlamaRotaryEmbedding.get_config writes its base
+    class's `scaling_factor` (which it passes itself) and names its
+    `pretraining_sequence_length` 'original_max_embeddings'."""
+    config.pop("scaling_factor", None)
+    if "original_max_embeddings" in config:
+        config["pretraining_sequence_length"] = config.pop("original_max_embeddings")
+
+
+_FIXES = {
+    ("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"): _fix_patch_embedding,
+    ("keras_hub.src.models.llama.llama_rotary_embedding", "LlamaRotaryEmbedding"):
+        _fix_llama_rotary,
+}
+_LOADABLE = {}
+
+
+def _class_key(cls):
+    return (cls.__module__, cls.__name__)
+
+
+def loadable_class(layer):
+    """For a keras-hub layer whose `get_config` does not load back (see
+    `_FIXES`), a subclass registered with Keras as `kprune>Loadable<Name>`
+    whose `get_config` does; None for other layers. Surgery gives pruned
+    models that class, so they save and load as `.keras` (load them after
+    `import kprune` and `import keras_hub`).
+
+    Example:
+        >>> loadable_class(vit.get_layer("vit_patching_and_embedding")).__name__
+        'LoadableViTPatchingAndEmbedding'
+    """
+    cls = type(layer)
+    if cls in _LOADABLE.values():
+        return cls
+    key = _class_key(cls)
+    fix = _FIXES.get(key)
+    if fix is None:
+        return None
+    if key not in _LOADABLE:
+        def get_config(self, _base=cls, _fix=fix):
+            config = _base.get_config(self)
+            _fix(config)
+            return config
+        sub = type(f"Loadable{cls.__name__}", (cls,), {
+            "get_config": get_config, "__module__": __name__,
+            "__doc__": f"{cls.__name__} whose config loads back (kprune)."})
+        _LOADABLE[key] = keras.saving.register_keras_serializable(package="kprune")(sub)
+    return _LOADABLE[key]
+
+
+_ROTARY = (("keras_hub.src.layers.modeling.rotary_embedding", "RotaryEmbedding"),
+           ("keras_hub.src.models.llama.llama_rotary_embedding", "LlamaRotaryEmbedding"))
 
 _PATCH = (("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"),)
+
+
+def _drop_none_cache(call):
+    def __call__(self, *args, **kwargs):
+        for key in ("cache", "cache_update_index"):
+            if key in kwargs and kwargs[key] is None:
+                del kwargs[key]
+        return call(self, *args, **kwargs)
+    return __call__
+
+
+@contextlib.contextmanager
+def traced_calls():
+    """While a composite is traced: keras-hub's `CachedMultiHeadAttention`
+    called with `cache=None` (every decoder block does) is recorded without
+    those arguments. keras-hub 0.32 passes them on to `MultiHeadAttention`'s
+    `compute_output_spec`, which refuses them, so a graph that records them
+    can be neither traced nor loaded back."""
+    cls = _classes((("keras_hub.src.layers.modeling.cached_multi_head_attention",
+                     "CachedMultiHeadAttention"),)) if "keras_hub" in sys.modules else ()
+    saved = [(c, c.__dict__.get("__call__")) for c in cls]
+    try:
+        for c in cls:
+            c.__call__ = _drop_none_cache(c.__call__)
+        yield
+    finally:
+        for c, original in saved:
+            if original is None:
+                del c.__call__
+            else:
+                c.__call__ = original
 
 
 _registered = False
@@ -117,7 +237,9 @@ def register_keras_hub_handlers() -> bool:
     norms.layer_types = _classes(_NORMS)
     patch = PatchEmbeddingHandler()
     patch.layer_types = _classes(_PATCH)
-    for handler in (position, norms, patch):
+    rotary = RotaryEmbeddingHandler()
+    rotary.layer_types = _classes(_ROTARY)
+    for handler in (position, norms, patch, rotary):
         if handler.layer_types:
             register_handler(handler, first=False)
     return True

@@ -62,6 +62,18 @@ class ElementwiseOpHandler(ChannelHandler):
         return couple_elementwise(call, ctx, layouts)
 
 
+def _core_classes(names):
+    from keras.src.ops import core
+    return _classes(core, names)
+
+
+class CastOpHandler(ElementwiseOpHandler):
+    """`ops.cast`: element by element (decoder blocks cast their gates to
+    float32 and back)."""
+
+    layer_types = _core_classes(("Cast",))
+
+
 class ActivationOpHandler(ElementwiseOpHandler):
     """Activation functions from keras.ops.nn (x -> f(x), per element)."""
 
@@ -73,3 +85,4 @@ class ActivationOpHandler(ElementwiseOpHandler):
 
 register_handler(ActivationOpHandler(), first=False)
 register_handler(ElementwiseOpHandler(), first=False)
+register_handler(CastOpHandler(), first=False)
