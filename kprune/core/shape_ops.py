@@ -12,14 +12,17 @@ makes the trace carry shape values:
   remembers the tensor and the axis it came from; code that only passes it
   along works, arithmetic on it fails (the layer then stays whole, with the
   reason, as before);
+* `ops.arange(d)` of such a `SymbolicDim` becomes a traced layer,
+  `Positions`, that gives the positions when the model runs (Mistral's
+  sliding-window mask);
 * keras-hub's `compute_causal_mask(batch, input_length, output_length,
   cache_index)` given `SymbolicDim`s of one tensor's batch and sequence axes
   becomes a traced layer, `CausalMask`, that computes the same mask from the
   tensor's shape when the model runs (any sequence length).
 
-`CausalMask` is an ordinary serializable Keras layer (registered as
-`kprune>CausalMask`): a pruned model that holds one loads back once kprune is
-imported. Its handler reads no channels: the tensor it measures keeps its
+`CausalMask` and `Positions` are ordinary serializable Keras layers
+(registered as `kprune>CausalMask`, `kprune>Positions`): a pruned model that
+holds one loads back once kprune is imported. Their handler reads no channels: the tensor it measures keeps its
 channels prunable, and its output (positions, not channels) is frozen.
 
 Example:
@@ -84,16 +87,42 @@ class CausalMask(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="kprune")
+class Positions(keras.layers.Layer):
+    """`ops.arange(length of axis `axis` of the input)`, as `dtype`: the
+    positions of a sequence whose length is known only when the model runs.
+
+    Example:
+        >>> Positions(axis=1)(keras.ops.ones((2, 3, 8)))
+        <tf.Tensor: shape=(3,), ... numpy=array([0., 1., 2.], dtype=float32)>
+    """
+
+    def __init__(self, axis=1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+
+    def call(self, x):
+        return ops.arange(ops.shape(x)[self.axis], dtype=self.compute_dtype)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor((x.shape[self.axis],), dtype=self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(axis=self.axis)
+        return config
+
+
 class CausalMaskHandler(ChannelHandler):
     """A `CausalMask` reads only its input's shape: that input keeps its
     channels; the mask's last axis counts positions, so it is frozen."""
 
-    layer_types = (CausalMask,)
+    layer_types = (CausalMask, Positions)
 
     def propagate(self, call, ctx):
         out = ctx.new_channels(call, ctx.tensor(call.outputs[0]).channels)
-        ctx.fix(out, f"'{call.path}' is a causal mask (its last axis is "
-                "positions, not channels)")
+        ctx.fix(out, f"'{call.path}' ({call.class_name}) counts positions, "
+                "not channels")
         return [out]
 
 
@@ -124,12 +153,23 @@ def _causal_mask(original):
     return compute_causal_mask
 
 
+def _arange(original):
+    def arange(start, stop=None, step=None, dtype=None):
+        if isinstance(start, SymbolicDim) and stop is None and step in (None, 1):
+            return Positions(axis=start.axis, dtype=dtype or "int32")(start.tensor)
+        if (isinstance(stop, SymbolicDim) and isinstance(start, int) and start == 0
+                and step in (None, 1)):
+            return Positions(axis=stop.axis, dtype=dtype or "int32")(stop.tensor)
+        return original(start, stop, step=step, dtype=dtype)
+    return arange
+
+
 @contextlib.contextmanager
 def traced_shapes():
     """Within it, `keras.ops.shape` of a symbolic tensor gives `SymbolicDim`s
     for unknown dimensions, and keras-hub's `compute_causal_mask` (in every
     module that imported it) makes a `CausalMask` call."""
-    patched = [(keras.ops, "shape", keras.ops.shape)]
+    patched = [(keras.ops, "shape", keras.ops.shape), (keras.ops, "arange", keras.ops.arange)]
     utils = sys.modules.get("keras_hub.src.layers.modeling.transformer_layer_utils")
     if utils is not None:
         original = utils.compute_causal_mask
@@ -137,7 +177,7 @@ def traced_shapes():
             if (name.startswith("keras_hub.") and module is not None
                     and getattr(module, "compute_causal_mask", None) is original):
                 patched.append((module, "compute_causal_mask", original))
-    replacement = {"shape": _shape(keras.ops.shape)}
+    replacement = {"shape": _shape(keras.ops.shape), "arange": _arange(keras.ops.arange)}
     if utils is not None:
         replacement["compute_causal_mask"] = _causal_mask(utils.compute_causal_mask)
     try:

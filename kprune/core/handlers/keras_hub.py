@@ -91,11 +91,6 @@ class PatchEmbeddingHandler(ChannelwiseHandler):
     def update_config(self, config, layer, in_keep, out_keep):
         config["hidden_dim"] = len(out_keep)
 
-    def fix_config(self, config, layer):
-        _fix_patch_embedding(config)
-
-    def loadable_class(self, layer):
-        return loadable_class(layer)
 
 
 class RotaryEmbeddingHandler(ChannelwiseHandler):
@@ -115,41 +110,87 @@ class RotaryEmbeddingHandler(ChannelwiseHandler):
     def weight_roles(self, layer, in_channels, out_channels):
         return {}
 
-    def fix_config(self, config, layer):
-        fix = _FIXES.get(_class_key(type(layer)))
-        if fix is not None:
-            fix(config)
-
-    def loadable_class(self, layer):
-        return loadable_class(layer)
 
 
-def _fix_patch_embedding(config):
+def _fix_patch_embedding(layer, config):
     """keras-hub 0.32's ViTPatchingAndEmbedding.get_config writes two derived
     keys (num_patches, num_positions) that its constructor refuses."""
     config.pop("num_patches", None)
     config.pop("num_positions", None)
+    return config
 
 
-def _fix_llama_rotary(config):
+def _fix_llama_rotary(layer, config):
     """keras-hub 0.32's LlamaRotaryEmbedding.get_config writes its base
     class's `scaling_factor` (which it passes itself) and names its
     `pretraining_sequence_length` 'original_max_embeddings'."""
     config.pop("scaling_factor", None)
     if "original_max_embeddings" in config:
         config["pretraining_sequence_length"] = config.pop("original_max_embeddings")
+    return config
+
+
+def _fix_gemma_norm(layer, config):
+    """Gemma's RMSNormalization has no get_config (Keras cannot write one
+    for it: it is built with a DTypePolicy)."""
+    return dict(_base_config(layer), epsilon=layer.epsilon)
+
+
+def _base_config(layer):
+    return {"name": layer.name, "trainable": layer.trainable,
+            "dtype": keras.dtype_policies.serialize(layer.dtype_policy)}
+
+
+def _fix_gemma_attention(layer, config):
+    """CachedGemmaAttention has no get_config either."""
+    config = _base_config(layer)
+    config.update(
+        head_dim=layer.head_dim, num_query_heads=layer.num_query_heads,
+        num_key_value_heads=layer.num_key_value_heads,
+        kernel_initializer=keras.initializers.serialize(layer._kernel_initializer),
+        logit_soft_cap=layer.logit_soft_cap,
+        use_sliding_window_attention=layer.use_sliding_window_attention,
+        sliding_window_size=layer.sliding_window_size,
+        query_head_dim_normalize=layer.query_head_dim_normalize,
+        dropout=layer.dropout)
+    return config
 
 
 _FIXES = {
     ("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"): _fix_patch_embedding,
     ("keras_hub.src.models.llama.llama_rotary_embedding", "LlamaRotaryEmbedding"):
         _fix_llama_rotary,
+    ("keras_hub.src.models.gemma.rms_normalization", "RMSNormalization"): _fix_gemma_norm,
+    ("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"):
+        _fix_gemma_attention,
 }
-_LOADABLE = {}
+_LOADABLE = {}  # class key -> (registered subclass, fixed get_config)
 
 
 def _class_key(cls):
     return (cls.__module__, cls.__name__)
+
+
+def _loadable_entry(cls):
+    key = _class_key(cls)
+    fix = _FIXES.get(key)
+    if fix is None:
+        return None
+    if key not in _LOADABLE:
+        original = cls.get_config
+
+        def get_config(self, _original=original, _fix=fix):
+            try:
+                config = _original(self)
+            except NotImplementedError:
+                config = None
+            return _fix(self, config)
+        sub = type(f"Loadable{cls.__name__}", (cls,), {
+            "get_config": get_config, "__module__": __name__,
+            "__doc__": f"{cls.__name__} whose config loads back (kprune)."})
+        sub = keras.saving.register_keras_serializable(package="kprune")(sub)
+        _LOADABLE[key] = (sub, get_config)
+    return _LOADABLE[key]
 
 
 def loadable_class(layer):
@@ -164,22 +205,34 @@ def loadable_class(layer):
         'LoadableViTPatchingAndEmbedding'
     """
     cls = type(layer)
-    if cls in _LOADABLE.values():
+    if any(cls is sub for sub, _ in _LOADABLE.values()):
         return cls
-    key = _class_key(cls)
-    fix = _FIXES.get(key)
-    if fix is None:
-        return None
-    if key not in _LOADABLE:
-        def get_config(self, _base=cls, _fix=fix):
-            config = _base.get_config(self)
-            _fix(config)
-            return config
-        sub = type(f"Loadable{cls.__name__}", (cls,), {
-            "get_config": get_config, "__module__": __name__,
-            "__doc__": f"{cls.__name__} whose config loads back (kprune)."})
-        _LOADABLE[key] = keras.saving.register_keras_serializable(package="kprune")(sub)
-    return _LOADABLE[key]
+    entry = _loadable_entry(cls)
+    return entry[0] if entry else None
+
+
+@contextlib.contextmanager
+def loadable_configs(model):
+    """While surgery serializes `model`: the keras-hub layer classes of
+    `_FIXES` that it holds write configs that load back. The user's layers
+    keep their classes; only the pruned copy gets the `loadable_class`."""
+    from kprune.compat.keras_private import all_layers
+    saved = {}
+    for layer in all_layers(model):
+        cls = type(layer)
+        entry = _loadable_entry(cls)
+        if entry is not None and cls not in saved:
+            saved[cls] = cls.__dict__.get("get_config")
+    try:
+        for cls in saved:
+            cls.get_config = _LOADABLE[_class_key(cls)][1]
+        yield
+    finally:
+        for cls, original in saved.items():
+            if original is None:
+                del cls.get_config
+            else:
+                cls.get_config = original
 
 
 _ROTARY = (("keras_hub.src.layers.modeling.rotary_embedding", "RotaryEmbedding"),
