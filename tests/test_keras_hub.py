@@ -92,3 +92,29 @@ def test_untraceable_keras_hub_layer_reports_why():
     reasons = " ".join(g.frozen or "" for g in groups)
     assert "'attention' (CachedGemmaAttention) is kept whole" in reasons, reasons
     assert any(g.name.endswith("ffw_gating") for g in groups if not g.frozen)
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen", "mistral"])
+def test_grouped_query_attention_prunes_whole_key_value_groups(name, tmp_path):
+    """Removing a key/value head removes the query heads that share it
+    (num_query_heads / num_key_value_heads stays whole), exactly."""
+    model = BUILDERS[name]()
+    x = sample_inputs(model)
+    analysis = analyze(model)
+    heads = [g for g in analysis.groups if g.name.endswith(":heads")]
+    assert len(heads) == 2, [g.name for g in analysis.groups]
+    group = heads[0]
+    assert group.channels == 2  # two key/value heads, each with two query heads
+    removal = group.to_layer_indices([1])
+    pruned = assert_surgery_equivalent(model, removal, inputs=x)
+    prefix = group.name.rsplit("/", 1)[0]
+    shapes = {part: tuple(pruned.get_layer(prefix.split("/")[0]).get_layer(
+        prefix.split("/")[1]).get_layer(part).kernel.shape)
+        for part in ("query", "key", "value", "attention_output")}
+    assert shapes["query"][1] == 2 and shapes["key"][1] == 1 and shapes["value"][1] == 1
+    assert shapes["attention_output"][0] == 2
+    path = tmp_path / "gqa.keras"
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(pruned(x)),
+                               rtol=1e-6, atol=1e-6)

@@ -98,7 +98,11 @@ class RotaryEmbeddingHandler(ChannelwiseHandler):
     rotated with its partner by a position- and index-dependent angle, so
     the head dimensions are frozen; heads and positions pass through."""
 
+    follows_axes = True
+
     def propagate(self, call, ctx):
+        from kprune.core.handlers.base import follow_axes_elementwise
+        follow_axes_elementwise(call, ctx)
         layout = ctx.input_layout(call)
         ctx.fix(layout, f"{call.class_name} '{call.path}' rotates pairs of "
                 "head dimensions by angles that depend on their index")

@@ -5,7 +5,8 @@ import keras
 import numpy as np
 
 from kprune.core._keras_compat import keras_ops_modules
-from kprune.core.handlers.base import ChannelHandler, register_handler
+from kprune.core.handlers.base import (ChannelHandler, follow_axes_elementwise,
+                                       register_handler)
 from kprune.core.handlers.merge import couple_elementwise
 
 _nn, _np = keras_ops_modules()
@@ -43,8 +44,14 @@ class ElementwiseOpHandler(ChannelHandler):
         "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum",
         "Minimum", "Power", "Abs", "Negative", "Exp", "Log", "Sqrt", "Square",
         "Tanh", "Sign", "Clip", "Absolute", "Reciprocal"))
+    follows_axes = True
 
     def propagate(self, call, ctx):
+        result = self._channels(call, ctx)
+        follow_axes_elementwise(call, ctx)
+        return result
+
+    def _channels(self, call, ctx):
         layouts = [ctx.layout(t) for t in call.inputs]
         out_len = ctx.tensor(call.outputs[0]).channels
         constant = _per_channel_constant(call, out_len)
