@@ -37,6 +37,26 @@ def _per_channel_constant(call, channels: int):
     return None
 
 
+def _bias_like_constant(call):
+    """The shape of a constant argument of an `add` that squeezes to a
+    vector ((L, 1) over a length-L axis), or None. Keras's TensorFlow `add`
+    applies such a constant with `bias_add` on whichever axis its length
+    matches, the channel axis first: if a pruned channel count came to equal
+    L, the same constant would be added along the channels instead (random
+    graph seed 9782107)."""
+    node_args = getattr(call.node, "arguments", None)
+    if node_args is None:
+        return None
+    for value in keras.tree.flatten(list(node_args.args) + list(node_args.kwargs.values())):
+        if isinstance(value, keras.KerasTensor) or isinstance(
+                value, (int, float, bool, str, type(None))):
+            continue
+        shape = tuple(getattr(value, "shape", np.shape(value)))
+        if len([d for d in shape if d != 1]) == 1:
+            return shape
+    return None
+
+
 class ElementwiseOpHandler(ChannelHandler):
     """Element-wise ops with tensors and/or Python scalars."""
 
@@ -55,6 +75,8 @@ class ElementwiseOpHandler(ChannelHandler):
         layouts = [ctx.layout(t) for t in call.inputs]
         out_len = ctx.tensor(call.outputs[0]).channels
         constant = _per_channel_constant(call, out_len)
+        if constant is None and call.class_name == "Add":
+            constant = _bias_like_constant(call)
         if constant is not None:
             # kprune does not rewrite constants stored in the graph: the
             # channels they meet keep their width.
