@@ -122,8 +122,8 @@ def roberta():
 
 
 def gpt2():
-    return _hub().GPT2Backbone(vocabulary_size=50, num_layers=2, num_heads=2,
-                               hidden_dim=16, intermediate_dim=32,
+    return _hub().GPT2Backbone(vocabulary_size=100, num_layers=2, num_heads=4,
+                               hidden_dim=32, intermediate_dim=64,
                                max_sequence_length=16, dropout=0.0)
 
 
@@ -135,28 +135,28 @@ def electra():
 
 
 def gemma():
-    return _hub().GemmaBackbone(vocabulary_size=50, num_layers=2,
-                                num_query_heads=2, num_key_value_heads=1,
-                                hidden_dim=16, intermediate_dim=64, head_dim=8)
+    return _hub().GemmaBackbone(vocabulary_size=100, num_layers=2,
+                                num_query_heads=4, num_key_value_heads=2,
+                                hidden_dim=32, intermediate_dim=128, head_dim=8)
 
 
 def llama():
-    return _hub().LlamaBackbone(vocabulary_size=50, num_layers=2,
+    return _hub().LlamaBackbone(vocabulary_size=100, num_layers=2,
                                 num_query_heads=4, num_key_value_heads=2,
-                                hidden_dim=16, intermediate_dim=32)
+                                hidden_dim=32, intermediate_dim=64)
 
 
 def qwen():
-    return _hub().Qwen2Backbone(vocabulary_size=50, num_layers=2,
+    return _hub().Qwen2Backbone(vocabulary_size=100, num_layers=2,
                                 num_query_heads=4, num_key_value_heads=2,
-                                hidden_dim=16, intermediate_dim=32)
+                                hidden_dim=32, intermediate_dim=64)
 
 
 def mistral():
-    return _hub().MistralBackbone(vocabulary_size=50, num_layers=2,
+    return _hub().MistralBackbone(vocabulary_size=100, num_layers=2,
                                   num_query_heads=4, num_key_value_heads=2,
-                                  hidden_dim=16, intermediate_dim=32,
-                                  sliding_window=8)
+                                  hidden_dim=32, intermediate_dim=64,
+                                  sliding_window=4)
 
 
 def whisper():

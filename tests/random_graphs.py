@@ -8,8 +8,10 @@ itself), keras.ops with constants, nested Functional and Sequential models
 called once or twice (with inputs passed straight to outputs), shared
 layers, several inputs and outputs, and boundaries inside prunable graphs;
 on sequences, MultiHeadAttention (self and cross, with or without biases,
-own value dims), LSTM / GRU / SimpleRNN / Bidirectional (every merge mode)
-and Embedding inputs.
+own value dims), grouped-query attention as keras-hub writes it
+(EinsumDense projections, `ops.repeat` of key/value heads, `ops.einsum`
+scores, a Softmax, an EinsumDense output), LSTM / GRU / SimpleRNN /
+Bidirectional (every merge mode) and Embedding inputs.
 
 One integer seed gives one model, always the same:
 
@@ -27,7 +29,7 @@ MIXING_ACTS = ["softmax", "log_softmax", "sparsemax"]
 BLOCKS = ("conv", "conv", "transpose", "depthwise", "separable", "dense",
           "norm", "norm", "activation", "merge", "merge", "self_concat",
           "ops", "nested", "shared", "structural", "boundary", "attention",
-          "recurrent")
+          "recurrent", "grouped_attention")
 
 
 class _Builder:
@@ -294,6 +296,32 @@ class _Builder:
             value_dim=self.pick([None, int(self.rng.integers(1, 5))]),
             use_bias=self.chance(0.7), name=self.name("mha"))
         y = mha(x, kv)
+        return L.Add(name=self.name("res"))([x, y]) if self.chance(0.6) else y
+
+    def grouped_attention(self, x):
+        """Grouped-query self attention from EinsumDense and keras.ops, as
+        keras-hub's Llama / Qwen / Mistral write it (1-D graphs)."""
+        if self.dims != 1:
+            return self.attention(x)
+        steps = x.shape[1]
+        kv = int(self.rng.integers(1, 3))
+        heads = kv * int(self.rng.integers(1, 3))
+        dim = int(self.rng.integers(1, 4))
+        bias = "de" if self.chance(0.5) else None
+        q = L.EinsumDense("abc,cde->abde", output_shape=(steps, heads, dim),
+                          bias_axes=bias, name=self.name("q"))(x)
+        k = L.EinsumDense("abc,cde->abde", output_shape=(steps, kv, dim),
+                          name=self.name("k"))(x)
+        v = L.EinsumDense("abc,cde->abde", output_shape=(steps, kv, dim),
+                          bias_axes=bias, name=self.name("v"))(x)
+        k = keras.ops.repeat(k, heads // kv, axis=2)
+        v = keras.ops.repeat(v, heads // kv, axis=2)
+        scores = keras.ops.einsum("abde,afde->adbf", q, k)
+        probs = L.Softmax(axis=-1, name=self.name("softmax"))(scores * 0.5)
+        y = keras.ops.einsum("adbf,afde->abde", probs, v)
+        y = L.EinsumDense("abde,dec->abc", output_shape=(steps, x.shape[-1]),
+                          bias_axes="c" if self.chance(0.5) else None,
+                          name=self.name("o"))(y)
         return L.Add(name=self.name("res"))([x, y]) if self.chance(0.6) else y
 
     def recurrent(self, x):

@@ -19,14 +19,14 @@ from kprune.testing import (assert_surgery_equivalent, calibrate_batchnorm,  # n
 from tests.keras_hub_models import BUILDERS, sample_inputs  # noqa: E402
 
 #: backbones that prune exactly today, with at least half their channels
-#: prunable. Not there yet: the decoder LLMs (Gemma, Llama, Qwen, Mistral)
-#: and GPT-2, whose decoder blocks read their sequence length with
-#: ops.shape and cannot be traced (they stay whole: see
-#: test_untraceable_keras_hub_layer_reports_why), ViT (keras-hub 0.32's
-#: ViTPatchingAndEmbedding.get_config does not load back) and DeiT.
+#: prunable. The decoder LLMs trace past `ops.shape` (kprune/core/
+#: shape_ops.py) and prune their FFN widths and attention value head
+#: dimensions; Gemma's attention reshapes by traced lengths and stays whole
+#: (test_untraceable_keras_hub_layer_reports_why). Not there yet: DeiT.
 EXACT = ["mobilenet", "resnet", "resnet_v2", "efficientnet", "cspnet",
          "densenet", "vgg", "xception", "bert", "distilbert", "roberta",
-         "electra", "whisper"]
+         "electra", "whisper", "vit", "gpt2", "llama", "qwen", "mistral",
+         "gemma"]
 
 
 def _prunable_fraction(analysis):
@@ -41,7 +41,9 @@ def test_backbone_prunes_exactly_and_round_trips(name, tmp_path):
     x = sample_inputs(model)
     calibrate_batchnorm(model, x)
     analysis = analyze(model)
-    assert _prunable_fraction(analysis) >= 0.5, [
+    fraction = _prunable_fraction(analysis)
+    print(f"{name}: prunable fraction of channels {fraction:.2f}")
+    assert fraction >= 0.5, [
         (g.name, g.frozen) for g in analysis.frozen_groups]
     removal = random_removal(model, fraction=0.25, seed=1, analysis=analysis)
     # every prunable group loses about a quarter of its units
@@ -81,10 +83,38 @@ def test_bert_dependency_groups_do_not_crash():
 
 
 def test_untraceable_keras_hub_layer_reports_why():
-    """Whisper's decoder reads its sequence length with ops.shape, which a
-    symbolic trace cannot express: it stays whole, and says why."""
+    """Gemma's attention reshapes its queries by lengths read with
+    ops.shape, which a symbolic trace cannot express: it stays whole, and
+    says why (its decoder block around it is traced)."""
     import kprune
 
-    groups = kprune.dependency_groups(BUILDERS["whisper"](), include_frozen=True)
+    groups = kprune.dependency_groups(BUILDERS["gemma"](), include_frozen=True)
     reasons = " ".join(g.frozen or "" for g in groups)
-    assert "cannot be traced" in reasons or "is kept whole" in reasons, reasons
+    assert "'attention' (CachedGemmaAttention) is kept whole" in reasons, reasons
+    assert any(g.name.endswith("ffw_gating") for g in groups if not g.frozen)
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen", "mistral"])
+def test_grouped_query_attention_prunes_whole_key_value_groups(name, tmp_path):
+    """Removing a key/value head removes the query heads that share it
+    (num_query_heads / num_key_value_heads stays whole), exactly."""
+    model = BUILDERS[name]()
+    x = sample_inputs(model)
+    analysis = analyze(model)
+    heads = [g for g in analysis.groups if g.name.endswith(":heads")]
+    assert len(heads) == 2, [g.name for g in analysis.groups]
+    group = heads[0]
+    assert group.channels == 2  # two key/value heads, each with two query heads
+    removal = group.to_layer_indices([1])
+    pruned = assert_surgery_equivalent(model, removal, inputs=x)
+    prefix = group.name.rsplit("/", 1)[0]
+    shapes = {part: tuple(pruned.get_layer(prefix.split("/")[0]).get_layer(
+        prefix.split("/")[1]).get_layer(part).kernel.shape)
+        for part in ("query", "key", "value", "attention_output")}
+    assert shapes["query"][1] == 2 and shapes["key"][1] == 1 and shapes["value"][1] == 1
+    assert shapes["attention_output"][0] == 2
+    path = tmp_path / "gqa.keras"
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(pruned(x)),
+                               rtol=1e-6, atol=1e-6)

@@ -65,7 +65,7 @@ def test_generator_covers_real_model_features():
         "model called twice", "shared layer", "several inputs",
         "several outputs", "Conv2D:strides", "Conv1D:dilation_rate",
         "Activation", "Conv2D:softmax", "Permute", "MultiHeadAttention",
-        "Bidirectional", "Embedding",
+        "Bidirectional", "Embedding", "EinsumDense",
     }
     assert found & {"LSTM", "GRU", "SimpleRNN"} == {"LSTM", "GRU", "SimpleRNN"}
     assert wanted <= found, f"never generated: {sorted(wanted - found)}"

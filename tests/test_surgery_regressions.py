@@ -97,6 +97,25 @@ def test_op_with_a_column_constant_as_long_as_the_channels_is_frozen():
         kprune.remove_channels(m, {"c": [0]})
 
 
+def test_add_of_a_column_constant_over_positions_is_frozen():
+    """Random-graph seed 9782107: `x + c` with c of shape (4, 1) over 4
+    positions and 5 channels. Keras's TensorFlow `add` adds c along
+    whichever axis its length matches (bias_add); with one channel pruned
+    the channels are 4 long and c would be added along them. kprune
+    freezes the channels such an `add` reads."""
+    i = keras.Input((4, 3))
+    x = L.Conv1D(5, 1, name="c")(i)
+    x = x + np.arange(4, dtype="float32").reshape(4, 1)
+    m = keras.Model(i, L.Dense(2, name="d")(L.Flatten()(x)))
+    frozen = {g.name: g.frozen for g in kprune.dependency_groups(m, include_frozen=True)}
+    assert "constant of shape (4, 1)" in frozen["c"]
+    # what surgery would have done: a different sum on the pruned width
+    y = np.ones((1, 4, 4), "float32")
+    np.testing.assert_raises(AssertionError, np.testing.assert_allclose,
+                             keras.ops.add(y, np.arange(4, dtype="float32").reshape(4, 1)),
+                             y + np.arange(4, dtype="float32").reshape(4, 1))
+
+
 def test_op_with_scalar_or_broadcast_constant_stays_prunable():
     i = keras.Input((8, 8, 3))
     x = L.Conv2D(4, 3, name="c")(i)

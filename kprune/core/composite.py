@@ -43,6 +43,8 @@ from kprune.compat.keras_private import (all_layers, call_fn, functional_inputs,
                                        node_fill_in, nodes_by_depth)
 from kprune.core.graph import functional_of, is_model
 from kprune.core.handlers.base import find_handler
+from kprune.core.handlers.keras_hub import traced_calls
+from kprune.core.shape_ops import traced_shapes
 
 _UNTRACED: Dict[int, tuple] = {}  # id(layer) -> (weakref, reason)
 
@@ -130,10 +132,11 @@ class _Viewer:
         return keras.Model(struct, outputs, name=model.name)
 
     @staticmethod
-    def _input(kt, seen, name=None):
+    def _input(kt, seen, name=None, sparse=None):
         name = name or history_operation(kt).name
+        sparse = getattr(kt, "sparse", False) if sparse is None else sparse
         return keras.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype,
-                           sparse=getattr(kt, "sparse", False), name=name)
+                           sparse=sparse, name=name)
 
     def _replay(self, fn, new_inputs):
         scope = {id(kt): t for kt, t in zip(functional_inputs(fn), new_inputs)}
@@ -151,6 +154,14 @@ class _Viewer:
                     flat = _unique_tensors(node.arguments.keras_tensors)
                     flat = [scope[id(kt)] for kt in flat]
                     outs = keras.tree.flatten(new_op(flat if len(flat) > 1 else flat[0]))
+                elif _falsely_sparse_scale(op, node) is not None:
+                    # Keras 3.15 marks `x * constant` sparse (a constant has
+                    # no `sparse` attribute, read as True), and a nested model
+                    # then refuses it when the model is rebuilt or loaded:
+                    # the same product as a Rescaling layer stays dense.
+                    scale = _falsely_sparse_scale(op, node)
+                    x = scope[id(node.arguments.keras_tensors[0])]
+                    outs = [keras.layers.Rescaling(scale, name=op.name, dtype=x.dtype)(x)]
                 else:
                     args, kwargs = node_fill_in(node, scope)
                     outs = keras.tree.flatten(new_op(*args, **kwargs))
@@ -185,12 +196,15 @@ class _Viewer:
         for i, kt in enumerate(node.arguments.keras_tensors):
             if id(kt) in scope:
                 continue
-            t = self._input(kt, scope, name=f"{layer.name}_input_{i}")
+            # Keras marks some dense results sparse (Gemma's scaled token
+            # embeddings): a traced call gets dense inputs, and the check
+            # against the layer's own output catches a layer that differs.
+            t = self._input(kt, scope, name=f"{layer.name}_input_{i}", sparse=False)
             scope[id(kt)] = t
             inputs.append(t)
         args, kwargs = node_fill_in(node, scope)
         try:
-            with keras.name_scope(layer.name):
+            with keras.name_scope(layer.name), traced_shapes(), traced_calls():
                 outs = call_fn(layer)(*args, **kwargs)
             flat = keras.tree.flatten(outs)
             if not flat or not all(isinstance(t, keras.KerasTensor) for t in flat):
@@ -207,6 +221,27 @@ class _Viewer:
                         f"({type(layer).__name__}) is kept whole: {problem}")
             return layer
         return sub
+
+
+def _falsely_sparse_scale(op, node):
+    """The scalar of a `dense tensor * scalar constant` op whose output Keras
+    marked sparse, else None."""
+    if type(op).__name__ != "Multiply" or not _is_keras_class(op):
+        return None
+    if not getattr(node.outputs[0], "sparse", False):
+        return None
+    kts = node.arguments.keras_tensors
+    args = list(node.arguments.args)
+    if len(kts) != 1 or len(args) != 2 or getattr(kts[0], "sparse", False):
+        return None
+    other = args[1] if args[0] is kts[0] else args[0]
+    try:
+        value = np.asarray(other)
+    except Exception:  # noqa: BLE001 - not a constant
+        return None
+    if value.shape != () or not np.issubdtype(value.dtype, np.floating):
+        return None
+    return float(value)
 
 
 def _unique_tensors(tensors):

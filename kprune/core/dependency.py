@@ -175,6 +175,10 @@ class Analysis:
         self._fixed: Dict[int, str] = {}
         self._inexact: Dict[int, str] = {}
         self._internal: Dict[int, List[str]] = {}
+        # tid -> {negative axis: components}: units along an axis other than
+        # the channel axis (attention heads in a (batch, seq, heads, dim)
+        # tensor), set by handlers that make or follow them.
+        self.axis_layouts: Dict[int, Dict[int, np.ndarray]] = {}
         self.handlers = {}
         self._run(ignored_layers)
 
@@ -213,6 +217,20 @@ class Analysis:
 
     def internal_layout(self, layer, name: str) -> np.ndarray:
         return self._layer_channels[(id(layer), name)]
+
+    def axes_of(self, tid) -> Dict[int, np.ndarray]:
+        """{negative axis: components} of tensor `tid`'s units along axes
+        other than its channel axis (empty for most tensors)."""
+        return self.axis_layouts.get(tid, {})
+
+    def set_axis_layout(self, tid, axis: int, layout) -> None:
+        """Tensor `tid` carries units `layout` along axis `axis` (negative,
+        counted from the end, not -1). Only handlers with `follows_axes`
+        see them; any other consumer freezes them."""
+        axis = int(axis)
+        if axis >= -1:
+            raise ValueError(f"axis layouts are for axes before the channel axis, got {axis}")
+        self.axis_layouts.setdefault(tid, {})[axis] = np.asarray(layout, dtype=np.int64)
 
     def union(self, a: int, b: int) -> None:
         """Components `a` and `b` must be removed together."""
@@ -269,6 +287,12 @@ class Analysis:
                         f"{handler.describe()} gave {len(layout)} channels for "
                         f"'{call.path}', whose output has {expected}")
                 self.layouts[tid] = np.asarray(layout, dtype=np.int64)
+            if not getattr(handler, "follows_axes", False):
+                for tid in call.inputs:
+                    for axis, layout in self.axes_of(tid).items():
+                        self.fix(layout, f"'{call.path}' ({call.class_name}) does not "
+                                 f"follow the units along axis {axis} of its input "
+                                 "(attention heads)")
             # A layer called at several places sees one set of weights: the
             # channels entering it must agree at every call.
             ins = [self.layouts[t] for t in call.inputs]
@@ -292,6 +316,8 @@ class Analysis:
                     self.couple(self.layouts[a], self.layouts[b])
         for tid in graph.outputs:
             self.fix(self.layouts[tid], "model output")
+            for layout in self.axes_of(tid).values():
+                self.fix(layout, "model output")
         self._finalize()
 
     def _freeze_tied(self, call, outs, why):

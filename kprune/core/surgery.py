@@ -15,6 +15,7 @@ from kprune.compat.keras_private import functional_inputs, history_operation, mo
 from kprune.core.dependency import Analysis, analyze
 from kprune.core.graph import functional_of, is_model
 from kprune.core.handlers.base import LayerKeeps, zeroed_in_reference
+from kprune.core.handlers.keras_hub import loadable_class, loadable_configs
 
 
 def remove_channels(model, removal: Dict[str, Sequence[int]],
@@ -131,10 +132,10 @@ def _edit_config(entry_config, model, keeps, changed, input_widths=None):
             _edit_config(entry["config"], op, keeps, changed, widths)
             entry.pop("build_config", None)
             continue
-        if id(op) in keeps:  # a config the layer's own get_config gets wrong
-            fix = getattr(keeps[id(op)][0], "fix_config", None)
-            if fix is not None:
-                fix(entry["config"], op)
+        cls = loadable_class(op)
+        if cls is not None:  # a registered subclass whose config loads back
+            entry.update(module=cls.__module__, class_name=cls.__name__,
+                         registered_name=keras.saving.get_registered_name(cls))
         if id(op) in changed:
             handler, lk = keeps[id(op)]
             rewrite = getattr(handler, "rewrite_config", None)
@@ -184,7 +185,8 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
         for key, value in keeps.items():
             if isinstance(key, int) and value[1].changed:
                 changed.add(key)
-    serialized = keras.saving.serialize_keras_object(model)
+    with loadable_configs(model):
+        serialized = keras.saving.serialize_keras_object(model)
     _edit_config(serialized["config"], model, keeps, changed)
     serialized.pop("build_config", None)
     compiled = serialized.pop("compile_config", None)

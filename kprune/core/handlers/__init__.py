@@ -3,6 +3,7 @@
 from kprune.core.handlers import attention  # noqa: F401  (registers handlers)
 from kprune.core.handlers import channelwise  # noqa: F401
 from kprune.core.handlers import conv  # noqa: F401
+from kprune.core.handlers import einsum  # noqa: F401
 from kprune.core.handlers import embedding  # noqa: F401
 from kprune.core.handlers import indexing  # noqa: F401
 from kprune.core.handlers import merge  # noqa: F401

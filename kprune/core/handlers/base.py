@@ -57,6 +57,11 @@ class ChannelHandler:
     #: True for layers that only move or select values per channel (pooling,
     #: padding, flatten, dropout, concat): scoring looks through them.
     is_structural: bool = False
+    #: True for handlers that carry units along other axes than the channel
+    #: axis (`ctx.axes_of` / `ctx.set_axis_layout`: attention heads in a
+    #: (batch, seq, heads, head_dim) tensor); any other handler's inputs
+    #: have those units frozen.
+    follows_axes: bool = False
 
     def propagate(self, call, ctx) -> List[np.ndarray]:
         raise NotImplementedError
@@ -227,6 +232,48 @@ class ChannelKeepingOp(ChannelHandler):
         out = ctx.new_channels(call, out_width)
         ctx.fix(out, f"output of {self.why(call)}")
         return [out]
+
+
+def follow_axes_elementwise(call, ctx, skip=()) -> None:
+    """Carries the units along non-channel axes (`ctx.axes_of`) of a call
+    that acts element by element with broadcasting: axis a of the output
+    takes the units of every input that has a full axis a (coupled), unless
+    one such input has no units there (values kprune cannot slice), which
+    freezes them. Inputs of higher rank than the output, and negative axes
+    in `skip` (a softmax's axis), freeze their units."""
+    out = call.outputs[0]
+    out_shape = ctx.tensor(out).shape
+    rank = len(out_shape)
+    for tid in call.inputs:
+        for axis, layout in ctx.axes_of(tid).items():
+            shape = ctx.tensor(tid).shape
+            if len(shape) > rank or axis in skip or shape[axis] != out_shape[axis]:
+                ctx.fix(layout, f"'{call.path}' ({call.class_name}) changes or "
+                        f"reduces axis {axis}, which holds units (attention heads)")
+    for axis in range(-rank, -1):
+        if axis in skip:
+            continue
+        full, plain = [], False
+        for tid in call.inputs:
+            shape = ctx.tensor(tid).shape
+            if len(shape) < -axis or shape[axis] != out_shape[axis] or shape[axis] == 1:
+                continue
+            layout = ctx.axes_of(tid).get(axis)
+            if layout is None:
+                plain = True
+            else:
+                full.append(layout)
+        if not full:
+            continue
+        if plain:
+            for layout in full:
+                ctx.fix(layout, f"'{call.path}' ({call.class_name}) combines the "
+                        f"units along axis {axis} with a tensor that has none")
+        for layout in full[1:]:
+            ctx.couple(full[0], layout)
+        for o in call.outputs:
+            if len(ctx.tensor(o).shape) == rank:
+                ctx.set_axis_layout(o, axis, full[0])
 
 
 _REGISTRY: List[ChannelHandler] = []

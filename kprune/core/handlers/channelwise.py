@@ -6,8 +6,8 @@ from keras import layers
 from kprune.core._keras_compat import convnext_layers
 
 from kprune.core.handlers.base import (ChannelHandler, channels_last_axis,
-                                  input_shape_of, normalized_axes,
-                                  register_handler)
+                                  follow_axes_elementwise, input_shape_of,
+                                  normalized_axes, register_handler)
 
 
 class ChannelwiseHandler(ChannelHandler):
@@ -75,6 +75,12 @@ class ActivationHandler(ChannelwiseHandler):
     layer_types = (layers.ReLU, layers.LeakyReLU, layers.ELU, layers.PReLU,
                    layers.Activation)
     is_activation = True
+    follows_axes = True
+
+    def propagate(self, call, ctx):
+        result = super().propagate(call, ctx)
+        follow_axes_elementwise(call, ctx)
+        return result
 
 
 class StructuralHandler(ChannelwiseHandler):
@@ -94,6 +100,12 @@ class StructuralHandler(ChannelwiseHandler):
         layers.AlphaDropout, layers.ActivityRegularization, layers.Identity,
     )
     is_structural = True
+    follows_axes = True
+
+    def propagate(self, call, ctx):
+        result = super().propagate(call, ctx)
+        follow_axes_elementwise(call, ctx)
+        return result
 
 
 class BatchNormHandler(ChannelwiseHandler):
@@ -217,10 +229,14 @@ class MixingBoundaryHandler(ChannelHandler):
     entering them are frozen."""
 
     layer_types = (layers.Softmax, layers.UnitNormalization)
+    follows_axes = True
 
     def propagate(self, call, ctx):
         layout = ctx.input_layout(call)
         ctx.fix(layout, f"{call.class_name} '{call.path}' mixes channels")
+        rank = len(ctx.tensor(call.inputs[0]).shape) + 1
+        axes = normalized_axes(call.layer.axis, rank)
+        follow_axes_elementwise(call, ctx, skip=tuple(a - rank for a in axes))
         return [layout]
 
 

@@ -14,8 +14,11 @@ Example:
     >>> kprune.dependency_groups(keras_hub.models.LlamaBackbone(...))
 """
 
+import contextlib
 import importlib
 import sys
+
+import keras
 
 from kprune.core.handlers.base import register_handler
 from kprune.core.handlers.channelwise import ChannelwiseHandler
@@ -89,14 +92,188 @@ class PatchEmbeddingHandler(ChannelwiseHandler):
         config["hidden_dim"] = len(out_keep)
 
 
-    def fix_config(self, config, layer):
-        """keras-hub 0.32's get_config writes two derived keys
-        (num_patches, num_positions) that its constructor refuses."""
-        config.pop("num_patches", None)
-        config.pop("num_positions", None)
 
+class RotaryEmbeddingHandler(ChannelwiseHandler):
+    """keras-hub rotary position embeddings (RoPE): each head dimension is
+    rotated with its partner by a position- and index-dependent angle, so
+    the head dimensions are frozen; heads and positions pass through."""
+
+    follows_axes = True
+
+    def propagate(self, call, ctx):
+        from kprune.core.handlers.base import follow_axes_elementwise
+        follow_axes_elementwise(call, ctx)
+        layout = ctx.input_layout(call)
+        ctx.fix(layout, f"{call.class_name} '{call.path}' rotates pairs of "
+                "head dimensions by angles that depend on their index")
+        for tid in call.inputs[1:]:  # explicit positions
+            ctx.fix(ctx.layout(tid), f"they are positions read by {call.class_name} "
+                    f"'{call.path}'")
+        return [layout]
+
+    def weight_roles(self, layer, in_channels, out_channels):
+        return {}
+
+
+
+def _fix_patch_embedding(layer, config):
+    """keras-hub 0.32's ViTPatchingAndEmbedding.get_config writes two derived
+    keys (num_patches, num_positions) that its constructor refuses."""
+    config.pop("num_patches", None)
+    config.pop("num_positions", None)
+    return config
+
+
+def _fix_llama_rotary(layer, config):
+    """keras-hub 0.32's LlamaRotaryEmbedding.get_config writes its base
+    class's `scaling_factor` (which it passes itself) and names its
+    `pretraining_sequence_length` 'original_max_embeddings'."""
+    config.pop("scaling_factor", None)
+    if "original_max_embeddings" in config:
+        config["pretraining_sequence_length"] = config.pop("original_max_embeddings")
+    return config
+
+
+def _fix_gemma_norm(layer, config):
+    """Gemma's RMSNormalization has no get_config (Keras cannot write one
+    for it: it is built with a DTypePolicy)."""
+    return dict(_base_config(layer), epsilon=layer.epsilon)
+
+
+def _base_config(layer):
+    return {"name": layer.name, "trainable": layer.trainable,
+            "dtype": keras.dtype_policies.serialize(layer.dtype_policy)}
+
+
+def _fix_gemma_attention(layer, config):
+    """CachedGemmaAttention has no get_config either."""
+    config = _base_config(layer)
+    config.update(
+        head_dim=layer.head_dim, num_query_heads=layer.num_query_heads,
+        num_key_value_heads=layer.num_key_value_heads,
+        kernel_initializer=keras.initializers.serialize(layer._kernel_initializer),
+        logit_soft_cap=layer.logit_soft_cap,
+        use_sliding_window_attention=layer.use_sliding_window_attention,
+        sliding_window_size=layer.sliding_window_size,
+        query_head_dim_normalize=layer.query_head_dim_normalize,
+        dropout=layer.dropout)
+    return config
+
+
+_FIXES = {
+    ("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"): _fix_patch_embedding,
+    ("keras_hub.src.models.llama.llama_rotary_embedding", "LlamaRotaryEmbedding"):
+        _fix_llama_rotary,
+    ("keras_hub.src.models.gemma.rms_normalization", "RMSNormalization"): _fix_gemma_norm,
+    ("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"):
+        _fix_gemma_attention,
+}
+_LOADABLE = {}  # class key -> (registered subclass, fixed get_config)
+
+
+def _class_key(cls):
+    return (cls.__module__, cls.__name__)
+
+
+def _loadable_entry(cls):
+    key = _class_key(cls)
+    fix = _FIXES.get(key)
+    if fix is None:
+        return None
+    if key not in _LOADABLE:
+        original = cls.get_config
+
+        def get_config(self, _original=original, _fix=fix):
+            try:
+                config = _original(self)
+            except NotImplementedError:
+                config = None
+            return _fix(self, config)
+        sub = type(f"Loadable{cls.__name__}", (cls,), {
+            "get_config": get_config, "__module__": __name__,
+            "__doc__": f"{cls.__name__} whose config loads back (kprune)."})
+        sub = keras.saving.register_keras_serializable(package="kprune")(sub)
+        _LOADABLE[key] = (sub, get_config)
+    return _LOADABLE[key]
+
+
+def loadable_class(layer):
+    """For a keras-hub layer whose `get_config` does not load back (see
+    `_FIXES`), a subclass registered with Keras as `kprune>Loadable<Name>`
+    whose `get_config` does; None for other layers. Surgery gives pruned
+    models that class, so they save and load as `.keras` (load them after
+    `import kprune` and `import keras_hub`).
+
+    Example:
+        >>> loadable_class(vit.get_layer("vit_patching_and_embedding")).__name__
+        'LoadableViTPatchingAndEmbedding'
+    """
+    cls = type(layer)
+    if any(cls is sub for sub, _ in _LOADABLE.values()):
+        return cls
+    entry = _loadable_entry(cls)
+    return entry[0] if entry else None
+
+
+@contextlib.contextmanager
+def loadable_configs(model):
+    """While surgery serializes `model`: the keras-hub layer classes of
+    `_FIXES` that it holds write configs that load back. The user's layers
+    keep their classes; only the pruned copy gets the `loadable_class`."""
+    from kprune.compat.keras_private import all_layers
+    saved = {}
+    for layer in all_layers(model):
+        cls = type(layer)
+        entry = _loadable_entry(cls)
+        if entry is not None and cls not in saved:
+            saved[cls] = cls.__dict__.get("get_config")
+    try:
+        for cls in saved:
+            cls.get_config = _LOADABLE[_class_key(cls)][1]
+        yield
+    finally:
+        for cls, original in saved.items():
+            if original is None:
+                del cls.get_config
+            else:
+                cls.get_config = original
+
+
+_ROTARY = (("keras_hub.src.layers.modeling.rotary_embedding", "RotaryEmbedding"),
+           ("keras_hub.src.models.llama.llama_rotary_embedding", "LlamaRotaryEmbedding"))
 
 _PATCH = (("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"),)
+
+
+def _drop_none_cache(call):
+    def __call__(self, *args, **kwargs):
+        for key in ("cache", "cache_update_index"):
+            if key in kwargs and kwargs[key] is None:
+                del kwargs[key]
+        return call(self, *args, **kwargs)
+    return __call__
+
+
+@contextlib.contextmanager
+def traced_calls():
+    """While a composite is traced: keras-hub's `CachedMultiHeadAttention`
+    called with `cache=None` (every decoder block does) is recorded without
+    those arguments. keras-hub 0.32 passes them on to `MultiHeadAttention`'s
+    `compute_output_spec`, which refuses them, so a graph that records them
+    can be neither traced nor loaded back."""
+    cls = _classes((("keras_hub.src.layers.modeling.cached_multi_head_attention",
+                     "CachedMultiHeadAttention"),)) if "keras_hub" in sys.modules else ()
+    saved = [(c, c.__dict__.get("__call__")) for c in cls]
+    try:
+        for c in cls:
+            c.__call__ = _drop_none_cache(c.__call__)
+        yield
+    finally:
+        for c, original in saved:
+            if original is None:
+                del c.__call__
+            else:
+                c.__call__ = original
 
 
 _registered = False
@@ -117,7 +294,9 @@ def register_keras_hub_handlers() -> bool:
     norms.layer_types = _classes(_NORMS)
     patch = PatchEmbeddingHandler()
     patch.layer_types = _classes(_PATCH)
-    for handler in (position, norms, patch):
+    rotary = RotaryEmbeddingHandler()
+    rotary.layer_types = _classes(_ROTARY)
+    for handler in (position, norms, patch, rotary):
         if handler.layer_types:
             register_handler(handler, first=False)
     return True

@@ -4,7 +4,8 @@ inputs' channels; Concatenate on the channel axis places them side by side."""
 import numpy as np
 from keras import layers
 
-from kprune.core.handlers.base import ChannelHandler, channels_last_axis, register_handler
+from kprune.core.handlers.base import (ChannelHandler, channels_last_axis,
+                                       follow_axes_elementwise, register_handler)
 
 
 def couple_elementwise(call, ctx, layouts):
@@ -29,10 +30,13 @@ def couple_elementwise(call, ctx, layouts):
 class ElementwiseMergeHandler(ChannelHandler):
     layer_types = (layers.Add, layers.Subtract, layers.Multiply,
                    layers.Average, layers.Maximum, layers.Minimum)
+    follows_axes = True
 
     def propagate(self, call, ctx):
-        return couple_elementwise(
+        result = couple_elementwise(
             call, ctx, [ctx.layout(t) for t in call.inputs])
+        follow_axes_elementwise(call, ctx)
+        return result
 
 
 class ConcatenateHandler(ChannelHandler):

@@ -5,7 +5,8 @@ import keras
 import numpy as np
 
 from kprune.core._keras_compat import keras_ops_modules
-from kprune.core.handlers.base import ChannelHandler, register_handler
+from kprune.core.handlers.base import (ChannelHandler, follow_axes_elementwise,
+                                       register_handler)
 from kprune.core.handlers.merge import couple_elementwise
 
 _nn, _np = keras_ops_modules()
@@ -36,6 +37,26 @@ def _per_channel_constant(call, channels: int):
     return None
 
 
+def _bias_like_constant(call):
+    """The shape of a constant argument of an `add` that squeezes to a
+    vector ((L, 1) over a length-L axis), or None. Keras's TensorFlow `add`
+    applies such a constant with `bias_add` on whichever axis its length
+    matches, the channel axis first: if a pruned channel count came to equal
+    L, the same constant would be added along the channels instead (random
+    graph seed 9782107)."""
+    node_args = getattr(call.node, "arguments", None)
+    if node_args is None:
+        return None
+    for value in keras.tree.flatten(list(node_args.args) + list(node_args.kwargs.values())):
+        if isinstance(value, keras.KerasTensor) or isinstance(
+                value, (int, float, bool, str, type(None))):
+            continue
+        shape = tuple(getattr(value, "shape", np.shape(value)))
+        if len([d for d in shape if d != 1]) == 1:
+            return shape
+    return None
+
+
 class ElementwiseOpHandler(ChannelHandler):
     """Element-wise ops with tensors and/or Python scalars."""
 
@@ -43,11 +64,19 @@ class ElementwiseOpHandler(ChannelHandler):
         "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum",
         "Minimum", "Power", "Abs", "Negative", "Exp", "Log", "Sqrt", "Square",
         "Tanh", "Sign", "Clip", "Absolute", "Reciprocal"))
+    follows_axes = True
 
     def propagate(self, call, ctx):
+        result = self._channels(call, ctx)
+        follow_axes_elementwise(call, ctx)
+        return result
+
+    def _channels(self, call, ctx):
         layouts = [ctx.layout(t) for t in call.inputs]
         out_len = ctx.tensor(call.outputs[0]).channels
         constant = _per_channel_constant(call, out_len)
+        if constant is None and call.class_name == "Add":
+            constant = _bias_like_constant(call)
         if constant is not None:
             # kprune does not rewrite constants stored in the graph: the
             # channels they meet keep their width.
@@ -62,6 +91,18 @@ class ElementwiseOpHandler(ChannelHandler):
         return couple_elementwise(call, ctx, layouts)
 
 
+def _core_classes(names):
+    from keras.src.ops import core
+    return _classes(core, names)
+
+
+class CastOpHandler(ElementwiseOpHandler):
+    """`ops.cast`: element by element (decoder blocks cast their gates to
+    float32 and back)."""
+
+    layer_types = _core_classes(("Cast",))
+
+
 class ActivationOpHandler(ElementwiseOpHandler):
     """Activation functions from keras.ops.nn (x -> f(x), per element)."""
 
@@ -73,3 +114,4 @@ class ActivationOpHandler(ElementwiseOpHandler):
 
 register_handler(ActivationOpHandler(), first=False)
 register_handler(ElementwiseOpHandler(), first=False)
+register_handler(CastOpHandler(), first=False)
