@@ -27,8 +27,7 @@ Example:
     >>> products = fn(x_batch, y_batch)     # numpy float64, one per weight
 """
 
-import contextlib
-from typing import Callable, List, Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -229,9 +228,12 @@ def forward(model, training: bool = False) -> Callable:
 # -- data parallelism ---------------------------------------------------------------
 
 def is_distribution(strategy) -> bool:
-    """True for a ``keras.distribution.Distribution`` (e.g. ``DataParallel``)."""
+    """True for a ``keras.distribution`` distribution (``DataParallel``,
+    ``ModelParallel``; their base class is not public API)."""
     dist = getattr(keras, "distribution", None)
-    return dist is not None and isinstance(strategy, dist.Distribution)
+    kinds = tuple(getattr(dist, n) for n in ("DataParallel", "ModelParallel")
+                  if hasattr(dist, n))
+    return bool(kinds) and isinstance(strategy, kinds)
 
 
 def check_strategy(strategy):
@@ -264,26 +266,14 @@ def check_strategy(strategy):
         f"{type(strategy).__name__}")
 
 
-@contextlib.contextmanager
-def distribution_scope(distribution):
-    """``distribution.scope()`` for a ``keras.distribution.Distribution``
-    (variables created inside are laid out over its devices)."""
-    with distribution.scope():
-        yield
-
-
-def device_count() -> int:
-    """How many devices the backend sees (JAX: ``jax.devices()``)."""
-    if name() == "jax":
-        import jax
-
-        return len(jax.devices())
-    if name() == "tensorflow":
-        import tensorflow as tf
-
-        return max(1, len(tf.config.list_logical_devices("CPU"))
-                   + len(tf.config.list_logical_devices("GPU")))
-    return 1
+def laid_out(variable, distribution) -> bool:
+    """True when `variable`'s value lives on every device of a
+    ``keras.distribution`` `distribution` (it was created in its scope)."""
+    devices = getattr(getattr(distribution, "device_mesh", None), "devices", None)
+    sharding = getattr(getattr(variable, "value", None), "sharding", None)
+    if devices is None or sharding is None:
+        return False
+    return set(sharding.device_set) == set(np.asarray(devices).reshape(-1).tolist())
 
 
 # -- PyTorch data -------------------------------------------------------------------
@@ -307,7 +297,3 @@ def numpy_structure(batch):
         return np.asarray(t)
     return keras.tree.map_structure(conv, batch)
 
-
-def variables_of(model) -> List:
-    """Every variable of `model` (trainable first), as the stateless calls order them."""
-    return list(model.trainable_variables) + list(model.non_trainable_variables)
