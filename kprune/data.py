@@ -2,7 +2,9 @@
 batch iteration, seeded subsets and splits, top-1 evaluation.
 
 Data may be a ``(x, y)`` tuple of numpy arrays, a batched ``tf.data.Dataset``
-of ``(x, y)`` or a ``keras.utils.PyDataset``.
+of ``(x, y)``, a ``keras.utils.PyDataset`` or (with PyTorch installed, on any
+Keras backend, as Keras' own ``fit`` takes it) a ``torch.utils.data.DataLoader``
+of ``(x, y)`` batches.
 
 Example:
     >>> data = as_data((x_train, y_train))
@@ -18,12 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kprune.compat import backend
+
 
 @dataclasses.dataclass
 class Data:
     """A training/validation source in one of the supported kinds."""
 
-    kind: str  # 'numpy' | 'dataset' | 'pydataset'
+    kind: str  # 'numpy' | 'dataset' | 'pydataset' | 'loader' (torch DataLoader)
     x: Any = None
     y: Any = None
     source: Any = None
@@ -81,6 +85,8 @@ def as_data(data, batch_size=32, name="data") -> Optional[Data]:
         return Data("dataset", source=data, batch_size=batch_size)
     if isinstance(data, keras.utils.PyDataset):
         return Data("pydataset", source=data, batch_size=batch_size)
+    if backend.is_torch_loader(data):
+        return Data("loader", source=data, batch_size=batch_size)
     if isinstance(data, dict) and "x" in data:
         data = (data["x"], data.get("y"))
     if isinstance(data, (tuple, list)) and len(data) == 2:
@@ -93,7 +99,18 @@ def as_data(data, batch_size=32, name="data") -> Optional[Data]:
             f"{name}: got a single array; pass a tuple (x, y) of inputs and labels")
     raise TypeError(
         f"{name}: unsupported type {type(data).__name__}; pass (x, y) numpy arrays, "
-        "a batched tf.data.Dataset of (x, y), or a keras.utils.PyDataset")
+        "a batched tf.data.Dataset of (x, y), a keras.utils.PyDataset or a "
+        "torch.utils.data.DataLoader")
+
+
+def _loader_batches(loader):
+    """(x, y-or-None) numpy batches of a torch DataLoader."""
+    for element in loader:
+        element = backend.numpy_structure(element)
+        if isinstance(element, (tuple, list)):
+            yield element[0], element[1] if len(element) > 1 else None
+        else:
+            yield element, None
 
 
 def first_batch(data: Data):
@@ -109,6 +126,10 @@ def first_batch(data: Data):
                 return element[0], element[1] if len(element) > 1 else None
             return element, None
         raise ValueError("the tf.data.Dataset is empty")
+    if data.kind == "loader":
+        for x, y in _loader_batches(data.source):
+            return x, y
+        raise ValueError("the torch DataLoader is empty")
     element = data.source[0]
     if isinstance(element, (tuple, list)):
         return element[0], element[1] if len(element) > 1 else None
@@ -276,6 +297,9 @@ def iterate_inputs(data, batch_size=256):
     elif data.kind == "dataset":
         for element in data.source:
             yield element[0] if isinstance(element, (tuple, list)) else element
+    elif data.kind == "loader":
+        for x, _ in _loader_batches(data.source):
+            yield x
     else:
         for i in range(len(data.source)):
             element = data.source[i]
@@ -292,6 +316,9 @@ def iterate_batches(data: Data, batch_size=256):
     elif data.kind == "dataset":
         for x, y in data.source:
             yield x, tf.nest.map_structure(np.asarray, y)
+    elif data.kind == "loader":
+        for x, y in _loader_batches(data.source):
+            yield x, as_labels(y)
     else:
         for i in range(len(data.source)):
             x, y = data.source[i][:2]

@@ -23,7 +23,8 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
         method: ``'iap'`` (default), ``'ilp'``, ``'aiap'``, ``'complexity'``,
             or any name in ``kprune.methods.METHODS``.
         train_data: ``(x, y)`` numpy arrays, a batched ``tf.data.Dataset`` of
-            ``(x, y)`` or a ``keras.utils.PyDataset``. Retraining and the
+            ``(x, y)``, a ``keras.utils.PyDataset`` or a
+            ``torch.utils.data.DataLoader``. Retraining and the
             calibration slice for activation scores come from it.
         val_data: same kinds; the metric (``metric=``, default top-1
             accuracy) used for every decision. Multi-output labels: a list
@@ -49,7 +50,10 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
             the run happens in ``strategy.scope()``, so every rebuilt model
             and optimizer is created under it and retraining is distributed;
             activation statistics are gathered across replicas. A `model`
-            built outside the scope is copied into it first.
+            built outside the scope is copied into it first. On the JAX
+            backend: a ``keras.distribution.Distribution`` such as
+            ``keras.distribution.DataParallel()`` (the same, over the
+            devices JAX sees).
         on_round: ``on_round(entry, model)`` called after every recorded
             round (a history entry as in `PruneResult.history`).
         callbacks: a list of `kprune.RoundCallback` (``on_run_begin``,

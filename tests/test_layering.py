@@ -18,7 +18,7 @@ ALLOWED = {
     # Keras/TF version differences: below everything, imports nothing of kprune
     "compat": set(),
     "core": {"compat"},
-    "data": set(),
+    "data": {"compat"},
     "atomic": set(),
     "datasets": set(),
     "zoo": set(),
@@ -157,6 +157,26 @@ def test_private_keras_api_only_in_keras_compat():
     assert not bad, "private API outside kprune.compat.keras_private:\n" + "\n".join(bad)
 
 
+def test_backend_engines_only_in_compat_backend():
+    """``jax`` and ``torch`` are imported by `kprune.compat.backend` only: the
+    backend-specific code of kprune lives in one module."""
+    bad = []
+    for module, path in _modules().items():
+        if module == "kprune.compat.backend":
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            bad += [f"{module}: import {n}" for n in names
+                    if n.split(".")[0] in ("jax", "jaxlib", "torch")]
+    assert not bad, "backend engines imported outside kprune.compat.backend:\n" + "\n".join(bad)
+
+
 def test_one_compat_package():
     """Version / private-API differences live in `kprune.compat` only; the old
     module paths are the same module objects, and compat depends on nothing."""
@@ -168,7 +188,8 @@ def test_one_compat_package():
     assert kprune.compat.to_tf_keras is tf_keras_bridge.to_tf_keras
     edges = _edges(_modules())
     assert {t for m, ts in edges.items() if _layer(m) == "compat" for t in ts} <= {
-        "kprune.compat", "kprune.compat.keras_private", "kprune.compat.tf_keras_bridge"}
+        "kprune.compat", "kprune.compat.keras_private", "kprune.compat.tf_keras_bridge",
+        "kprune.compat.backend"}
     assert not [m for m, ts in edges.items() if "kprune.core.tf_keras" in ts]
 
 

@@ -10,6 +10,10 @@ TFLite-Micro does not need and cannot always run. Four quantization modes:
 * ``'int8'`` - full-integer: int8 weights, activations, input and output, as
   TFLite-Micro needs; calibrated on ``representative_data``.
 
+On the JAX and PyTorch backends the conversion runs in a Python child
+process whose Keras uses TensorFlow, on the same weights (saved as
+``.keras``); the flatbuffer is the one the TensorFlow backend would give.
+
 Only TFLite builtin ops are allowed (no Flex/Select TF ops: a microcontroller
 cannot run them); an op without a builtin kernel raises `ConversionError`
 naming the Keras layer that produced it.
@@ -134,6 +138,16 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
                 f"per_channel=False: quantization-aware model '{model.name}' was trained "
                 f"with per-channel weight scales, which the converter keeps; make it with "
                 f"quantize_aware(model, per_channel=False) for per-tensor int8")
+    from kprune.compat import backend
+    from kprune.compat.tf_keras_bridge import is_tf_keras
+
+    if backend.name() != "tensorflow" and not is_tf_keras(model):
+        flat = _convert_in_tensorflow_child(model, q, calibration, batch_size, per_channel)
+        if path is not None:
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)
+            atomic_write_bytes(path, flat)
+        return flat
     fixed = _fixed_batch_model(unrolled(model), batch_size, shapes)
 
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
@@ -177,6 +191,42 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
         os.makedirs(directory, exist_ok=True)
         atomic_write_bytes(path, flat)
     return flat
+
+
+def _convert_in_tensorflow_child(model, q, calibration, batch_size, per_channel) -> bytes:
+    """`to_tflite` for a model on the JAX or PyTorch backend: the same
+    weights, saved as ``.keras``, converted by a Python child whose Keras
+    runs on TensorFlow (`kprune.export._tf_child`)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kprune_tflite_") as work:
+        model.save(os.path.join(work, "model.keras"))
+        if calibration is not None:
+            np.savez(os.path.join(work, "calibration.npz"),
+                     **{f"a{i}": np.asarray(c) for i, c in enumerate(calibration)})
+        with open(os.path.join(work, "args.json"), "w") as f:
+            json.dump({"quantization": q, "batch_size": batch_size,
+                       "per_channel": per_channel}, f)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        proc = subprocess.run([sys.executable, "-m", "kprune.export._tf_child", work],
+                              env=env, capture_output=True, text=True)
+        err_path = os.path.join(work, "error.json")
+        if os.path.exists(err_path):
+            with open(err_path) as f:
+                err = json.load(f)
+            if err["type"] == "ValueError":
+                raise ValueError(err["message"])
+            raise ConversionError(err["message"])
+        if proc.returncode != 0 or not os.path.exists(os.path.join(work, "model.tflite")):
+            raise ConversionError(
+                f"TFLite conversion of model '{model.name}' in the TensorFlow child process "
+                f"failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        with open(os.path.join(work, "model.tflite"), "rb") as f:
+            return f.read()
 
 
 def synthetic_calibration(model, n: int = 8, seed: int = 0):

@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from kprune.compat import backend
 from kprune.compat.keras_private import inbound_node_count
 from kprune.data import Data, evaluate_accuracy, iterate_inputs
 
@@ -107,20 +107,20 @@ def distillation_loss(weight, temperature, from_logits=False):
     T**2 * KL(softmax(teacher / T) || softmax(student / T))``. Outputs are
     probabilities unless `from_logits`.
     """
-    import tensorflow as tf
+    from keras import ops
 
-    def loss(y_true, y_pred):
-        c = tf.shape(y_pred)[-1]
+    def loss(y_true, y_pred):  # keras.ops only: the same loss on every backend
+        c = ops.shape(y_pred)[-1]
         labels, teacher = y_true[..., :c], y_true[..., c:]
         if from_logits:
             s_log, t_log = y_pred, teacher
         else:
-            s_log = tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
-            t_log = tf.math.log(tf.clip_by_value(teacher, 1e-7, 1.0))
-        hard = -tf.reduce_sum(labels * tf.nn.log_softmax(s_log), -1)
-        t_soft = tf.nn.softmax(t_log / temperature)
-        kl = tf.reduce_sum(t_soft * (tf.nn.log_softmax(t_log / temperature)
-                                     - tf.nn.log_softmax(s_log / temperature)), -1)
+            s_log = ops.log(ops.clip(y_pred, 1e-7, 1.0))
+            t_log = ops.log(ops.clip(teacher, 1e-7, 1.0))
+        hard = -ops.sum(labels * ops.log_softmax(s_log, axis=-1), axis=-1)
+        t_soft = ops.softmax(t_log / temperature, axis=-1)
+        kl = ops.sum(t_soft * (ops.log_softmax(t_log / temperature, axis=-1)
+                               - ops.log_softmax(s_log / temperature, axis=-1)), axis=-1)
         return (1.0 - weight) * hard + weight * temperature ** 2 * kl
 
     return loss
@@ -253,32 +253,32 @@ def recalibrate_batchnorm(model, data, batch_size=256, max_samples=None):
     if not bns:
         return 0
     view = keras.Model(model.inputs, [bn.input for bn in bns])
-    saved = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in bns]
+    saved = [(backend.to_numpy(bn.moving_mean), backend.to_numpy(bn.moving_variance))
+             for bn in bns]
 
     def _axes(bn, rank):
         keep = [a % rank for a in (bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis])]
         return [a for a in range(rank) if a not in keep]
 
-    @tf.function(reduce_retracing=True)
+    run = backend.forward(view, training=True)
+
     def step(x):
-        outs = view(x, training=True)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
         res = []
-        for bn, t in zip(bns, outs):
-            t = tf.cast(t, tf.float32)
-            axes = _axes(bn, len(t.shape))
-            res.append((tf.reduce_sum(t, axes), tf.reduce_sum(tf.square(t), axes),
-                        tf.cast(tf.size(t) // tf.size(tf.reduce_sum(t, axes)), tf.float32)))
+        for bn, t in zip(bns, run(x)):
+            t = t.astype(np.float64)
+            axes = tuple(_axes(bn, t.ndim))
+            s = t.sum(axes)
+            res.append((s, np.square(t).sum(axes), t.size // s.size))
         return res
 
     sums = [None] * len(bns)
     seen = 0
     for x in iterate_inputs(data, batch_size):
-        n = int(np.shape(tf.nest.flatten(x)[0])[0])
+        n = int(np.shape(keras.tree.flatten(x)[0])[0])
         if max_samples is not None and seen >= max_samples:
             break
         for i, (s, sq, cnt) in enumerate(step(x)):
-            s, sq, cnt = s.numpy().astype(np.float64), sq.numpy().astype(np.float64), float(cnt)
+            cnt = float(cnt)
             if sums[i] is None:
                 sums[i] = [s, sq, cnt]
             else:

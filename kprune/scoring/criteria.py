@@ -166,15 +166,19 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
             replica computes the whole batch; the results are averaged, so
             the scores equal the single-device ones).
 
+    The gradients come from the running Keras backend's own autodiff
+    (TensorFlow, JAX or PyTorch; `kprune.compat.backend.gradient_products`).
+
     Returns:
         {group index: scores (>= 0)}.
 
     Example:
         >>> scores = taylor_scores(model, (x[:1000], y[:1000]))
     """
-    import tensorflow as tf
+    import keras
 
     from kprune import data as training
+    from kprune.compat import backend
 
     analysis = _analysis_parts(model, analysis)
     groups = analysis.groups if groups is None else groups
@@ -213,26 +217,13 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
         raise ValueError("criterion 'taylor' found no trainable weights producing "
                          "the groups' channels")
 
-    def replica_products(x, y):
-        with tf.GradientTape() as tape:
-            pred = model(x, training=False)
-            n = tf.cast(tf.shape(tf.nest.flatten(y)[0])[0], tf.float32)
-            if multi:  # the compiled loss over every output
-                value = model.compute_loss(x=x, y=y, y_pred=pred) * n
-            else:
-                pred = pred[0] if isinstance(pred, (list, tuple)) else pred
-                value = tf.reduce_mean(loss_fn(y, pred)) * n
-        grads = tape.gradient(value, variables)
-        return [tf.zeros_like(v) if gr is None else tf.convert_to_tensor(v) * gr
-                for v, gr in zip(variables, grads)]
+    def batch_loss(x, y, pred):  # the batch mean, in keras.ops (any backend)
+        if multi:  # the compiled loss over every output
+            return model.compute_loss(x=x, y=y, y_pred=pred)
+        pred = pred[0] if isinstance(pred, (list, tuple)) else pred
+        return keras.ops.mean(loss_fn(y, pred))
 
-    if strategy is not None and strategy.num_replicas_in_sync > 1:
-        @tf.function(reduce_retracing=True)
-        def products(x, y):
-            per = strategy.run(replica_products, args=(x, y))
-            return [strategy.reduce(tf.distribute.ReduceOp.MEAN, p, axis=None) for p in per]
-    else:
-        products = tf.function(replica_products, reduce_retracing=True)
+    products = backend.gradient_products(model, variables, batch_loss, strategy)
 
     sums = {}
     seen, batches = 0, 0
@@ -240,7 +231,7 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
         if max_samples is not None and seen >= max_samples:
             break
         y = training.as_labels(y)
-        prods = [p.numpy().astype(np.float64) for p in products(x, y)]
+        prods = products(x, y)
         member = {}
         for gi, name, vi, axis, blocks in entries:
             v = _per_unit_last(prods[vi], axis, blocks).sum(0)
@@ -249,7 +240,7 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
         for (gi, name), v in member.items():
             key = (gi, name)
             sums[key] = np.abs(v) if key not in sums else sums[key] + np.abs(v)
-        seen += len(tf.nest.flatten(y)[0])
+        seen += len(keras.tree.flatten(y)[0])
         batches += 1
     out = {}
     for g in groups:

@@ -1,4 +1,6 @@
-"""Distributed retraining with TensorFlow's own ``tf.distribute`` strategies.
+"""Distributed retraining on each backend's own engine: TensorFlow's
+``tf.distribute`` strategies, or on JAX a ``keras.distribution`` such as
+``keras.distribution.DataParallel()`` (every device JAX sees).
 
 `kprune.prune(..., strategy=strategy)` runs the whole pruning loop inside
 ``strategy.scope()``: every rebuilt (pruned) model, its optimizer and the
@@ -21,6 +23,15 @@ Example:
     >>> with strategy.scope():
     ...     model = build_and_compile()
     >>> result = kprune.prune(model, "iap", train_data=(x, y), strategy=strategy)
+
+On JAX the same argument takes a ``keras.distribution.Distribution``: the run
+happens in ``distribution.scope()``, so the rebuilt models' variables are
+laid out over its devices and Keras shards every ``fit`` / ``predict`` batch;
+kprune's own passes (Taylor gradients, activation statistics) run on arrays
+that JAX places itself:
+
+    >>> result = kprune.prune(model, "iap", train_data=(x, y),
+    ...                       strategy=keras.distribution.DataParallel())
 """
 
 import contextlib
@@ -33,16 +44,31 @@ __all__ = ["build", "check_strategy", "record_activations", "scope", "to_strateg
 
 
 def check_strategy(strategy):
-    """Raises TypeError unless `strategy` is None or a ``tf.distribute.Strategy``."""
+    """Raises TypeError unless `strategy` is None, a ``tf.distribute.Strategy``
+    (TensorFlow backend) or a ``keras.distribution.Distribution`` such as
+    ``DataParallel`` (JAX backend); ValueError when it does not fit the
+    running backend."""
     if strategy is None:
         return None
-    import tensorflow as tf
+    from kprune.compat import backend
 
-    if not isinstance(strategy, tf.distribute.Strategy):
-        raise TypeError(
-            f"strategy must be a tf.distribute.Strategy (e.g. tf.distribute.MirroredStrategy()), "
-            f"got {type(strategy).__name__}")
+    backend.check_strategy(strategy)
     return strategy
+
+
+def is_keras_distribution(strategy) -> bool:
+    """True for a ``keras.distribution.Distribution`` (JAX's data parallelism):
+    Keras itself shards every batch of ``fit`` / ``predict`` over its devices,
+    so kprune's own passes run as on one device."""
+    from kprune.compat import backend
+
+    return strategy is not None and backend.is_distribution(strategy)
+
+
+def engine(strategy):
+    """The ``tf.distribute`` strategy kprune's own passes must drive, or None
+    (no strategy, or a ``keras.distribution`` that Keras drives)."""
+    return None if is_keras_distribution(strategy) else strategy
 
 
 def scope(strategy):
@@ -77,7 +103,13 @@ def uses_strategy(model, strategy) -> bool:
 
 
 def uses_strategy_variable(variable, strategy) -> bool:
-    """True when `variable` (a Keras or tf variable) was created under `strategy`."""
+    """True when `variable` (a Keras or tf variable) was created under `strategy`
+    (a ``keras.distribution``: its value is laid out over the distribution's
+    devices)."""
+    if is_keras_distribution(strategy):
+        from kprune.compat import backend
+
+        return backend.laid_out(variable, strategy)
     import tensorflow as tf
 
     inner = getattr(variable, "value", variable)
@@ -177,7 +209,7 @@ def record_activations(model, data, strategy, groups=None, batch_size: int = 256
     from kprune.scoring.recording.calibration import reducing_model
     from kprune.scoring.recording.view import RecordingView
 
-    if strategy is None:
+    if engine(strategy) is None:
         kwargs = {} if apoz else {"apoz": False}
         return single_device(model, data, groups=groups, batch_size=batch_size,
                              max_samples=max_samples, ignored_layers=ignored_layers, **kwargs)
