@@ -101,6 +101,24 @@ def dataset_config(name, quick):
                    base_epochs=12, batch_size=128, lr=2e-3, base_schedule="cosine",
                    round_options={"lr_schedule": "cosine"}, cache="resnet20_fmnist_v2",
                    label="ResNet-20 / Fashion-MNIST slice (10k train, 1k val, 5k test)")
+    elif name in ("vit_fmnist", "gru_fmnist"):
+        # Sequence models on a Fashion-MNIST slice (sized for a shared 2-core
+        # CPU): validation = the first 3,000 training images, training = the
+        # next 12,000, test = the 10,000 test images. The ViT reads 16 tokens
+        # of 7x7 patches (each with a one-hot position, zoo.patch_tokens),
+        # the GRU reads the 28 rows. Baseline: Adam 2e-3 with a cosine decay
+        # to 0 over 8 epochs; rounds retrain with a per-round cosine.
+        (x, y), (xt, yt) = datasets.load_fashion_mnist()
+        x, y = x[:15000], y[:15000]
+        if name == "vit_fmnist":
+            x, xt = zoo.patch_tokens(x, 7), zoo.patch_tokens(xt, 7)
+            model, label = zoo.vit_tiny, "ViT (2 blocks, dim 48, 4 heads x 12, MLP 96; 16 patches)"
+        else:
+            x, xt = x[..., 0], xt[..., 0]
+            model, label = zoo.gru_rows, "GRU 2 x 64 units (28 rows of 28 pixels)"
+        cfg = dict(model=model, n_val=3000, base_epochs=8, batch_size=128, lr=2e-3,
+                   base_schedule="cosine", round_options={"lr_schedule": "cosine"},
+                   label=label + " / Fashion-MNIST (12k train, 3k val, 10k test)")
     else:
         raise SystemExit(f"unknown dataset {name!r}")
     if quick:
