@@ -10,6 +10,11 @@ Follows ``../shared/EVALUATION.md`` (the project's protocol):
 * ResNet-20 / Fashion-MNIST slice (``resnet20_fmnist``): 10k train / 1k val /
   5k test at 28x28x1; baseline 12 epochs with a cosine decay to 0 (trained
   to convergence), rounds retrain with ``lr_schedule='cosine'``.
+* Small ViT / GRU on Fashion-MNIST (``vit_fmnist``: ``zoo.vit_tiny`` on 16
+  tokens of 7x7 patches; ``gru_fmnist``: ``zoo.gru_rows``, 2 x 64 GRU units
+  over the 28 rows): 12k train / 3k val / 10k test; baseline 8 epochs with a
+  cosine decay to 0, rounds retrain with ``lr_schedule='cosine'`` (see
+  ``DESCRIPTIONS``). Usage: ``--datasets vit_fmnist,gru_fmnist --max-x 8``.
 * Pruning: rounds of [score -> remove -> retrain ``--epochs`` (1) with a fresh
   Adam (learning-rate rewinding)] until parameter compression reaches
   ``--max-x`` (16x), at most ``--rounds`` (10) rounds; ILP / IAP remove
@@ -77,6 +82,27 @@ MAIN_VARIANTS = ("ilp", "iap:allocation=layer,criterion=mean_activation", "iap",
 REFERENCE = {
     "Torch-Pruning first-order Taylor, global": (-0.06, -0.82, -2.37, -3.96),
     "Torch-Pruning L1, local": (-0.19, -1.50, -4.61, -6.16),
+}
+
+
+#: What a dataset's section of the report says about its model, data and
+#: training (the sequence models' protocol differs from LeNet-5's).
+DESCRIPTIONS = {
+    "vit_fmnist": (
+        "`zoo.vit_tiny` (41,674 parameters, 693 k MACs): 16 tokens of 7x7 patches "
+        "with a one-hot position (`zoo.patch_tokens`), Dense embedding to 48, 2 "
+        "pre-norm blocks of MultiHeadAttention (4 heads x key_dim 12) and a GELU "
+        "MLP 48-96-48, final LayerNorm, average pooling. Prunable: heads, key / "
+        "value head dims, MLP widths and the model width (one group through every "
+        "block). Fashion-MNIST: validation = the first 3,000 training images, "
+        "training = the next 12,000, test = the 10,000 test images. Baseline: "
+        "Adam 2e-3, cosine decay to 0 over 8 epochs, batch 128; each round "
+        "retrains 1 epoch with a fresh Adam 2e-3 and a per-round cosine."),
+    "gru_fmnist": (
+        "`zoo.gru_rows` (43,658 parameters, 1.18 M MACs): two stacked GRU layers "
+        "of 64 units reading the 28 rows of 28 pixels, softmax on the last state. "
+        "Prunable: the units of each GRU (all three gate blocks of kernel, "
+        "recurrent kernel and bias). Data, baseline and rounds as the ViT's."),
 }
 
 
@@ -411,6 +437,8 @@ def report(tag, command=""):
              "consecutive rounds more than 1 point down on validation) would have returned.", ""]
     for dname, d in data.items():
         lines += [f"## {dname}", ""]
+        if dname in DESCRIPTIONS:
+            lines += [DESCRIPTIONS[dname], ""]
         for title, key in (("parameters", "levels"), ("MACs", "macs_levels")):
             lines += [f"Compression in {title}:", "",
                       "| variant | seeds | " + " | ".join(f"{lv}x" for lv in LEVELS)
