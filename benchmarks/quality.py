@@ -12,7 +12,7 @@ Follows ``../shared/EVALUATION.md`` (the project's protocol):
   to convergence), rounds retrain with ``lr_schedule='cosine'``.
 * Small ViT / GRU on Fashion-MNIST (``vit_fmnist``: ``zoo.vit_tiny`` on 16
   tokens of 7x7 patches; ``gru_fmnist``: ``zoo.gru_rows``, 2 x 64 GRU units
-  over the 28 rows): 12k train / 3k val / 10k test; baseline 8 epochs with a
+  over the 28 rows): 18k train / 3k val / 10k test; baseline 10 epochs with a
   cosine decay to 0, rounds retrain with ``lr_schedule='cosine'`` (see
   ``DESCRIPTIONS``). Usage: ``--datasets vit_fmnist,gru_fmnist --max-x 8``.
 * Pruning: rounds of [score -> remove -> retrain ``--epochs`` (1) with a fresh
@@ -95,8 +95,8 @@ DESCRIPTIONS = {
         "MLP 48-96-48, final LayerNorm, average pooling. Prunable: heads, key / "
         "value head dims, MLP widths and the model width (one group through every "
         "block). Fashion-MNIST: validation = the first 3,000 training images, "
-        "training = the next 12,000, test = the 10,000 test images. Baseline: "
-        "Adam 2e-3, cosine decay to 0 over 8 epochs, batch 128; each round "
+        "training = the next 18,000, test = the 10,000 test images. Baseline: "
+        "Adam 2e-3, cosine decay to 0 over 10 epochs, batch 128; each round "
         "retrains 1 epoch with a fresh Adam 2e-3 and a per-round cosine."),
     "gru_fmnist": (
         "`zoo.gru_rows` (43,658 parameters, 1.18 M MACs): two stacked GRU layers "
@@ -130,21 +130,21 @@ def dataset_config(name, quick):
     elif name in ("vit_fmnist", "gru_fmnist"):
         # Sequence models on a Fashion-MNIST slice (sized for a shared 2-core
         # CPU): validation = the first 3,000 training images, training = the
-        # next 12,000, test = the 10,000 test images. The ViT reads 16 tokens
+        # next 18,000, test = the 10,000 test images. The ViT reads 16 tokens
         # of 7x7 patches (each with a one-hot position, zoo.patch_tokens),
         # the GRU reads the 28 rows. Baseline: Adam 2e-3 with a cosine decay
-        # to 0 over 8 epochs; rounds retrain with a per-round cosine.
+        # to 0 over 10 epochs; rounds retrain with a per-round cosine.
         (x, y), (xt, yt) = datasets.load_fashion_mnist()
-        x, y = x[:15000], y[:15000]
+        x, y = x[:21000], y[:21000]
         if name == "vit_fmnist":
             x, xt = zoo.patch_tokens(x, 7), zoo.patch_tokens(xt, 7)
             model, label = zoo.vit_tiny, "ViT (2 blocks, dim 48, 4 heads x 12, MLP 96; 16 patches)"
         else:
             x, xt = x[..., 0], xt[..., 0]
             model, label = zoo.gru_rows, "GRU 2 x 64 units (28 rows of 28 pixels)"
-        cfg = dict(model=model, n_val=3000, base_epochs=8, batch_size=128, lr=2e-3,
+        cfg = dict(model=model, n_val=3000, base_epochs=10, batch_size=128, lr=2e-3,
                    base_schedule="cosine", round_options={"lr_schedule": "cosine"},
-                   label=label + " / Fashion-MNIST (12k train, 3k val, 10k test)")
+                   label=label + " / Fashion-MNIST (18k train, 3k val, 10k test)")
     else:
         raise SystemExit(f"unknown dataset {name!r}")
     if quick:
