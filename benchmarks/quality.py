@@ -10,6 +10,11 @@ Follows ``../shared/EVALUATION.md`` (the project's protocol):
 * ResNet-20 / Fashion-MNIST slice (``resnet20_fmnist``): 10k train / 1k val /
   5k test at 28x28x1; baseline 12 epochs with a cosine decay to 0 (trained
   to convergence), rounds retrain with ``lr_schedule='cosine'``.
+* Small ViT / GRU on Fashion-MNIST (``vit_fmnist``: ``zoo.vit_tiny`` on 16
+  tokens of 7x7 patches; ``gru_fmnist``: ``zoo.gru_rows``, 2 x 64 GRU units
+  over the 28 rows): 18k train / 3k val / 10k test; baseline 10 epochs with a
+  cosine decay to 0, rounds retrain with ``lr_schedule='cosine'`` (see
+  ``DESCRIPTIONS``). Usage: ``--datasets vit_fmnist,gru_fmnist --max-x 8``.
 * Pruning: rounds of [score -> remove -> retrain ``--epochs`` (1) with a fresh
   Adam (learning-rate rewinding)] until parameter compression reaches
   ``--max-x`` (16x), at most ``--rounds`` (10) rounds; ILP / IAP remove
@@ -80,6 +85,27 @@ REFERENCE = {
 }
 
 
+#: What a dataset's section of the report says about its model, data and
+#: training (the sequence models' protocol differs from LeNet-5's).
+DESCRIPTIONS = {
+    "vit_fmnist": (
+        "`zoo.vit_tiny` (41,674 parameters, 693 k MACs): 16 tokens of 7x7 patches "
+        "with a one-hot position (`zoo.patch_tokens`), Dense embedding to 48, 2 "
+        "pre-norm blocks of MultiHeadAttention (4 heads x key_dim 12) and a GELU "
+        "MLP 48-96-48, final LayerNorm, average pooling. Prunable: heads, key / "
+        "value head dims, MLP widths and the model width (one group through every "
+        "block). Fashion-MNIST: validation = the first 3,000 training images, "
+        "training = the next 18,000, test = the 10,000 test images. Baseline: "
+        "Adam 2e-3, cosine decay to 0 over 10 epochs, batch 128; each round "
+        "retrains 1 epoch with a fresh Adam 2e-3 and a per-round cosine."),
+    "gru_fmnist": (
+        "`zoo.gru_rows` (43,658 parameters, 1.18 M MACs): two stacked GRU layers "
+        "of 64 units reading the 28 rows of 28 pixels, softmax on the last state. "
+        "Prunable: the units of each GRU (all three gate blocks of kernel, "
+        "recurrent kernel and bias). Data, baseline and rounds as the ViT's."),
+}
+
+
 def dataset_config(name, quick):
     if name == "lenet_fmnist":
         (x, y), (xt, yt) = datasets.load_fashion_mnist()
@@ -101,6 +127,24 @@ def dataset_config(name, quick):
                    base_epochs=12, batch_size=128, lr=2e-3, base_schedule="cosine",
                    round_options={"lr_schedule": "cosine"}, cache="resnet20_fmnist_v2",
                    label="ResNet-20 / Fashion-MNIST slice (10k train, 1k val, 5k test)")
+    elif name in ("vit_fmnist", "gru_fmnist"):
+        # Sequence models on a Fashion-MNIST slice (sized for a shared 2-core
+        # CPU): validation = the first 3,000 training images, training = the
+        # next 18,000, test = the 10,000 test images. The ViT reads 16 tokens
+        # of 7x7 patches (each with a one-hot position, zoo.patch_tokens),
+        # the GRU reads the 28 rows. Baseline: Adam 2e-3 with a cosine decay
+        # to 0 over 10 epochs; rounds retrain with a per-round cosine.
+        (x, y), (xt, yt) = datasets.load_fashion_mnist()
+        x, y = x[:21000], y[:21000]
+        if name == "vit_fmnist":
+            x, xt = zoo.patch_tokens(x, 7), zoo.patch_tokens(xt, 7)
+            model, label = zoo.vit_tiny, "ViT (2 blocks, dim 48, 4 heads x 12, MLP 96; 16 patches)"
+        else:
+            x, xt = x[..., 0], xt[..., 0]
+            model, label = zoo.gru_rows, "GRU 2 x 64 units (28 rows of 28 pixels)"
+        cfg = dict(model=model, n_val=3000, base_epochs=10, batch_size=128, lr=2e-3,
+                   base_schedule="cosine", round_options={"lr_schedule": "cosine"},
+                   label=label + " / Fashion-MNIST (18k train, 3k val, 10k test)")
     else:
         raise SystemExit(f"unknown dataset {name!r}")
     if quick:
@@ -393,6 +437,8 @@ def report(tag, command=""):
              "consecutive rounds more than 1 point down on validation) would have returned.", ""]
     for dname, d in data.items():
         lines += [f"## {dname}", ""]
+        if dname in DESCRIPTIONS:
+            lines += [DESCRIPTIONS[dname], ""]
         for title, key in (("parameters", "levels"), ("MACs", "macs_levels")):
             lines += [f"Compression in {title}:", "",
                       "| variant | seeds | " + " | ".join(f"{lv}x" for lv in LEVELS)
