@@ -12,6 +12,7 @@ Example:
     8992
     >>> kprune.bench.arena_estimate(flat_int8)   # computed, no runtime: same bytes
     8992
+    >>> kprune.bench.op_profile(flat_int8, "litert").by_op()   # ms per op type
 
 Command line: ``kprune-bench pruned.keras --compare original.keras --data fashion_mnist --out bench_out``.
 """
@@ -21,8 +22,10 @@ from kprune.bench.measure import Comparison, Measurement, compare, measure, meas
 from kprune.bench.report import format_side_by_side
 from kprune.runtime import arena, flatbuffer, litert, tflm  # noqa: F401  (re-exported)
 from kprune.runtime.arena import ArenaEstimate
+from kprune.runtime.op_profile import OpProfile, op_profile
 from kprune.runtime.tflm import TFLMError, min_arena_bytes, tflm_arena_bytes
 
-__all__ = ["ArenaEstimate", "Comparison", "Measurement", "TFLMError", "arena_estimate",
-           "compare", "format_side_by_side", "measure", "measure_many", "min_arena_bytes",
+__all__ = ["ArenaEstimate", "Comparison", "Measurement", "OpProfile", "TFLMError",
+           "arena_estimate", "compare", "format_side_by_side", "measure", "measure_many",
+           "min_arena_bytes", "op_profile",
            "tflm_arena_bytes"]
