@@ -166,6 +166,14 @@ def keras_ops_modules():
     return nn, numpy
 
 
+def keras_core_ops_module():
+    """The keras.ops core module (``Cast``, ``Cond``, ...): its operation
+    classes appear as nodes of traced graphs too."""
+    from keras.src.ops import core
+
+    return core
+
+
 def convnext_layers():
     """(LayerScale, StochasticDepth) of keras.applications' ConvNeXt, or None."""
     try:
