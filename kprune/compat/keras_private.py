@@ -166,6 +166,14 @@ def keras_ops_modules():
     return nn, numpy
 
 
+def keras_ops_core_module():
+    """The keras.ops core module (`Cast`, `Slice`, ...): its operation
+    classes appear as nodes of functional graphs too."""
+    from keras.src.ops import core
+
+    return core
+
+
 def convnext_layers():
     """(LayerScale, StochasticDepth) of keras.applications' ConvNeXt, or None."""
     try:
