@@ -118,3 +118,39 @@ def test_grouped_query_attention_prunes_whole_key_value_groups(name, tmp_path):
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(pruned(x)),
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_causal_lm_prunes_its_model_width_with_tied_logits(name, tmp_path):
+    """A backbone's output is a model output, so its width stays; a causal
+    LM ends in logits from the tied token embedding (reverse=True), so its
+    model width (embedding, residual stream, norms, every projection on it)
+    is one prunable group. The norms over it make it inexact; the exact
+    groups are checked against the masked reference, the width by shapes,
+    the tie and a .keras round trip."""
+    import kprune
+
+    backbone = BUILDERS[name]()
+    task = {"gpt2": keras_hub.models.GPT2CausalLM,
+            "llama": keras_hub.models.LlamaCausalLM}[name]
+    lm = task(backbone=backbone, preprocessor=None)
+    x = sample_inputs(backbone)
+    analysis = analyze(lm)
+    width = [g for g in analysis.groups if g.name.endswith("token_embedding:dim")]
+    assert len(width) == 1 and width[0].channels == 32 and not width[0].exact
+    assert_surgery_equivalent(lm, random_removal(lm, 0.25, seed=1, exact_only=True,
+                                                 analysis=analysis), inputs=x)
+    removal = random_removal(lm, 0.25, seed=2, analysis=analysis)
+    assert len(removal[width[0].name]) == 8
+    pruned = kprune.remove_channels(lm, removal, analysis=analysis)
+    tokens = [l for l in pruned._flatten_layers() if l.name == "token_embedding"]
+    assert len(tokens) == 1  # one layer for the embedding and the logits
+    tokens, tied = tokens[0], backbone.token_embedding.tie_weights
+    assert tokens.output_dim == 24 and tokens.tie_weights == tied
+    assert [tuple(w.shape) for w in tokens.weights] == (
+        [(100, 24)] if tied else [(100, 24), (24, 100)])
+    logits = np.asarray(pruned(x))
+    assert logits.shape == (2, 8, 100) and np.isfinite(logits).all()
+    pruned.save(tmp_path / "lm.keras")
+    loaded = keras.saving.load_model(tmp_path / "lm.keras")
+    np.testing.assert_allclose(np.asarray(loaded(x)), logits, rtol=1e-6, atol=1e-6)

@@ -217,3 +217,15 @@ def test_random_removal_never_empties_a_layer_inside_a_wider_group():
         assert sum(len(v) for v in removal.values()) >= 8
         analysis.resolve_removal(removal)  # raises if a layer loses everything
     assert_surgery_equivalent(m, random_removal(m, fraction=0.9, seed=3))
+
+
+def test_expand_dims_before_the_channel_axis_keeps_channels():
+    i = keras.Input((6, 3))
+    x = L.Conv1D(5, 1, name="c")(i)
+    y = L.Conv2D(4, 1, name="c2")(keras.ops.expand_dims(x, 1))
+    z = L.Conv1D(2, 1, name="e")(i)
+    z = L.Flatten()(keras.ops.expand_dims(z, -1))
+    m = keras.Model(i, [L.Dense(2, name="d")(L.Flatten()(y)), z])
+    groups = {g.name: g.frozen for g in kprune.dependency_groups(m, include_frozen=True)}
+    assert groups["c"] is None and "adds an axis after the channels" in groups["e"]
+    assert_surgery_equivalent(m, {"c": [0, 3]})

@@ -166,9 +166,9 @@ def keras_ops_modules():
     return nn, numpy
 
 
-def keras_core_ops_module():
-    """The keras.ops core module (``Cast``, ``Cond``, ...): its operation
-    classes appear as nodes of traced graphs too."""
+def keras_ops_core_module():
+    """The keras.ops core module (`Cast`, `Slice`, ...): its operation
+    classes appear as nodes of functional graphs too."""
     from keras.src.ops import core
 
     return core

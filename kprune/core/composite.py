@@ -141,10 +141,24 @@ class _Viewer:
     def _replay(self, fn, new_inputs):
         scope = {id(kt): t for kt, t in zip(functional_inputs(fn), new_inputs)}
         by_depth = nodes_by_depth(fn)
+        direct = {id(n.operation) for nodes in by_depth.values() for n in nodes
+                  if not is_model(n.operation)}
         for depth in sorted(by_depth, reverse=True):
             for node in by_depth[depth]:
                 op = node.operation
                 if isinstance(op, keras.layers.InputLayer):
+                    continue
+                if is_model(op) and any(id(l) in direct for l in all_layers(op)):
+                    # A nested model sharing a layer with this graph (a
+                    # causal LM's logits from its backbone's token
+                    # embedding): Keras would load the two uses as two
+                    # layers, so the nested model is inlined here.
+                    args, _ = node_fill_in(node, scope)
+                    inner = functional_of(op)
+                    flat = keras.tree.flatten(args[0] if len(args) == 1 else list(args))
+                    outs = keras.tree.flatten(self._replay(inner, flat))
+                    for kt, t in zip(node.outputs, outs):
+                        scope[id(kt)] = t
                     continue
                 new_op = self._op(op, node)
                 if new_op is not op and not is_model(op):

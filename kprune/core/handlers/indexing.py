@@ -1,6 +1,7 @@
 """`keras.ops` that select or pad positions and keep every channel:
-`x[:, 0, :]` (a BERT pooler's first token, `GetItem`) and `ops.pad` over
-spatial or sequence axes (`Pad`). Over the channel axis they are
+`x[:, 0, :]` (a BERT pooler's first token, `GetItem`), `ops.pad` over
+spatial or sequence axes (`Pad`) and `ops.expand_dims` before the last
+axis (`ExpandDims`). Over the channel axis they are
 boundaries for the channels they read."""
 
 import keras
@@ -52,6 +53,22 @@ class PadHandler(ChannelKeepingOp):
         return last == (0, 0) and len(call.inputs) == 1
 
 
-for _h in (GetItemHandler(), PadHandler()):
+class ExpandDimsHandler(ChannelKeepingOp):
+    """`ops.expand_dims` before the channel axis (a padding mask made
+    (batch, 1, seq) for attention) keeps the channels; a new last axis is
+    a boundary."""
+
+    mixing = "adds an axis after the channels"
+    layer_types = tuple(c for c in (getattr(_np, "ExpandDims", None),) if c)
+
+    def keeps(self, call, ctx):
+        axes = getattr(call.layer, "axis", None)
+        axes = axes if isinstance(axes, (list, tuple)) else [axes]
+        rank = len(ctx.tensor(call.outputs[0]).shape) + 1
+        return len(call.inputs) == 1 and all(
+            isinstance(a, int) and a % rank != rank - 1 for a in axes)
+
+
+for _h in (GetItemHandler(), PadHandler(), ExpandDimsHandler()):
     if _h.layer_types:
         register_handler(_h, first=False)

@@ -4,7 +4,7 @@
 import keras
 import numpy as np
 
-from kprune.core._keras_compat import keras_core_ops_module, keras_ops_modules
+from kprune.core._keras_compat import keras_ops_core_module, keras_ops_modules
 from kprune.core.handlers.base import (ChannelHandler, follow_axes_elementwise,
                                        register_handler)
 from kprune.core.handlers.merge import couple_elementwise
@@ -92,7 +92,7 @@ class ElementwiseOpHandler(ChannelHandler):
 
 
 def _core_classes(names):
-    return _classes(keras_core_ops_module(), names)
+    return _classes(keras_ops_core_module(), names)
 
 
 class CastOpHandler(ElementwiseOpHandler):
