@@ -17,6 +17,7 @@ SECTIONS = [
     ("fuzz_surgery.md", None),
     ("BENCHMARKS_methods.md", None),
     ("quality_section.md", None),
+    ("quality_seq_intro.md", None),
     ("quality_seq.md", None),
     ("quality_seq_split.md", None),
     ("complexity.md", None),
@@ -42,8 +43,8 @@ wall-clock times are noisy (ratios were measured interleaved in one process).
 
 
 TITLES = {"surgery.md": "Channel surgery cost",
-          "quality_seq.md": "Pruning quality: small ViT and GRU on Fashion-MNIST",
-          "quality_seq_split.md": "Pruning quality: ViT width frozen or not (budget split)",
+          "quality_seq.md": "Pruning quality: ViT / GRU full tables (parameters and MACs)",
+          "quality_seq_split.md": "Pruning quality: ViT budget split between heads, head dims, MLP and width",
           "edge_arena.md": "Device budgets: arena estimate, arena and latency target tables"}
 
 
