@@ -17,6 +17,9 @@ SECTIONS = [
     ("fuzz_surgery.md", None),
     ("BENCHMARKS_methods.md", None),
     ("quality_section.md", None),
+    ("quality_seq_intro.md", None),
+    ("quality_seq.md", None),
+    ("quality_seq_split.md", None),
     ("complexity.md", None),
     ("edge_arena_intro.md", None),
     ("edge_arena.md", None),
@@ -26,6 +29,8 @@ SECTIONS = [
 ]
 IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
           "quality_section.md": ("quality.png",),
+          "quality_seq.md": ("quality_seq.png",),
+          "quality_seq_split.md": ("quality_seq_split.png",),
           "complexity.md": ("complexity.png",)}
 HEADER = """# kprune benchmarks
 
@@ -38,6 +43,8 @@ wall-clock times are noisy (ratios were measured interleaved in one process).
 
 
 TITLES = {"surgery.md": "Channel surgery cost",
+          "quality_seq.md": "Pruning quality: ViT / GRU full tables (parameters and MACs)",
+          "quality_seq_split.md": "Pruning quality: ViT budget split between heads, head dims, MLP and width",
           "edge_arena.md": "Device budgets: arena estimate, arena and latency target tables"}
 
 

@@ -9,6 +9,7 @@ import pytest
 
 import kprune
 from kprune import zoo
+from kprune.core.profile import layer_widths
 from kprune.testing import assert_surgery_equivalent, random_removal
 
 
@@ -63,3 +64,14 @@ def test_gru_rows_groups_and_exact_pruning(cell, gates):
     pruned = assert_surgery_equivalent(model, {"rnn1": [0, 5], "rnn2": [1, 2, 7]})
     r2 = pruned.get_layer("rnn2")
     assert r2.units == 5 and r2.get_weights()[0].shape == (6, gates * 5)
+
+
+def test_layer_widths_name_attention_heads_and_head_dims():
+    model = zoo.vit_tiny(dim=16, num_heads=4, key_dim=4, mlp_dim=24)
+    pruned = kprune.remove_channels(model, {"b1_mha:heads": [2], "b0_mha:key_dim": [0, 1],
+                                            "b0_mha:value_dim": [3]})
+    widths = layer_widths(pruned)
+    assert (widths["b0_mha:heads"], widths["b0_mha:key_dim"], widths["b0_mha:value_dim"]) \
+        == (4, 2, 3)
+    assert widths["b1_mha:heads"] == 3 and widths["b0_mlp1"] == 24
+    assert "b0_mha" not in widths

@@ -324,14 +324,23 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
 
 def layer_widths(model) -> Dict[str, int]:
     """{layer: output channels} of every Conv/Dense-like layer (``filters`` or
-    ``units``), nested models' layers included.
+    ``units``, recurrent layers included), nested models' layers included;
+    a ``MultiHeadAttention`` gives ``'<name>:heads'``, ``'<name>:key_dim'``
+    and ``'<name>:value_dim'`` (its dependency groups' names).
 
     Example:
         >>> layer_widths(kprune.zoo.lenet5())["conv1"]
         6
+        >>> layer_widths(kprune.zoo.vit_tiny())["b0_mha:heads"]
+        4
     """
     widths = {}
     for layer in _leaf_layers(model):
+        if isinstance(layer, keras.layers.MultiHeadAttention):
+            for attr, key in (("num_heads", "heads"), ("key_dim", "key_dim"),
+                              ("value_dim", "value_dim")):
+                widths[f"{layer.name}:{key}"] = int(getattr(layer, attr))
+            continue
         for attr in ("filters", "units"):
             v = getattr(layer, attr, None)
             if isinstance(v, int):
