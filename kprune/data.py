@@ -12,6 +12,7 @@ Example:
 """
 
 import dataclasses
+import weakref
 from typing import Any, Optional
 
 import keras
@@ -262,6 +263,51 @@ def check_label_format(model, data: Data, compile_config, name="train_data"):
             "with sparse_categorical_crossentropy")
 
 
+class BatchFunction:
+    """`fn` (TensorFlow ops over batches) as a ``tf.function`` traced **once
+    for every batch size**: the first call traces it with the batch axis of
+    every argument left open (``None``), so the last, smaller batch of a pass
+    reuses that graph instead of tracing a second one (a plain
+    ``tf.function`` traces per new shape; ``reduce_retracing`` still traces
+    twice). Arguments whose structure or dtype differ from the first call's
+    fall back to the plain ``tf.function``. Each batch runs the same ops on
+    the same values either way.
+
+    Example:
+        >>> step = BatchFunction(lambda x: tf.reduce_sum(model(x), 0))
+        >>> [step(x[i:i + 256]) for i in range(0, len(x), 256)]   # one trace
+    """
+
+    def __init__(self, fn):
+        self._function = tf.function(fn, reduce_retracing=True)
+        self._concrete = None
+        self._structure = None
+        self.traces = 0   # graphs traced so far (one for a whole pass)
+
+    @staticmethod
+    def _spec(a):
+        a = a if isinstance(a, tf.Tensor) else np.asarray(a)
+        shape = list(a.shape)
+        return tf.TensorSpec([None] + shape[1:] if shape else [], tf.as_dtype(a.dtype))
+
+    def __call__(self, *args):
+        specs = tf.nest.map_structure(self._spec, args)
+        if self._concrete is None:
+            self._structure = specs
+            self._concrete = self._function.get_concrete_function(*specs)
+            self.traces += 1
+        try:
+            tf.nest.assert_same_structure(specs, self._structure)
+            same = all(a.dtype == b.dtype and a.shape.rank == b.shape.rank and
+                       a.shape[1:] == b.shape[1:] for a, b in
+                       zip(tf.nest.flatten(specs), tf.nest.flatten(self._structure)))
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            return self._function(*args)
+        return self._concrete(*args)
+
+
 def iterate_inputs(data, batch_size=256):
     """Yields input batches (labels dropped) of numpy arrays or tensors."""
     if not isinstance(data, Data):
@@ -354,16 +400,43 @@ def evaluate_accuracy(model, data: Data, batch_size=256) -> float:
     return accuracy_and_count(model, data, batch_size)[0]
 
 
+#: model -> its inference function traced once for every batch size (`_predict`).
+_FORWARD = weakref.WeakKeyDictionary()
+
+
+def _predict(model, x, batch_size):
+    """``model.predict(x)`` in batches of `batch_size` through one
+    `BatchFunction` per model (cached while the model lives): one trace, where
+    Keras' predict function traces the last, smaller batch a second time.
+    Under a multi-replica strategy: Keras' predict."""
+    replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1)
+    try:
+        fn = _FORWARD.get(model)
+    except TypeError:  # not weakly referable
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    if replicas != 1:
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    if fn is None:
+        ref = weakref.ref(model)  # the cache must not keep the model alive
+        fn = _FORWARD[model] = BatchFunction(lambda a: ref()(a, training=False))
+    n = len(_first(x))
+    parts = [tf.nest.map_structure(np.asarray, fn(tf.nest.map_structure(
+        lambda a: a[i:i + batch_size], x))) for i in range(0, n, batch_size)]
+    if not parts:
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    return tf.nest.map_structure(lambda *a: np.concatenate(a, axis=0), *parts)
+
+
 def predictions(model, data: Data, batch_size=256):
     """Yields ``(predictions, labels)`` of `model` over `data` in chunks
-    (numpy data: one ``predict`` call, as Keras caches its predict function
-    per model); predictions hold every output of a multi-output model.
+    (numpy data: one pass through a function traced once per model, see
+    `_predict`); predictions hold every output of a multi-output model.
 
     Example:
         >>> for p, y in predictions(model, as_data((x_val, y_val))): ...
     """
     if data.kind == "numpy":
-        yield model.predict(data.x, batch_size=batch_size, verbose=0), data.y
+        yield _predict(model, data.x, batch_size), data.y
         return
     # Keras' predict_on_batch returns every replica's copy of the batch
     # under a multi-replica tf.distribute strategy; predict splits it.

@@ -23,8 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kprune.compat.keras_private import inbound_node_count
-from kprune.data import Data, evaluate_accuracy, iterate_inputs
+from kprune.compat.keras_private import build_for_training, inbound_node_count
+from kprune.data import BatchFunction, Data, evaluate_accuracy, iterate_inputs
 
 def compile_config_of(model):
     """The model's compile configuration (loss, metrics, optimizer config), or
@@ -215,6 +215,9 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
     else:
         recompile(target, cfg)
     if data.kind == "numpy":
+        # fit's variables made now: its train step is traced once, not twice
+        build_for_training(target, tf.nest.map_structure(lambda a: a[:1], data.x),
+                           None if y is None else tf.nest.map_structure(lambda a: a[:1], y))
         hist = target.fit(data.x, y, batch_size=data.batch_size, epochs=epochs,
                           shuffle=shuffle, verbose=verbose, callbacks=cbs)
     else:
@@ -259,8 +262,7 @@ def recalibrate_batchnorm(model, data, batch_size=256, max_samples=None):
         keep = [a % rank for a in (bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis])]
         return [a for a in range(rank) if a not in keep]
 
-    @tf.function(reduce_retracing=True)
-    def step(x):
+    def step_fn(x):
         outs = view(x, training=True)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         res = []
@@ -271,6 +273,7 @@ def recalibrate_batchnorm(model, data, batch_size=256, max_samples=None):
                         tf.cast(tf.size(t) // tf.size(tf.reduce_sum(t, axes)), tf.float32)))
         return res
 
+    step = BatchFunction(step_fn)  # one trace for the whole pass (last batch too)
     sums = [None] * len(bns)
     seen = 0
     for x in iterate_inputs(data, batch_size):

@@ -232,7 +232,7 @@ def taylor_scores(model, data, groups=None, loss=None, analysis=None, batch_size
             per = strategy.run(replica_products, args=(x, y))
             return [strategy.reduce(tf.distribute.ReduceOp.MEAN, p, axis=None) for p in per]
     else:
-        products = tf.function(replica_products, reduce_retracing=True)
+        products = training.BatchFunction(replica_products)  # one trace per pass
 
     sums = {}
     seen, batches = 0, 0
