@@ -262,6 +262,7 @@ def recalibrate_batchnorm(model, data, batch_size=256, max_samples=None):
         keep = [a % rank for a in (bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis])]
         return [a for a in range(rank) if a not in keep]
 
+    @tf.autograph.experimental.do_not_convert  # plain Python loops over the layers
     def step_fn(x):
         outs = view(x, training=True)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
