@@ -24,8 +24,10 @@ SECTIONS = [
     ("edge_arena_intro.md", None),
     ("edge_arena.md", None),
     ("edge.md", None),
+    ("op_profile.md", None),
     ("budget_targets.md", None),
     ("qat.md", None),
+    ("run_cost.md", None),
 ]
 IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
           "quality_section.md": ("quality.png",),

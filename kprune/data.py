@@ -14,6 +14,7 @@ Example:
 """
 
 import dataclasses
+import weakref
 from typing import Any, Optional
 
 import keras
@@ -21,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from kprune.compat import backend
+from kprune.compat.backend import BatchFunction
 
 
 @dataclasses.dataclass
@@ -381,19 +383,50 @@ def evaluate_accuracy(model, data: Data, batch_size=256) -> float:
     return accuracy_and_count(model, data, batch_size)[0]
 
 
+#: model -> its inference function traced once for every batch size (`_predict`).
+_FORWARD = weakref.WeakKeyDictionary()
+
+
+def _predict(model, x, batch_size):
+    """``model.predict(x)`` in batches of `batch_size` through one
+    `BatchFunction` per model (cached while the model lives): one trace, where
+    Keras' predict function traces the last, smaller batch a second time.
+    Under a multi-replica strategy: Keras' predict."""
+    if backend.name() != "tensorflow":  # jax / torch: Keras' predict compiles its own
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1)
+    try:
+        fn = _FORWARD.get(model)
+    except TypeError:  # not weakly referable
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    if replicas != 1:
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    if fn is None:
+        ref = weakref.ref(model)  # the cache must not keep the model alive
+        fn = _FORWARD[model] = BatchFunction(lambda a: ref()(a, training=False))
+    n = len(_first(x))
+    parts = [tf.nest.map_structure(np.asarray, fn(tf.nest.map_structure(
+        lambda a: a[i:i + batch_size], x))) for i in range(0, n, batch_size)]
+    if not parts:
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    return tf.nest.map_structure(lambda *a: np.concatenate(a, axis=0), *parts)
+
+
 def predictions(model, data: Data, batch_size=256):
     """Yields ``(predictions, labels)`` of `model` over `data` in chunks
-    (numpy data: one ``predict`` call, as Keras caches its predict function
-    per model); predictions hold every output of a multi-output model.
+    (numpy data: one pass through a function traced once per model, see
+    `_predict`); predictions hold every output of a multi-output model.
 
     Example:
         >>> for p, y in predictions(model, as_data((x_val, y_val))): ...
     """
     if data.kind == "numpy":
-        yield model.predict(data.x, batch_size=batch_size, verbose=0), data.y
+        yield _predict(model, data.x, batch_size), data.y
         return
     # Keras' predict_on_batch returns every replica's copy of the batch
     # under a multi-replica tf.distribute strategy; predict splits it.
+    if backend.name() != "tensorflow":  # jax / torch: Keras' predict compiles its own
+        return model.predict(x, batch_size=batch_size, verbose=0)
     replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1)
     for x, y in iterate_batches(data, batch_size):
         yield (model.predict_on_batch(x) if replicas == 1 else model.predict(x, verbose=0)), y

@@ -146,17 +146,27 @@ def test_latency_group_weights_follow_the_device():
                           repeats=1)
     analysis = kprune.analyze(model)
     w = budget.group_weights(model, analysis)
-    # a quarter of 16 channels is 4: within one block of 8, so no block and no
-    # time is saved by either group on this device
-    assert w == {0: 1.0, 1: 1.0}
+    # a quarter of 16 channels (4) stays within a block of 8 and saves
+    # nothing; half of them (8) drops a block: 0.1 ms / 8 channels for either
+    # conv, so both groups weigh the same, and more than a group that saves none
+    assert w == {0: pytest.approx(1.0), 1: pytest.approx(1.0)}
+    lopsided = DeviceBudget("latency_ms", 1.0, quantization=None, repeats=1,
+                            latency_fn=lambda f: 1e-4 * (1 + math.ceil(_conv_widths(f)[0] / 8)
+                                                         + _conv_widths(f)[1] / 16))
+    w = lopsided.group_weights(model, analysis)
+    # c1: a block of 8 (0.1 ms) per 8 channels = 12.5 us each; c2: linear, 6.25 us
+    # each; with a quarter only (the previous rule) c1 looked free (weight 0)
+    c1 = next(g.index for g in analysis.groups if "c1" in g.producers)
+    assert w[c1] == pytest.approx(2 * 2 / 3) and sum(w.values()) == pytest.approx(2.0)
     size = DeviceBudget("latency_ms", 1.0, latency_fn=_size_latency, quantization=None,
                         repeats=1)
     w = size.group_weights(model, analysis)
     assert np.mean(list(w.values())) == pytest.approx(1.0)
     saved = []
-    for g in analysis.groups:
-        cut = kprune.remove_channels(model, g.to_layer_indices(range(12, 16)), analysis=analysis)
-        saved.append(len(to_tflite(model)) - len(to_tflite(cut)))
+    for g in analysis.groups:  # the best bytes saved per channel: a quarter or a half cut
+        saved.append(max((len(to_tflite(model)) - len(to_tflite(kprune.remove_channels(
+            model, g.to_layer_indices(range(16 - k, 16)), analysis=analysis)))) / k
+            for k in (4, 8)))
     assert w[0] / w[1] == pytest.approx(saved[0] / saved[1])
 
 

@@ -11,6 +11,8 @@ this is the only module of kprune that imports ``jax`` or ``torch``
   backend's own autodiff (``tf.GradientTape`` in a ``tf.function``,
   ``jax.grad`` of a stateless call under ``jax.jit``, ``torch.autograd``).
   The Taylor criterion is built on it.
+- `BatchFunction`: a ``tf.function`` traced once for every batch size (the
+  last, smaller batch of a pass reuses the graph).
 - `forward`: a compiled forward pass returning numpy outputs (BatchNorm
   re-estimation runs the training-mode pass through it).
 - `data_parallel`: the backend's own data parallelism behind ``strategy=``
@@ -31,6 +33,7 @@ from typing import Callable, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf  # a dependency of kprune on every backend (export, tf.data)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -59,6 +62,53 @@ def _flat(x):
 
 def _batch_size(y):
     return keras.ops.cast(keras.ops.shape(_flat(y)[0])[0], "float32")
+
+
+# -- one trace per pass (TensorFlow) ----------------------------------------------
+
+class BatchFunction:
+    """`fn` (TensorFlow ops over batches) as a ``tf.function`` traced **once
+    for every batch size**: the first call traces it with the batch axis of
+    every argument left open (``None``), so the last, smaller batch of a pass
+    reuses that graph instead of tracing a second one (a plain
+    ``tf.function`` traces per new shape; ``reduce_retracing`` still traces
+    twice). Arguments whose structure or dtype differ from the first call's
+    fall back to the plain ``tf.function``. Each batch runs the same ops on
+    the same values either way.
+
+    Example:
+        >>> step = BatchFunction(lambda x: tf.reduce_sum(model(x), 0))
+        >>> [step(x[i:i + 256]) for i in range(0, len(x), 256)]   # one trace
+    """
+
+    def __init__(self, fn):
+        self._function = tf.function(fn, reduce_retracing=True)
+        self._concrete = None
+        self._structure = None
+        self.traces = 0   # graphs traced so far (one for a whole pass)
+
+    @staticmethod
+    def _spec(a):
+        a = a if isinstance(a, tf.Tensor) else np.asarray(a)
+        shape = list(a.shape)
+        return tf.TensorSpec([None] + shape[1:] if shape else [], tf.as_dtype(a.dtype))
+
+    def __call__(self, *args):
+        specs = tf.nest.map_structure(self._spec, args)
+        if self._concrete is None:
+            self._structure = specs
+            self._concrete = self._function.get_concrete_function(*specs)
+            self.traces += 1
+        try:
+            tf.nest.assert_same_structure(specs, self._structure)
+            same = all(a.dtype == b.dtype and a.shape.rank == b.shape.rank and
+                       a.shape[1:] == b.shape[1:] for a, b in
+                       zip(tf.nest.flatten(specs), tf.nest.flatten(self._structure)))
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            return self._function(*args)
+        return self._concrete(*args)
 
 
 # -- gradients -------------------------------------------------------------------
@@ -100,8 +150,6 @@ def gradient_products(model, variables: Sequence, loss_fn: Callable,
 
 
 def _tf_products(model, variables, loss_fn, strategy):
-    import tensorflow as tf
-
     def replica(x, y):
         with tf.GradientTape() as tape:
             pred = model(x, training=False)
@@ -116,7 +164,7 @@ def _tf_products(model, variables, loss_fn, strategy):
             per = strategy.run(replica, args=(x, y))
             return [strategy.reduce(tf.distribute.ReduceOp.MEAN, p, axis=None) for p in per]
     else:
-        products = tf.function(replica, reduce_retracing=True)
+        products = BatchFunction(replica)  # one trace for a whole pass
 
     def fn(x, y):
         return [p.numpy().astype(np.float64) for p in products(x, y)]
@@ -193,9 +241,7 @@ def forward(model, training: bool = False) -> Callable:
     """
     backend = name()
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        call = tf.function(lambda x: model(x, training=training), reduce_retracing=True)
+        call = BatchFunction(lambda x: model(x, training=training))  # one trace a pass
     elif backend == "jax":
         import jax
 
@@ -250,8 +296,6 @@ def check_strategy(strategy):
                 f"backend only; this process uses {backend!r} (on TensorFlow pass a "
                 "tf.distribute.Strategy, e.g. tf.distribute.MirroredStrategy())")
         return
-    import tensorflow as tf
-
     if isinstance(strategy, tf.distribute.Strategy):
         if backend != "tensorflow":
             raise ValueError(

@@ -256,3 +256,30 @@ def argument_slots(node, names):
         if i is not None:
             slots[name] = i
     return slots
+
+
+def build_for_training(model, x_batch, y_batch) -> bool:
+    """Create, from one batch, the variables ``model.fit`` would otherwise
+    create inside its first traced step (compiled metrics, loss trackers,
+    optimizer slots). TensorFlow traces a ``tf.function`` whose first trace
+    created variables a second time, so a model fitted once per pruning round
+    paid two traces of its train step per round; built beforehand it pays one.
+    Nothing is computed on the batch (shapes and dtypes only). Returns True
+    when the private ``Model._symbolic_build`` did it; the public fallback
+    builds only the optimizer (the step is then traced twice, as before).
+
+    Example:
+        >>> build_for_training(model, x[:1], y[:1])
+        True
+    """
+    build = getattr(model, "_symbolic_build", None)
+    if build is not None:
+        try:
+            build(data_batch=(x_batch, y_batch))
+            return True
+        except Exception:  # noqa: BLE001 - a Keras that changed it: the public path
+            pass
+    opt = getattr(model, "optimizer", None)
+    if opt is not None and not getattr(opt, "built", True):
+        opt.build(model.trainable_variables)
+    return False

@@ -49,6 +49,11 @@ KINDS = {"arena_bytes": "bytes", "latency_ms": "ms"}
 TOLERANCE = 0.1
 #: `DeviceBudget.group_weights` removes this fraction of a group's channels.
 GROUP_WEIGHT_FRACTION = 0.25
+#: For a latency budget it removes each of these fractions and keeps the best
+#: saving per channel: kernels work in tiles of channels (XNNPACK int8
+#: convolutions: 8 output channels, `benchmarks/op_profile.py`), so a quarter
+#: of 16 channels saves nothing while half of them saves a whole tile.
+LATENCY_WEIGHT_FRACTIONS = (0.25, 0.5)
 #: `DeviceBudget.measure` times this many calls of a user `latency_fn` at least.
 MIN_MEASURE_CALLS = 5
 
@@ -369,11 +374,16 @@ class DeviceBudget:
 
         For every group, `GROUP_WEIGHT_FRACTION` (a quarter, at least one) of
         its channels is removed and the model priced with `estimate`; the
-        weight is the bytes or ms saved per channel removed. A group that
+        weight is the bytes or ms saved per channel removed. For a latency
+        budget a quarter and a half are removed (`LATENCY_WEIGHT_FRACTIONS`)
+        and the larger saving per channel counts, so a group whose kernel
+        works in tiles (8 channels on XNNPACK) is priced by the tile it can
+        drop, not by a cut inside one tile that saves nothing. A group that
         saves nothing (one channel left, or, for the arena, a group whose
         tensors are not at the arena's peak: the arena is a maximum) weighs 0;
-        if no group saves anything every weight is 1. One conversion per
-        group and call (the cache spares repeats). For ``complexity_aware``:
+        if no group saves anything every weight is 1. One conversion (arena)
+        or two (latency) per group and call (the cache spares repeats). For
+        ``complexity_aware``:
         heavier groups are pruned faster.
 
         Example:
@@ -386,15 +396,17 @@ class DeviceBudget:
         if not analysis.groups:
             return {}
         base = self.estimate(model)
+        fractions = ((GROUP_WEIGHT_FRACTION,) if self.kind == "arena_bytes"
+                     else LATENCY_WEIGHT_FRACTIONS)
         saved = {}
         for g in analysis.groups:
-            if g.channels <= 1:
-                saved[g.index] = 0.0
-                continue
-            k = min(max(1, int(round(GROUP_WEIGHT_FRACTION * g.channels))), g.channels - 1)
-            cut = remove_channels(model, g.to_layer_indices(range(g.channels - k, g.channels)),
-                                  analysis=analysis)
-            saved[g.index] = max(base - self.estimate(cut), 0.0) / k
+            saved[g.index] = 0.0
+            for k in sorted({min(max(1, int(round(f * g.channels))), g.channels - 1)
+                             for f in fractions} - {0}):
+                cut = remove_channels(model, g.to_layer_indices(range(g.channels - k,
+                                                                      g.channels)),
+                                      analysis=analysis)
+                saved[g.index] = max(saved[g.index], (base - self.estimate(cut)) / k)
         mean = float(np.mean(list(saved.values())))
         if mean <= 0:
             return {i: 1.0 for i in saved}

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from kprune.compat import backend
-from kprune.compat.keras_private import inbound_node_count
+from kprune.compat.keras_private import build_for_training, inbound_node_count
 from kprune.data import Data, evaluate_accuracy, iterate_inputs
 
 def compile_config_of(model):
@@ -215,6 +215,9 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
     else:
         recompile(target, cfg)
     if data.kind == "numpy":
+        # fit's variables made now: its train step is traced once, not twice
+        build_for_training(target, keras.tree.map_structure(lambda a: a[:1], data.x),
+                           None if y is None else keras.tree.map_structure(lambda a: a[:1], y))
         hist = target.fit(data.x, y, batch_size=data.batch_size, epochs=epochs,
                           shuffle=shuffle, verbose=verbose, callbacks=cbs)
     else:
@@ -260,7 +263,7 @@ def recalibrate_batchnorm(model, data, batch_size=256, max_samples=None):
         keep = [a % rank for a in (bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis])]
         return [a for a in range(rank) if a not in keep]
 
-    run = backend.forward(view, training=True)
+    run = backend.forward(view, training=True)  # traced once for the whole pass
 
     def step(x):
         res = []
