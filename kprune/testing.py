@@ -12,6 +12,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from kprune.compat.backend import to_numpy
 from kprune.compat.keras_private import all_layers
 
 from kprune.core.dependency import analyze
@@ -85,12 +86,12 @@ def calibrate_batchnorm(model, x) -> None:
             bn.momentum = m
 
 
-def _as_list(y):
+def _as_list(y):  # backend tensors (TensorFlow, JAX, PyTorch) as numpy
     if isinstance(y, dict):
-        return [np.asarray(y[k]) for k in sorted(y)]
+        return [to_numpy(y[k]) for k in sorted(y)]
     if isinstance(y, (list, tuple)):
-        return [np.asarray(v) for v in y]
-    return [np.asarray(y)]
+        return [to_numpy(v) for v in y]
+    return [to_numpy(y)]
 
 
 def assert_surgery_equivalent(model, removal: Dict[str, Sequence[int]],

@@ -1,6 +1,6 @@
 """Everything that differs between Keras / TensorFlow versions, in one package.
 
-kprune's compat story has two parts, and both live here, below every other
+kprune's compat story has three parts, and all live here, below every other
 layer (`kprune.core` and up may import `kprune.compat`; it imports nothing
 else from kprune):
 
@@ -9,6 +9,10 @@ else from kprune):
   internals). Each helper has a public fallback, so a release that moves a
   private symbol degrades one feature instead of breaking kprune.
   ``tests/test_layering.py`` fails on private API anywhere else.
+- `kprune.compat.backend`: what differs between the Keras backends
+  (TensorFlow, JAX, PyTorch): gradients from each backend's autodiff,
+  compiled forward passes, ``keras.distribution`` / ``tf.distribute`` checks,
+  torch DataLoaders. The only module that imports ``jax`` or ``torch``.
 - `kprune.compat.tf_keras_bridge`: the Keras 3 <-> tf_keras (Keras 2) model
   bridge, used by the QAT export (tfmot needs tf_keras models) and by
   `kprune.prune` when it is handed a tf_keras model.

@@ -317,7 +317,9 @@ def laid_out(variable, distribution) -> bool:
     sharding = getattr(getattr(variable, "value", None), "sharding", None)
     if devices is None or sharding is None:
         return False
-    return set(sharding.device_set) == set(np.asarray(devices).reshape(-1).tolist())
+    # The mesh names its devices 'cpu:0', 'gpu:1', ... (strings).
+    held = {f"{d.platform}:{d.id}" for d in sharding.device_set}
+    return held == {str(d).lower() for d in np.asarray(devices).reshape(-1).tolist()}
 
 
 # -- PyTorch data -------------------------------------------------------------------
