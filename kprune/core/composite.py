@@ -20,6 +20,12 @@ inner layers. The pruned model is that plain graph (classes of the leaf
 layers kept, composite classes inlined as nested models); it saves and
 loads as `.keras` with no custom object registered for the inlined classes.
 
+A trace may read shapes: `kprune.core.shape_ops` turns an unknown
+sequence length into traced layers (causal masks, positions). A nested
+model that shares a layer with the graph around it (a keras-hub CausalLM's
+logits from its backbone's token embedding) is inlined, since Keras would
+load the two uses as two layers.
+
 A composite layer that cannot be traced stays one leaf layer (a boundary,
 unless a handler is registered for it), and the reason is reported in
 `group.frozen`: its `call` branches in Python on tensor values, it uses its

@@ -8,6 +8,16 @@ imported; kprune does not import keras-hub itself).
   Phi-3's, ...): a per-channel scale over the channel axis; removing
   channels changes the mean of squares, so the group is marked inexact, as
   for `keras.layers.LayerNormalization`.
+* ViT's patch embedding: it makes the model width.
+* Rotary position embeddings (`RotaryEmbedding`, `LlamaRotaryEmbedding`):
+  heads pass through, head dimensions are frozen.
+* `traced_calls()`: while a composite is traced, `CachedMultiHeadAttention`
+  called with `cache=None` is recorded without it (keras-hub 0.32 cannot
+  call it symbolically otherwise).
+* `loadable_class` / `loadable_configs`: layers whose keras-hub 0.32
+  `get_config` does not load back (ViT's patch embedding, Llama's RoPE,
+  Gemma's RMSNormalization and attention) are written by surgery as
+  registered subclasses `kprune>Loadable<Name>` with a config that loads.
 
 Example:
     >>> import keras_hub, kprune
