@@ -23,6 +23,7 @@ SECTIONS = [
     ("edge.md", None),
     ("budget_targets.md", None),
     ("qat.md", None),
+    ("backends.md", None),
 ]
 IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
           "quality_section.md": ("quality.png",),
