@@ -28,6 +28,7 @@ SECTIONS = [
     ("budget_targets.md", None),
     ("qat.md", None),
     ("run_cost.md", None),
+    ("backends.md", None),
 ]
 IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
           "quality_section.md": ("quality.png",),
