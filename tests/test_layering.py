@@ -137,43 +137,33 @@ def test_layers_import_only_what_they_may():
     assert not bad, "layering violations:\n" + "\n".join(bad)
 
 
-def test_private_keras_api_only_in_keras_compat():
-    """`keras.src` / `tensorflow.python` / tf_keras internals appear in one module only."""
-    bad = []
+def _imported_names():
+    """(module, imported module name) for every import statement of kprune."""
     for module, path in _modules().items():
-        if module == "kprune.compat.keras_private":
-            continue
         with open(path) as f:
             tree = ast.parse(f.read(), path)
         for node in ast.walk(tree):
-            names = []
             if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
+                yield module, node.module
             elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            for n in names:
-                if n.startswith(("keras.src", "tensorflow.python", "tf_keras.src")):
-                    bad.append(f"{module}: import {n}")
+                for a in node.names:
+                    yield module, a.name
+
+
+def test_private_keras_api_only_in_keras_compat():
+    """`keras.src` / `tensorflow.python` / tf_keras internals appear in one module only."""
+    bad = [f"{module}: import {n}" for module, n in _imported_names()
+           if module != "kprune.compat.keras_private"
+           and n.startswith(("keras.src", "tensorflow.python", "tf_keras.src"))]
     assert not bad, "private API outside kprune.compat.keras_private:\n" + "\n".join(bad)
 
 
 def test_backend_engines_only_in_compat_backend():
     """``jax`` and ``torch`` are imported by `kprune.compat.backend` only: the
     backend-specific code of kprune lives in one module."""
-    bad = []
-    for module, path in _modules().items():
-        if module == "kprune.compat.backend":
-            continue
-        with open(path) as f:
-            tree = ast.parse(f.read(), path)
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            bad += [f"{module}: import {n}" for n in names
-                    if n.split(".")[0] in ("jax", "jaxlib", "torch")]
+    bad = [f"{module}: import {n}" for module, n in _imported_names()
+           if module != "kprune.compat.backend"
+           and n.split(".")[0] in ("jax", "jaxlib", "torch")]
     assert not bad, "backend engines imported outside kprune.compat.backend:\n" + "\n".join(bad)
 
 
