@@ -217,5 +217,7 @@ def test_benchmarks_page_opens_with_current_figures():
     sections = _linked_sections()
     assert len(sections) >= 10
     assert all(os.path.exists(os.path.join(HERE, p)) for p in sections)
-    assert len(text.splitlines()) < 150
+    # one short table per area (11 areas: 3 quality, surgery, edge, per-op
+    # latency, budgets, run cost, QAT, backends) and the index: a page, not a report
+    assert len(text.splitlines()) < 190
 
