@@ -425,10 +425,11 @@ def predictions(model, data: Data, batch_size=256):
         return
     # Keras' predict_on_batch returns every replica's copy of the batch
     # under a multi-replica tf.distribute strategy; predict splits it.
-    if backend.name() != "tensorflow":  # jax / torch: Keras' predict compiles its own
-        return model.predict(x, batch_size=batch_size, verbose=0)
     replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1)
+    foreign = backend.name() != "tensorflow"  # jax / torch take numpy, not tf tensors
     for x, y in iterate_batches(data, batch_size):
+        if foreign:
+            x = tf.nest.map_structure(np.asarray, x)
         yield (model.predict_on_batch(x) if replicas == 1 else model.predict(x, verbose=0)), y
 
 

@@ -1,5 +1,6 @@
 """Importance criteria, member aggregation and the per-group selection rules."""
 
+import keras
 import numpy as np
 import pytest
 from tests.prune_support import small_cnn
@@ -117,3 +118,17 @@ def test_limits_round_to_min_channels_max_fraction_and_seed():
     c = selection.limit_removal(z, z == 0, 10, min_channels=7, rng=np.random.default_rng(4))
     assert a.tolist() == b.tolist() and len(a) == 3
     assert a.tolist() != c.tolist()
+
+
+def test_top1_over_a_tf_dataset_equals_numpy_on_every_backend():
+    """`kprune.data.predictions` over batched tf.data (tf tensors) counts every
+    sample on each backend; the JAX / torch CI subsets run this file too."""
+    import tensorflow as tf
+
+    from kprune.data import accuracy_and_count, as_data
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((50, 4)).astype("float32"), rng.integers(0, 3, 50)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    assert accuracy_and_count(model, as_data(ds)) == accuracy_and_count(model, as_data((x, y)))
+    assert accuracy_and_count(model, as_data(ds))[1] == 50
