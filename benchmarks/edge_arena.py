@@ -253,13 +253,15 @@ def _interleaved_spread(flats, repeats=3, runs=600, rounds=6):
 
 
 def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fraction=0.7,
-                                  probes=4):
+                                  probes=4, rewidth=True):
     """plan_latency_pruning on LiteRT int8 (1 thread, the default latency_fn)
     to `fraction` of the model's latency, with latency staircases (sweep of
     0.75/0.5/0.25 of each group, `probes` prices per group). The result is
     re-measured interleaved with the original (3 x 600 invokes each); drift
     between planning and verification is removed by scaling the achieved
-    latency with the original's latency at planning / at verification."""
+    latency with the original's latency at planning / at verification.
+    `rewidth`: candidates priced on the re-widthed original flatbuffer (the
+    default) or converted one by one (``--no-rewidth``, the planner before)."""
     import edge
     from kprune.methods.complexity import plan_latency_pruning
     from kprune.methods.device_budget import flatbuffer_for
@@ -277,12 +279,15 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     target = fraction * base_ms
     t = time.time()
     fast, steps = plan_latency_pruning(model, target, reinit=False, repeats=3,
-                                       staircase_probes=probes)
+                                       staircase_probes=probes, rewidth=rewidth)
     plan_s = time.time() - t
     b, a = _interleaved_spread([base_flat, flatbuffer_for(fast)])
     macs0, macs1 = kprune.profile(model).macs, kprune.profile(fast).macs
     corrected = a["median_ms"] * base_ms / b["median_ms"]
-    row = {"model": family_name, "runtime": "LiteRT int8, 1 thread", "fraction": fraction,
+    planner = steps[0].get("planner", {})
+    row = {"model": family_name + ("" if rewidth else " (every candidate converted)"),
+           "runtime": "LiteRT int8, 1 thread", "fraction": fraction,
+           "conversions": planner.get("conversions"), "pricings": planner.get("pricings"),
            "base_ms_at_plan": base_ms, "target_ms": target,
            "planner_ms": steps[-1]["latency_ms"], "base": b, "achieved": a,
            "achieved_over_target": a["median_ms"] / target,
@@ -492,7 +497,8 @@ def markdown(res, command):
                 "| model | original ms at plan | original ms at verify (min-max) | target ms | "
                 "achieved ms (min-max) | achieved / target | drift-corrected / target | "
                 "speedup | MAC reduction | speedup / MAC red. | steps on a step width | "
-                "plan time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "plan time (conversions) |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             b, a = r["base"], r["achieved"]
             out += [f"| {r['model']} | {r['base_ms_at_plan']:.4f} | {b['median_ms']:.4f} "
@@ -500,7 +506,9 @@ def markdown(res, command):
                 f"{a['median_ms']:.4f} ({a['min_ms']:.4f}-{a['max_ms']:.4f}) | "
                 f"{r['achieved_over_target']:.3f} | {r['corrected_over_target']:.3f} | "
                 f"{r['speedup']:.2f}x | {r['mac_reduction']:.2f}x | {r['speedup_per_mac']:.2f} | "
-                f"{r['on_step']}/{r['steps']} | {r['plan_time_s']:.0f} s |"]
+                f"{r['on_step']}/{r['steps']} | {r['plan_time_s']:.0f} s"
+                + (f" ({r['conversions']})" if r.get("conversions") is not None else "")
+                + " |"]
         out.append("")
     if "mac_vs_latency" in res:
         out += ["### MAC target vs latency target: speedup per MAC reduction (LiteRT int8)", "",
@@ -541,6 +549,9 @@ def main(argv=None):
     p.add_argument("--latency-model", default="mobilenetv2-0.35-96",
                    help="latency_target_litert: a FAMILIES name or mobilenetv2-style-32")
     p.add_argument("--staircase-probes", type=int, default=4)
+    p.add_argument("--no-rewidth", action="store_true",
+                   help="latency_target_litert: convert every candidate (the planner before "
+                        "re-widthing)")
     args = p.parse_args(argv)
     sections = args.sections.split(",")
     command = ("nice -n 5 python benchmarks/edge_arena.py "
@@ -575,7 +586,8 @@ def main(argv=None):
         save()
     if "latency_target_litert" in sections:  # not in the default run
         row = section_latency_target_litert(log, args.latency_model,
-                                            probes=args.staircase_probes)
+                                            probes=args.staircase_probes,
+                                            rewidth=not args.no_rewidth)
         res["latency_target_litert"] = [r for r in _litert_rows(res)
                                          if r["model"] != row["model"]] + [row]
         res["commands"][f"latency_target_litert ({row['model']})"] = command

@@ -307,6 +307,10 @@ class DeviceBudget:
         if kind == "latency_ms":
             self.latency_fn = latency_fn if latency_fn is not None else default_latency_fn(q)
         self._cache: Dict[str, float] = {}
+        #: Keras models converted by `flatbuffer`, and flatbuffers priced by
+        #: `estimate` (cache misses): what a search spent.
+        self.conversions = 0
+        self.pricings = 0
 
     def __repr__(self):
         return f"DeviceBudget({self.kind!r}, {self.limit:g})"
@@ -316,6 +320,7 @@ class DeviceBudget:
         float32), or `model` itself when it is already flatbuffer bytes."""
         if isinstance(model, (bytes, bytearray, memoryview)):
             return bytes(model)
+        self.conversions += 1
         return flatbuffer_for(model, self.quantization, self.representative_data)
 
     def estimate(self, model) -> float:
@@ -331,6 +336,7 @@ class DeviceBudget:
         flat = self.flatbuffer(model)
         key = hashlib.sha256(flat).hexdigest()
         if key not in self._cache:
+            self.pricings += 1
             if self.kind == "arena_bytes":
                 from kprune.runtime.arena import estimate
 
