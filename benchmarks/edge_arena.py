@@ -288,6 +288,7 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     row = {"model": family_name + ("" if rewidth else " (every candidate converted)"),
            "runtime": "LiteRT int8, 1 thread", "fraction": fraction,
            "conversions": planner.get("conversions"), "pricings": planner.get("pricings"),
+           "planner": planner,
            "base_ms_at_plan": base_ms, "target_ms": target,
            "planner_ms": steps[-1]["latency_ms"], "base": b, "achieved": a,
            "achieved_over_target": a["median_ms"] / target,
@@ -300,6 +301,44 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     row["speedup_per_mac"] = row["speedup"] / row["mac_reduction"]
     log(f"latency target {family_name}: { {k: v for k, v in row.items() if k != 'step_widths'} }")
     return row
+
+
+def section_planner_speed(log, family_name="lenet5", fraction=0.7, probes=4, reps=1):
+    """`plan_latency_pruning` on LiteRT int8 with and without re-widthing
+    (``rewidth=False``: every candidate converted, the planner before), run
+    alternately in one process (`reps` of each): plan time, conversions, and
+    the result's latency over the target, timed interleaved with the original
+    (3 runs of 600 invokes, median of medians)."""
+    import edge
+    from kprune.methods.complexity import plan_latency_pruning
+    from kprune.methods.device_budget import flatbuffer_for
+
+    build, shape = FAMILIES[family_name]
+    keras.utils.set_random_seed(0)
+    model = build()
+    edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
+        (64,) + shape, dtype=np.float32))
+    base_flat = flatbuffer_for(model)
+    base_ms = _interleaved_spread([base_flat], repeats=1, runs=300, rounds=3)[0]["median_ms"]
+    target = fraction * base_ms
+    rows = []
+    for rep in range(reps):
+        for rewidth in (True, False):
+            t = time.time()
+            fast, steps = plan_latency_pruning(model, target, reinit=False, repeats=3,
+                                               staircase_probes=probes, rewidth=rewidth)
+            plan_s = time.time() - t
+            b, a = _interleaved_spread([base_flat, flatbuffer_for(fast)])
+            rows.append({"model": family_name, "rewidth": rewidth, "rep": rep,
+                         "target_ms": target, "base": b, "achieved": a,
+                         "achieved_over_target": a["median_ms"] / target,
+                         "drift_corrected_over_target":
+                             a["median_ms"] * base_ms / b["median_ms"] / target,
+                         "plan_time_s": plan_s, "planner": steps[0].get("planner", {}),
+                         "steps": len(steps) - 1, "floor_ms": b.get("floor_ms")})
+            log(f"planner_speed {family_name} rewidth={rewidth}: plan {plan_s:.0f} s, "
+                f"{rows[-1]['planner']}, achieved/target {rows[-1]['achieved_over_target']:.3f}")
+    return rows
 
 
 def section_mac_vs_latency(log, epochs=2, train_n=12000, mac_target=0.5, probes=4):
@@ -510,6 +549,20 @@ def markdown(res, command):
                 + (f" ({r['conversions']})" if r.get("conversions") is not None else "")
                 + " |"]
         out.append("")
+    if "planner_speed" in res:
+        out += ["### Latency planner: re-widthed flatbuffers vs a conversion per candidate", "",
+                "`plan_latency_pruning` to 0.7 x the LiteRT int8 latency, both ways in one "
+                "process; achieved = median of 3 interleaved runs of 600 invokes with the "
+                "original.", "",
+                "| model | candidates priced on | plan time | conversions | pricings | "
+                "convert s | price s | achieved / target |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in res["planner_speed"]:
+            pl = r["planner"]
+            out.append(f"| {r['model']} | {'re-widthed flatbuffer' if r['rewidth'] else 'a conversion each'} "
+                       f"| {r['plan_time_s']:.0f} s | {pl.get('conversions')} | {pl.get('pricings')} "
+                       f"| {pl.get('convert_s', 0):.0f} | {pl.get('price_s', 0):.0f} "
+                       f"| {r['achieved_over_target']:.3f} |")
+        out.append("")
     if "mac_vs_latency" in res:
         out += ["### MAC target vs latency target: speedup per MAC reduction (LiteRT int8)", "",
                 "ResNet-20 on Fashion-MNIST (28x28x1), each model trained from scratch for the "
@@ -595,6 +648,12 @@ def main(argv=None):
     if "mac_vs_latency" in sections:  # not in the default run
         res["mac_vs_latency"] = section_mac_vs_latency(log, args.epochs, args.train,
                                                        probes=args.staircase_probes)
+        save()
+    if "planner_speed" in sections:  # not in the default run
+        rows = section_planner_speed(log, args.latency_model, probes=args.staircase_probes)
+        res["planner_speed"] = [r for r in res.get("planner_speed", [])
+                                if r["model"] != args.latency_model] + rows
+        res["commands"][f"planner_speed ({args.latency_model})"] = command
         save()
     if "fit_tail" in sections:  # not in the default run: prints the refitted constants
         res["tail_fit"] = section_fit_tail(log)

@@ -28,6 +28,7 @@ Example:
 """
 
 import copy
+import time
 from fractions import Fraction
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -116,6 +117,7 @@ class WidthMap:
         self._dims = dims                    # {tensor: {axis: (group, multiplier)}}
         self._values = values                # {tensor: {position: (group, multiplier)}}
         self.resized = 0                     # flatbuffers made by `resize`
+        self.seconds = 0.0                   # wall time spent in `resize`
 
     @property
     def groups(self) -> List[str]:
@@ -208,6 +210,7 @@ class WidthMap:
         Example:
             >>> interpreter_latency(wm.resize({"conv1": 3}))
         """
+        t0 = time.perf_counter()
         for g, w in widths.items():
             if g in self.channels and not 1 <= int(w) <= self.channels[g]:
                 raise ValueError(f"width {w} of group '{g}' must be in [1, "
@@ -283,7 +286,9 @@ class WidthMap:
         out.subgraphs = [sub] + list(src.subgraphs[1:])
         out.buffers = buffers
         self.resized += 1
-        return bytes(fu.convert_object_to_bytearray(out))
+        flat = bytes(fu.convert_object_to_bytearray(out))
+        self.seconds += time.perf_counter() - t0
+        return flat
 
 
 def _constant(model, tensor) -> bool:
