@@ -135,8 +135,9 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
     the next step width of another group instead, whichever lands in the window.
 
     By default no candidate is converted: the original flatbuffer is
-    re-widthed (`rewidth`), which takes MobileNetV2 (0.35, 96) from 786 s of
-    planning to about a tenth of it (BENCHMARKS.md, Device budgets).
+    re-widthed (`rewidth`); three conversions in all instead of one per
+    candidate (MobileNetV2 0.35 / 96: 786 s -> 228 s of planning, the latter
+    on a machine 5.7x slower; BENCHMARKS.md, Device budgets).
 
     The chosen model is finally timed interleaved with the original
     (`kprune.methods.device_budget.interleaved_ms`): ``steps[-1]`` has
