@@ -137,3 +137,58 @@ def test_a_graph_rewidthing_cannot_follow_falls_back_to_conversions():
     assert "cannot be re-widthed" in steps[0]["rewidth_note"]
     assert "not one group's width" in steps[0]["rewidth_note"]
     assert _stair_latency(flatbuffer_for(fast, None)) * 1e3 <= target
+
+
+# -- widths rounded to the latency staircase (latency_steps) ------------------------
+
+
+def test_limit_removal_rounds_to_step_widths():
+    from kprune.methods.selection import limit_removal
+
+    s = np.arange(16.0)
+    # 3 asked of 16 with a step at 8: rounding to 16 would cancel, so down to 8
+    assert limit_removal(s, s < 3, 16, steps=[8]).size == 8
+    assert limit_removal(s, s < 3, 16).size == 3                    # no steps: as asked
+    assert limit_removal(s, s < 10, 16, steps=[8]).size == 10       # below the last step
+    assert limit_removal(np.arange(32.0), np.arange(32) < 11, 32, steps=[24, 16, 8]).size == 8
+
+
+def test_latency_steps_option_is_checked_before_training():
+    keras.utils.set_random_seed(0)
+    model = _two_convs(8)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.zeros((8, 8, 8, 1), np.float32), np.zeros(8, np.int64)
+    with pytest.raises(ValueError, match="latency_steps=True rounds widths .*give "
+                                         "target_latency_ms"):
+        kprune.prune(model, "iap", train_data=(x, y), target={"params_reduction": 0.5},
+                     latency_steps=True)
+    with pytest.raises(ValueError, match="latency_steps=True and round_to=4 both round"):
+        kprune.prune(model, "iap", train_data=(x, y), target_latency_ms=1.0,
+                     latency_fn=_stair_latency, latency_steps=True, round_to=4)
+    with pytest.raises(ValueError, match="latency_steps='yes' must be True, False or None"):
+        kprune.prune(model, "iap", train_data=(x, y), target_latency_ms=1.0,
+                     latency_fn=_stair_latency, latency_steps="yes")
+
+
+def test_iap_with_a_latency_target_keeps_widths_on_the_staircase():
+    """On a device whose convolutions work in blocks of 8 channels, IAP with
+    target_latency_ms keeps whole blocks by default; latency_steps=False
+    does not round."""
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 8, 1), dtype=np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64)
+    widths = {}
+    for steps in (None, False):
+        keras.utils.set_random_seed(0)
+        model = _two_convs(32)
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        target = 0.7  # ms: 6 of the 9 blocks' worth (0.9 ms unpruned)
+        r = kprune.prune(model, "iap", train_data=(x[:48], y[:48]), val_data=(x[48:], y[48:]),
+                         target_latency_ms=target, latency_fn=_stair_latency,
+                         latency_quantization=None, latency_steps=steps, rounds=4,
+                         epochs=1, batch_size=16, seed=0)
+        widths[steps] = _conv_widths(flatbuffer_for(r.model, None))
+        if steps is None:
+            assert _stair_latency(flatbuffer_for(r.model, None)) * 1e3 <= target + 1e-9
+    assert all(w % 8 == 0 for w in widths[None]) and widths[None] != [32, 32], widths
+    assert any(w % 8 for w in widths[False]), widths

@@ -477,3 +477,34 @@ def _plan_on_widths(model, analysis, wm, budget, flat0, table, stairs, steps,
                                     "price_s": budget.seconds["price"],
                                     "rewidth_s": wm.seconds})
         return (reinitialize(final, seed) if reinit else final), steps
+
+
+def group_step_widths(model, analysis, budget, min_channels: int = 1,
+                      fractions: Sequence[float] = STAIRCASE_FRACTIONS,
+                      max_probes: int = STAIRCASE_PROBES) -> dict:
+    """{group name: step widths (widest first)}: each group's latency
+    staircase (`latency_staircase`) priced with ``budget.estimate`` on the
+    original flatbuffer re-widthed (`kprune.runtime.resize.WidthMap`: two
+    conversions in all), or by converting each width where the graph cannot
+    be re-widthed. Groups with a gentle slope get no step widths.
+
+    Example:
+        >>> group_step_widths(model, kprune.analyze(model), budget)["conv2"]
+        [8]
+    """
+    flat0 = budget.flatbuffer(model)
+    wm, _ = _width_map(model, analysis, budget, flat0, min_channels)
+    out = {}
+    for g in analysis.groups:
+        if g.channels <= min_channels:
+            continue
+        at_width = None if wm is None else (
+            lambda w, name=g.name: budget.estimate(wm.resize({name: w})))
+        try:
+            st = latency_staircase(model, g, budget.estimate, analysis, min_channels,
+                                   fractions, max_probes=max_probes, at_width=at_width)
+        except ValueError:
+            continue  # this width cannot be timed: no rounding for the group
+        if st["steps"]:
+            out[g.name] = list(st["steps"])
+    return out
