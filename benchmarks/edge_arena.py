@@ -253,13 +253,15 @@ def _interleaved_spread(flats, repeats=3, runs=600, rounds=6):
 
 
 def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fraction=0.7,
-                                  probes=4):
+                                  probes=4, rewidth=True):
     """plan_latency_pruning on LiteRT int8 (1 thread, the default latency_fn)
     to `fraction` of the model's latency, with latency staircases (sweep of
     0.75/0.5/0.25 of each group, `probes` prices per group). The result is
     re-measured interleaved with the original (3 x 600 invokes each); drift
     between planning and verification is removed by scaling the achieved
-    latency with the original's latency at planning / at verification."""
+    latency with the original's latency at planning / at verification.
+    `rewidth`: candidates priced on the re-widthed original flatbuffer (the
+    default) or converted one by one (``--no-rewidth``, the planner before)."""
     import edge
     from kprune.methods.complexity import plan_latency_pruning
     from kprune.methods.device_budget import flatbuffer_for
@@ -277,12 +279,16 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     target = fraction * base_ms
     t = time.time()
     fast, steps = plan_latency_pruning(model, target, reinit=False, repeats=3,
-                                       staircase_probes=probes)
+                                       staircase_probes=probes, rewidth=rewidth)
     plan_s = time.time() - t
     b, a = _interleaved_spread([base_flat, flatbuffer_for(fast)])
     macs0, macs1 = kprune.profile(model).macs, kprune.profile(fast).macs
     corrected = a["median_ms"] * base_ms / b["median_ms"]
-    row = {"model": family_name, "runtime": "LiteRT int8, 1 thread", "fraction": fraction,
+    planner = steps[0].get("planner", {})
+    row = {"model": family_name + ("" if rewidth else " (every candidate converted)"),
+           "runtime": "LiteRT int8, 1 thread", "fraction": fraction,
+           "conversions": planner.get("conversions"), "pricings": planner.get("pricings"),
+           "planner": planner,
            "base_ms_at_plan": base_ms, "target_ms": target,
            "planner_ms": steps[-1]["latency_ms"], "base": b, "achieved": a,
            "achieved_over_target": a["median_ms"] / target,
@@ -295,6 +301,44 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     row["speedup_per_mac"] = row["speedup"] / row["mac_reduction"]
     log(f"latency target {family_name}: { {k: v for k, v in row.items() if k != 'step_widths'} }")
     return row
+
+
+def section_planner_speed(log, family_name="lenet5", fraction=0.7, probes=4, reps=1):
+    """`plan_latency_pruning` on LiteRT int8 with and without re-widthing
+    (``rewidth=False``: every candidate converted, the planner before), run
+    alternately in one process (`reps` of each): plan time, conversions, and
+    the result's latency over the target, timed interleaved with the original
+    (3 runs of 600 invokes, median of medians)."""
+    import edge
+    from kprune.methods.complexity import plan_latency_pruning
+    from kprune.methods.device_budget import flatbuffer_for
+
+    build, shape = FAMILIES[family_name]
+    keras.utils.set_random_seed(0)
+    model = build()
+    edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
+        (64,) + shape, dtype=np.float32))
+    base_flat = flatbuffer_for(model)
+    base_ms = _interleaved_spread([base_flat], repeats=1, runs=300, rounds=3)[0]["median_ms"]
+    target = fraction * base_ms
+    rows = []
+    for rep in range(reps):
+        for rewidth in (True, False):
+            t = time.time()
+            fast, steps = plan_latency_pruning(model, target, reinit=False, repeats=3,
+                                               staircase_probes=probes, rewidth=rewidth)
+            plan_s = time.time() - t
+            b, a = _interleaved_spread([base_flat, flatbuffer_for(fast)])
+            rows.append({"model": family_name, "rewidth": rewidth, "rep": rep,
+                         "target_ms": target, "base": b, "achieved": a,
+                         "achieved_over_target": a["median_ms"] / target,
+                         "drift_corrected_over_target":
+                             a["median_ms"] * base_ms / b["median_ms"] / target,
+                         "plan_time_s": plan_s, "planner": steps[0].get("planner", {}),
+                         "steps": len(steps) - 1, "floor_ms": b.get("floor_ms")})
+            log(f"planner_speed {family_name} rewidth={rewidth}: plan {plan_s:.0f} s, "
+                f"{rows[-1]['planner']}, achieved/target {rows[-1]['achieved_over_target']:.3f}")
+    return rows
 
 
 def section_mac_vs_latency(log, epochs=2, train_n=12000, mac_target=0.5, probes=4):
@@ -492,7 +536,8 @@ def markdown(res, command):
                 "| model | original ms at plan | original ms at verify (min-max) | target ms | "
                 "achieved ms (min-max) | achieved / target | drift-corrected / target | "
                 "speedup | MAC reduction | speedup / MAC red. | steps on a step width | "
-                "plan time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "plan time (conversions) |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             b, a = r["base"], r["achieved"]
             out += [f"| {r['model']} | {r['base_ms_at_plan']:.4f} | {b['median_ms']:.4f} "
@@ -500,7 +545,23 @@ def markdown(res, command):
                 f"{a['median_ms']:.4f} ({a['min_ms']:.4f}-{a['max_ms']:.4f}) | "
                 f"{r['achieved_over_target']:.3f} | {r['corrected_over_target']:.3f} | "
                 f"{r['speedup']:.2f}x | {r['mac_reduction']:.2f}x | {r['speedup_per_mac']:.2f} | "
-                f"{r['on_step']}/{r['steps']} | {r['plan_time_s']:.0f} s |"]
+                f"{r['on_step']}/{r['steps']} | {r['plan_time_s']:.0f} s"
+                + (f" ({r['conversions']})" if r.get("conversions") is not None else "")
+                + " |"]
+        out.append("")
+    if "planner_speed" in res:
+        out += ["### Latency planner: re-widthed flatbuffers vs a conversion per candidate", "",
+                "`plan_latency_pruning` to 0.7 x the LiteRT int8 latency, both ways in one "
+                "process; achieved = median of 3 interleaved runs of 600 invokes with the "
+                "original.", "",
+                "| model | candidates priced on | plan time | conversions | pricings | "
+                "convert s | price s | achieved / target |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in res["planner_speed"]:
+            pl = r["planner"]
+            out.append(f"| {r['model']} | {'re-widthed flatbuffer' if r['rewidth'] else 'a conversion each'} "
+                       f"| {r['plan_time_s']:.0f} s | {pl.get('conversions')} | {pl.get('pricings')} "
+                       f"| {pl.get('convert_s', 0):.0f} | {pl.get('price_s', 0):.0f} "
+                       f"| {r['achieved_over_target']:.3f} |")
         out.append("")
     if "mac_vs_latency" in res:
         out += ["### MAC target vs latency target: speedup per MAC reduction (LiteRT int8)", "",
@@ -541,6 +602,9 @@ def main(argv=None):
     p.add_argument("--latency-model", default="mobilenetv2-0.35-96",
                    help="latency_target_litert: a FAMILIES name or mobilenetv2-style-32")
     p.add_argument("--staircase-probes", type=int, default=4)
+    p.add_argument("--no-rewidth", action="store_true",
+                   help="latency_target_litert: convert every candidate (the planner before "
+                        "re-widthing)")
     args = p.parse_args(argv)
     sections = args.sections.split(",")
     command = ("nice -n 5 python benchmarks/edge_arena.py "
@@ -575,7 +639,8 @@ def main(argv=None):
         save()
     if "latency_target_litert" in sections:  # not in the default run
         row = section_latency_target_litert(log, args.latency_model,
-                                            probes=args.staircase_probes)
+                                            probes=args.staircase_probes,
+                                            rewidth=not args.no_rewidth)
         res["latency_target_litert"] = [r for r in _litert_rows(res)
                                          if r["model"] != row["model"]] + [row]
         res["commands"][f"latency_target_litert ({row['model']})"] = command
@@ -583,6 +648,12 @@ def main(argv=None):
     if "mac_vs_latency" in sections:  # not in the default run
         res["mac_vs_latency"] = section_mac_vs_latency(log, args.epochs, args.train,
                                                        probes=args.staircase_probes)
+        save()
+    if "planner_speed" in sections:  # not in the default run
+        rows = section_planner_speed(log, args.latency_model, probes=args.staircase_probes)
+        res["planner_speed"] = [r for r in res.get("planner_speed", [])
+                                if r["model"] != args.latency_model] + rows
+        res["commands"][f"planner_speed ({args.latency_model})"] = command
         save()
     if "fit_tail" in sections:  # not in the default run: prints the refitted constants
         res["tail_fit"] = section_fit_tail(log)

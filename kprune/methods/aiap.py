@@ -209,6 +209,7 @@ def aiap(run):
             weights = proposer.complexity_weights(model, analysis) or {}
         if c.step is None:
             c.step = 0.25 / max(max(shares.values()), 1e-9)
+        proposer.measure_steps(model, analysis, goal.budget)
         T = float(c.next_T)
         scores = proposer.scores(model, analysis)
 

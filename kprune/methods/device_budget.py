@@ -32,6 +32,7 @@ Example:
 
 import hashlib
 import numbers
+import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -307,6 +308,11 @@ class DeviceBudget:
         if kind == "latency_ms":
             self.latency_fn = latency_fn if latency_fn is not None else default_latency_fn(q)
         self._cache: Dict[str, float] = {}
+        #: Keras models converted by `flatbuffer`, and flatbuffers priced by
+        #: `estimate` (cache misses): what a search spent.
+        self.conversions = 0
+        self.pricings = 0
+        self.seconds = {"convert": 0.0, "price": 0.0}  # wall time spent in each
 
     def __repr__(self):
         return f"DeviceBudget({self.kind!r}, {self.limit:g})"
@@ -316,7 +322,12 @@ class DeviceBudget:
         float32), or `model` itself when it is already flatbuffer bytes."""
         if isinstance(model, (bytes, bytearray, memoryview)):
             return bytes(model)
-        return flatbuffer_for(model, self.quantization, self.representative_data)
+        self.conversions += 1
+        t = time.perf_counter()
+        try:
+            return flatbuffer_for(model, self.quantization, self.representative_data)
+        finally:
+            self.seconds["convert"] += time.perf_counter() - t
 
     def estimate(self, model) -> float:
         """The fast price of `model` (a Keras model or flatbuffer bytes) in the
@@ -331,12 +342,15 @@ class DeviceBudget:
         flat = self.flatbuffer(model)
         key = hashlib.sha256(flat).hexdigest()
         if key not in self._cache:
+            self.pricings += 1
+            t = time.perf_counter()
             if self.kind == "arena_bytes":
                 from kprune.runtime.arena import estimate
 
                 self._cache[key] = float(estimate(flat).total_bytes)
             else:
                 self._cache[key] = call_latency_fn(self.latency_fn, flat, self.repeats) * 1e3
+            self.seconds["price"] += time.perf_counter() - t
         return self._cache[key]
 
     def measure(self, model) -> float:

@@ -103,6 +103,7 @@ def run_iterative(run):
         analysis = proposer.analyze(model)
         weights = proposer.complexity_weights(model, analysis, goal.budget)
         costs = proposer.unit_costs(model, analysis, goal.budget)
+        proposer.measure_steps(model, analysis, goal.budget)
         if costs is not None and opts.allocation == "layer":
             weights = costs  # per-group rates scaled by what a unit saves
         scores = proposer.scores(model, analysis)

@@ -187,6 +187,35 @@ _CHOICES = {
 COST_KINDS = ("params", "macs", "latency")
 
 
+def resolve_latency_steps(latency_steps, target=None, round_to=None) -> bool:
+    """``latency_steps=`` -> whether pruned widths are rounded to the measured
+    latency staircase of each group (`kprune.methods.complexity.group_step_widths`:
+    LiteRT's XNNPACK runs int8 convolutions in tiles of 8 output channels, so
+    a width inside a tile costs the whole tile). None (the default) is True
+    for a latency budget (``target_latency_ms``) without ``round_to``.
+
+    Example:
+        >>> resolve_latency_steps(None, Target("latency_ms", 2.0))
+        True
+        >>> resolve_latency_steps(None, Target("params_reduction", 0.5))
+        False
+    """
+    if latency_steps is not None and not isinstance(latency_steps, bool):
+        raise ValueError(f"latency_steps={latency_steps!r} must be True, False or None "
+                         f"(None: on with target_latency_ms)")
+    latency = getattr(target, "kind", None) == "latency_ms"
+    if latency_steps and not latency:
+        raise ValueError("latency_steps=True rounds widths to the measured latency staircase "
+                         "of a latency budget: give target_latency_ms=<ms>, or drop "
+                         "latency_steps")
+    if latency_steps and round_to is not None:
+        raise ValueError(f"latency_steps=True and round_to={round_to!r} both round the "
+                         f"widths: give one of them (latency_steps=False keeps round_to)")
+    if latency_steps is None:
+        return latency and round_to is None
+    return latency_steps
+
+
 def resolve_cost(cost, target=None, complexity_aware=None) -> Optional[str]:
     """``cost=`` -> None or one of `COST_KINDS`: what removing one unit saves,
     the price its importance is divided by (importance per MAC / per ms, as
@@ -249,6 +278,8 @@ class PruningOptions(MethodOptions):
     complexity_aware: Optional[str] = None  # None | 'params' | 'macs' | 'memory' | 'latency'
     cost: Optional[str] = "auto"    # what a unit costs: 'auto' (follows the target) |
                                     # None | 'params' | 'macs' | 'latency' (see resolve_cost)
+    latency_steps: Optional[bool] = None  # widths rounded to the measured latency staircase
+                                    # (None: on with target_latency_ms and no round_to)
 
     def validate(self, ctx: OptionContext) -> "PruningOptions":
         from kprune.scoring.criteria import get_criterion
@@ -281,6 +312,8 @@ class PruningOptions(MethodOptions):
             v["complexity_aware"] = "macs"  # one vocabulary: MACs
         v["cost"] = resolve_cost(self.cost, ctx.target, v.get("complexity_aware",
                                                                self.complexity_aware))
+        v["latency_steps"] = resolve_latency_steps(self.latency_steps, ctx.target,
+                                                   self.round_to)
         has_loss = getattr(model, "loss", None) is not None
         name = self.criterion
         if name is None:

@@ -52,6 +52,7 @@ class Proposer:
         self.record, self.strategy = record, strategy
         self.ensure_loss = ensure_loss or (lambda model: model)
         self.phases = None          # a `kprune.methods.phases.Phases` (set by the run)
+        self.step_widths = None     # {group name: latency step widths} (latency_steps)
 
     @property
     def criterion(self):
@@ -111,6 +112,20 @@ class Proposer:
     def _all_producers(analysis):
         return [p for g in list(analysis.groups) + list(getattr(analysis, "frozen_groups", ()))
                 for p in g.producers]
+
+    def measure_steps(self, model, analysis, budget) -> None:
+        """With ``latency_steps``: measure each group's latency staircase on
+        the budget's runtime once, on the first model seen (the original
+        widths; `kprune.methods.complexity.group_step_widths`), so that
+        `propose` rounds kept widths to step widths."""
+        if self.step_widths is not None or not getattr(self.opts, "latency_steps", False) \
+                or budget is None or budget.kind != "latency_ms":
+            return
+        from kprune.methods.complexity.latency import group_step_widths
+
+        with timed(self.phases, "latency_steps"):
+            self.step_widths = group_step_widths(model, analysis, budget,
+                                                 self.common.min_channels)
 
     def room(self, analysis) -> Dict[int, int]:
         """{group index: units it may still lose this round}: down to its
@@ -191,7 +206,8 @@ class Proposer:
                                             self.opts.max_round_fraction)
             units = selection.limit_removal(
                 s, cand, self.original_width(g), self.common.min_channels,
-                self.max_fraction_of(g, analysis), self.opts.round_to, rng)
+                self.max_fraction_of(g, analysis), self.opts.round_to, rng,
+                steps=(self.step_widths or {}).get(g.name))
             if units.size:
                 removed[g.name] = int(units.size)
                 for layer, idx in g.to_layer_indices(units).items():

@@ -7,7 +7,7 @@ lowest-scoring units (ties broken by a seeded permutation).
 """
 
 import math
-from typing import Optional
+from typing import Sequence, Optional
 
 import numpy as np
 
@@ -193,7 +193,8 @@ def keep_floor(original: int, min_channels: int = 1, max_fraction: Optional[floa
 
 def limit_removal(scores: np.ndarray, candidates: np.ndarray, original: int,
                   min_channels: int = 1, max_fraction: Optional[float] = None,
-                  round_to: Optional[int] = None, rng=None) -> np.ndarray:
+                  round_to: Optional[int] = None, rng=None,
+                  steps: Optional[Sequence[int]] = None) -> np.ndarray:
     """Unit indices to remove, after applying the limits.
 
     * keeps at least ``min_channels`` and at least ``(1 - max_fraction)`` of
@@ -201,6 +202,10 @@ def limit_removal(scores: np.ndarray, candidates: np.ndarray, original: int,
     * with ``round_to=N`` the kept count is a multiple of N: rounded to the
       nearest multiple, or down to the next lower one when rounding would
       cancel a non-empty removal (so pruning never stalls);
+    * with ``steps`` (a group's measured latency step widths, the widest width
+      of each latency level) the kept count is rounded the same way to a step
+      width, or to the current width; below the narrowest step width no
+      rounding (no step is known there);
     * removes the lowest scores first (ties in seeded random order).
 
     Example:
@@ -217,6 +222,13 @@ def limit_removal(scores: np.ndarray, candidates: np.ndarray, original: int,
         if k >= current:
             k = ((current - 1) // round_to) * round_to
         keep = k
+    if steps:
+        levels = sorted({int(w) for w in steps if int(w) < current} | {current})
+        if keep >= levels[0]:
+            k = min(levels, key=lambda w: (abs(w - keep), -w))
+            if k >= current:
+                k = max(w for w in levels if w < current) if len(levels) > 1 else current
+            keep = k
     keep = max(keep, keep_floor(original, min_channels, max_fraction, round_to))
     if keep >= current:
         return np.zeros(0, np.int64)

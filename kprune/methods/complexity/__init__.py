@@ -43,12 +43,14 @@ Example:
 from kprune.core.complexity_weights import complexity_weights, group_complexity
 from kprune.methods.complexity.arena import arena_of, plan_arena_pruning
 from kprune.methods.complexity.draw import complexity_steps, plan_complexity_pruning
-from kprune.methods.complexity.latency import latency_staircase, plan_latency_pruning
+from kprune.methods.complexity.latency import (group_step_widths, latency_staircase,
+                                               plan_latency_pruning)
 from kprune.methods.complexity.method import ComplexityOptions, complexity
 from kprune.methods.complexity.resources import reinitialize, resources
 from kprune.methods.device_budget import minimal_model
 
 __all__ = ["ComplexityOptions", "arena_of", "complexity", "complexity_steps",
-           "complexity_weights", "group_complexity", "latency_staircase", "minimal_model",
+           "complexity_weights", "group_complexity", "group_step_widths", "latency_staircase",
+           "minimal_model",
            "plan_arena_pruning", "plan_complexity_pruning", "plan_latency_pruning",
            "reinitialize", "resources"]
