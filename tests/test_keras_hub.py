@@ -13,6 +13,8 @@ keras_hub = pytest.importorskip("keras_hub")
 
 import keras  # noqa: E402
 
+import kprune  # noqa: E402
+
 from kprune.core.dependency import analyze  # noqa: E402
 from kprune.testing import (assert_surgery_equivalent, calibrate_batchnorm,  # noqa: E402
                             random_removal)
@@ -53,7 +55,11 @@ def test_backbone_prunes_exactly_and_round_trips(name, tmp_path):
         assert abs(gone - round(0.25 * group.channels)) <= 1, group
     pruned = assert_surgery_equivalent(model, removal, inputs=x)
     assert pruned.count_params() < model.count_params()
-    assert type(pruned) is keras.Model or type(pruned).__name__ == "Functional"
+    # random cuts are not uniform: the class is kept only where its
+    # arguments express them (tests/test_class_restore.py), else inlined
+    assert type(pruned) in (type(model), keras.Model) or type(pruned).__name__ == "Functional"
+    print(f"{name}: returned as {type(pruned).__name__}; inlined: "
+          f"{sorted(kprune.inlined_reasons(pruned))}")
     path = tmp_path / f"{name}.keras"
     pruned.save(path)
     loaded = keras.saving.load_model(path)

@@ -53,6 +53,16 @@ from kprune.core.handlers.keras_hub import traced_calls
 from kprune.core.shape_ops import traced_shapes
 
 _UNTRACED: Dict[int, tuple] = {}  # id(layer) -> (weakref, reason)
+_TRACED: Dict[int, tuple] = {}  # id(sub-model) -> (weakref, layer, node)
+
+
+def traced_composite(sub):
+    """(composite layer, its call's node) when `sub` is the nested model a
+    `functional_view` traced from that layer, else None."""
+    entry = _TRACED.get(id(sub)) if sub is not None else None
+    if entry is None or entry[0]() is not sub:
+        return None
+    return entry[1], entry[2]
 
 
 def untraced_reason(layer) -> Optional[str]:
@@ -240,6 +250,7 @@ class _Viewer:
             _set_reason(layer, f"composite layer '{layer.name}' "
                         f"({type(layer).__name__}) is kept whole: {problem}")
             return layer
+        _TRACED[id(sub)] = (weakref.ref(sub), layer, node)
         return sub
 
 
