@@ -39,6 +39,7 @@ Example:
     >>> untraced_reason(my_layer)       # None when it was traced
 """
 
+import contextlib
 import weakref
 from typing import Dict, Optional
 
@@ -132,12 +133,17 @@ def functional_view(model):
     register_keras_hub_handlers()
     if not needs_view(model):
         return model
-    return _Viewer().model(model)
+    with _inlined_non_tensor_calls():
+        return _Viewer().model(model)
 
 
 class _Viewer:
     def __init__(self):
         self._done = {}  # id(op) -> replacement (shared layers stay shared)
+        self._used = set()
+        # id(sub-model) -> positions of the call's outputs it returns, when
+        # the composite also returned constants
+        self._tensor_outputs = {}
 
     def model(self, model):
         fn = functional_of(model)
@@ -157,6 +163,11 @@ class _Viewer:
     def _replay(self, fn, new_inputs):
         scope = {id(kt): t for kt, t in zip(functional_inputs(fn), new_inputs)}
         by_depth = nodes_by_depth(fn)
+        # tensors something reads: a traced composite may return constants
+        # (keras-hub DeiT's `ops.empty` placeholders) only where nothing does
+        self._used = {id(kt) for nodes in by_depth.values() for n in nodes
+                      for kt in n.arguments.keras_tensors}
+        self._used |= {id(kt) for kt in keras.tree.flatten(fn._outputs_struct)}
         direct = {id(n.operation) for nodes in by_depth.values() for n in nodes
                   if not is_model(n.operation)}
         for depth in sorted(by_depth, reverse=True):
@@ -184,6 +195,11 @@ class _Viewer:
                     flat = _unique_tensors(node.arguments.keras_tensors)
                     flat = [scope[id(kt)] for kt in flat]
                     outs = keras.tree.flatten(new_op(flat if len(flat) > 1 else flat[0]))
+                    kept = self._tensor_outputs.get(id(new_op))
+                    if kept is not None:  # constant outputs nothing reads
+                        for kt, t in zip([node.outputs[i] for i in kept], outs):
+                            scope[id(kt)] = t
+                        continue
                 elif _falsely_sparse_scale(op, node) is not None:
                     # Keras 3.15 marks `x * constant` sparse (a constant has
                     # no `sparse` attribute, read as True), and a nested model
@@ -233,16 +249,32 @@ class _Viewer:
             scope[id(kt)] = t
             inputs.append(t)
         args, kwargs = node_fill_in(node, scope)
+        used = self._used
+        kept = None
         try:
-            with keras.name_scope(layer.name), traced_shapes(), traced_calls():
+            with keras.name_scope(layer.name), traced_shapes(), traced_calls(), \
+                    _inlined_non_tensor_calls():
                 outs = call_fn(layer)(*args, **kwargs)
-            flat = keras.tree.flatten(outs)
-            if not flat or not all(isinstance(t, keras.KerasTensor) for t in flat):
+            flat = [t for t in keras.tree.flatten(outs) if t is not None]
+            outs = outs if len(flat) == len(keras.tree.flatten(outs)) else (
+                flat[0] if len(flat) == 1 else flat)
+            if not flat or not any(isinstance(t, keras.KerasTensor) for t in flat):
                 raise TypeError("its call returned values that are not tensors")
+            if not all(isinstance(t, keras.KerasTensor) for t in flat):
+                # constants among the outputs (placeholders such as
+                # `ops.empty`): allowed where nothing reads them
+                if len(flat) != len(node.outputs):
+                    raise TypeError("its call returned values that are not tensors")
+                kept = [i for i, t in enumerate(flat) if isinstance(t, keras.KerasTensor)]
+                if any(id(node.outputs[i]) in used for i in range(len(flat)) if i not in kept):
+                    raise TypeError("its call returns constants (not tensors) that "
+                                    "the model reads")
+                outs = [flat[i] for i in kept]
+                outs = outs[0] if len(outs) == 1 else outs
             sub = keras.Model(inputs if len(inputs) > 1 else inputs[0], outs,
                               name=layer.name)
             sub = self.model(sub) if needs_view(sub) else sub
-            problem = _uncalled_weights(layer, sub) or _mismatch(layer, sub, node)
+            problem = _uncalled_weights(layer, sub) or _mismatch(layer, sub, node, kept)
         except Exception as e:  # noqa: BLE001 - any failure means "not traceable"
             problem = (f"its call cannot be traced on symbolic inputs "
                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
@@ -251,7 +283,50 @@ class _Viewer:
                         f"({type(layer).__name__}) is kept whole: {problem}")
             return layer
         _TRACED[id(sub)] = (weakref.ref(sub), layer, node)
+        if kept is not None:
+            self._tensor_outputs[id(sub)] = kept
         return sub
+
+
+@contextlib.contextmanager
+def _inlined_non_tensor_calls():
+    """While a composite is traced: a non-Keras layer called inside it whose
+    call returns `None` next to its tensors (keras-hub DeiT's encoder block
+    returns `(x, None)`), which Keras cannot record as an operation, is
+    recorded with its tensor outputs only; its caller still gets the
+    `None`s in their places."""
+    original = keras.layers.Layer.__call__
+
+    def call(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        except ValueError as e:
+            if "non-tensor" not in str(e) or _is_keras_class(self):
+                raise
+        own = self.compute_output_spec
+        shape = {}
+
+        def tensors_only(*a, **k):
+            out = own(*a, **k)
+            flat = keras.tree.flatten(out)
+            shape["struct"], shape["flat"] = out, flat
+            kept = [t for t in flat if t is not None]
+            return kept[0] if len(kept) == 1 else kept
+
+        self.compute_output_spec = tensors_only
+        try:
+            got = keras.tree.flatten(original(self, *args, **kwargs))
+        finally:
+            del self.compute_output_spec
+        got = iter(got)
+        flat = [None if t is None else next(got) for t in shape["flat"]]
+        return keras.tree.pack_sequence_as(shape["struct"], flat)
+
+    keras.layers.Layer.__call__ = call
+    try:
+        yield
+    finally:
+        keras.layers.Layer.__call__ = original
 
 
 def _falsely_sparse_scale(op, node):
@@ -310,7 +385,7 @@ def _sample(kt, rng):
     return rng.normal(size=shape).astype(str(kt.dtype))
 
 
-def _mismatch(layer, sub, node) -> Optional[str]:
+def _mismatch(layer, sub, node, kept=None) -> Optional[str]:
     """Runs the layer and its traced graph on the same random inputs; a
     reason when they differ (None when equal or when the layer does not run
     on such inputs, e.g. it needs a valid sequence length)."""
@@ -320,6 +395,8 @@ def _mismatch(layer, sub, node) -> Optional[str]:
         args, kwargs = node_fill_in(node, values)
         want = keras.tree.flatten(layer(*args, **kwargs, training=False)
                                   if _takes_training(layer) else layer(*args, **kwargs))
+        want = [w for w in want if w is not None]
+        want = want if kept is None else [want[i] for i in kept]
     except Exception:  # noqa: BLE001 - inputs the layer does not accept
         return None
     uniq = [values[id(kt)] for kt in _unique_tensors(node.arguments.keras_tensors)]
