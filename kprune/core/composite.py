@@ -16,9 +16,11 @@ replaced by a nested Functional sub-model of the same name, traced from its
 `call` on symbolic inputs, and every Functional subclass by a plain
 Functional model. Dependency analysis and surgery then see the inner layers:
 channel dependencies flow through the composite and surgery rewrites its
-inner layers. The pruned model is that plain graph (classes of the leaf
-layers kept, composite classes inlined as nested models); it saves and
-loads as `.keras` with no custom object registered for the inlined classes.
+inner layers. Surgery rebuilds that plain graph (classes of the leaf
+layers kept, composite classes inlined as nested models), which saves and
+loads as `.keras` with no custom object registered for the inlined classes;
+`kprune.core.class_restore` then gives back each class whose constructor
+arguments express the pruned widths.
 
 A trace may read shapes: `kprune.core.shape_ops` turns an unknown
 sequence length into traced layers (causal masks, positions). A nested
