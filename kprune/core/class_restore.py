@@ -94,7 +94,11 @@ def restore_classes(original, analysis, pruned):
             _record(restored, {})
             return restored
         reasons[original.name] = why
-    result, more = _Restorer(analysis, pruned).composites()
+    try:
+        result, more = _Restorer(analysis, pruned).composites()
+    except Exception as e:  # noqa: BLE001 - never fail surgery for a class
+        result, more = pruned, {pruned.name: "its composite layers could not be put "
+                                f"back into the graph ({_failure(e)})"}
     reasons.update(more)
     _record(result, reasons)
     return result
