@@ -44,8 +44,10 @@ from typing import Dict, Optional
 import keras
 import numpy as np
 
-from kprune.compat.keras_private import (functional_inputs, model_classes, node_fill_in,
-                                       nodes_by_depth)
+from kprune.compat.keras_private import (functional_inputs, functional_outputs,
+                                       history_operation, inbound_node_count,
+                                       model_classes, node_fill_in, nodes_by_depth)
+from kprune.core.composite import _plain_graph_model, traced_composite
 from kprune.core.graph import functional_of, is_model
 
 _LOG = logging.getLogger("kprune")
@@ -86,7 +88,6 @@ def restore_classes(original, analysis, pruned):
     recorded for `inlined_reasons`."""
     if analysis.model is original:  # a plain model: nothing was inlined
         return pruned
-    from kprune.core.composite import _plain_graph_model
     reasons = {}
     if not _plain_graph_model(original):
         restored, why = _Restorer(analysis, pruned).functional(original)
@@ -116,14 +117,15 @@ class _Restorer:
     # -- what the pruned weights are ----------------------------------------
     def _targets(self, obj):
         """The pruned counterparts of `obj.weights`, in order."""
-        from kprune.core.surgery import _find
         result = []
         for w in obj.weights:
             hit = self.owner.get(id(w))
             if hit is None:
                 raise _Refused(f"its weight '{w.path}' is not held by a traced layer")
             layer, i = hit
-            new_layer = _find(self.pruned, self.analysis.graph.layer_paths[id(layer)])
+            new_layer = self.pruned
+            for part in self.analysis.graph.layer_paths[id(layer)].split("/"):
+                new_layer = new_layer.get_layer(part)
             result.append(new_layer.weights[i])
         return result
 
@@ -148,7 +150,7 @@ class _Restorer:
             inst = _search(original, old, new, build, stay)
             inst.set_weights([np.asarray(w) for w in targets])
             x = [_sample(t) for t in keras.tree.flatten(self.pruned.inputs)]
-            x = keras.tree.pack_sequence_as(self.pruned._inputs_struct, x)
+            x = keras.tree.pack_sequence_as(self.pruned.input, x)
             _same_outputs(inst(x, training=False), self.pruned(x, training=False))
             return inst, None
         except _Refused as e:
@@ -158,16 +160,15 @@ class _Restorer:
 
     # -- composite layers of the top-level graph ----------------------------
     def composites(self):
-        from kprune.core.composite import traced_composite
         view = self.analysis.model
         fn = functional_of(self.pruned)
-        view_ops = {op.name: op for op in functional_of(view)._operations}
+        view_ops = {op.name: op for op in _operations(functional_of(view))}
         if not any(is_model(op) and traced_composite(view_ops.get(op.name)) is not None
-                   for op in fn._operations):
+                   for op in _operations(fn)):
             return self.pruned, {}
         reasons, kept = {}, 0
         inputs = [keras.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype,
-                              name=kt._keras_history[0].name)
+                              name=history_operation(kt).name)
                   for kt in functional_inputs(fn)]
         scope = {id(kt): t for kt, t in zip(functional_inputs(fn), inputs)}
         for depth in sorted(nodes_by_depth(fn), reverse=True):
@@ -196,15 +197,16 @@ class _Restorer:
                     scope[id(kt)] = t
         if not kept:
             return self.pruned, reasons
-        outputs = keras.tree.map_structure(lambda kt: scope[id(kt)], fn._outputs_struct)
-        struct = keras.tree.pack_sequence_as(fn._inputs_struct, inputs)
+        outputs = [scope[id(kt)] for kt in functional_outputs(fn)]
+        outputs = keras.tree.pack_sequence_as(self.pruned.output, outputs)
+        struct = keras.tree.pack_sequence_as(self.pruned.input, inputs)
         return keras.Model(struct, outputs, name=self.pruned.name), reasons
 
     def composite(self, layer, orig_node, sub):
         """An instance of `layer`'s class with the pruned widths and weights,
         checked against the inlined sub-model `sub`, or (None, reason)."""
         try:
-            if len(_calls(sub)) > 1:
+            if inbound_node_count(sub) > 1:
                 raise _Refused("it is called at several places")
             targets = self._targets(layer)
             old = [tuple(w.shape) for w in layer.weights]
@@ -248,8 +250,10 @@ def _failure(e):
     return f"its class could not be rebuilt at the pruned widths ({type(e).__name__}: {text})"
 
 
-def _calls(model):
-    return [n for n in getattr(model, "_inbound_nodes", [])]
+def _operations(fn):
+    """The operations of a functional graph, in order."""
+    return [n.operation for depth in sorted(nodes_by_depth(fn), reverse=True)
+            for n in nodes_by_depth(fn)[depth]]
 
 
 def _unique(tensors):
