@@ -208,3 +208,18 @@ def test_keras_hub_backbone_non_uniform_falls_back_with_reason():
     layer0 = pruned.get_layer("transformer_layer_0")
     assert type(layer0).__name__ == "TransformerEncoder" and layer0.intermediate_dim == 29
     assert pruned.get_layer("transformer_layer_1").intermediate_dim == 31
+
+
+def test_nested_functional_subclass_keeps_its_class(tmp_path):
+    inner = WideNet(width=8, hidden=12, classes=5, name="inner")
+    x = keras.Input((8, 8, 3))
+    model = keras.Model(x, layers.Dense(2, name="top")(inner(x)))
+    pruned = assert_surgery_equivalent(model, {"c1": [2], "c2": [5], "fc": [1, 2]})
+    assert type(pruned.get_layer("inner")) is WideNet, kprune.inlined_reasons(pruned)
+    assert (pruned.get_layer("inner").width, pruned.get_layer("inner").hidden) == (7, 10)
+    loaded = _round_trip(pruned, tmp_path, np.ones((2, 8, 8, 3), "float32"))
+    assert type(loaded.get_layer("inner")) is WideNet
+    # non-uniform: the nested model is a plain graph, with the reason
+    plain = assert_surgery_equivalent(model, {"c1": [2, 3], "c2": [5]})
+    assert type(plain.get_layer("inner")) is not WideNet
+    assert "2 different widths" in kprune.inlined_reasons(plain)["inner"]

@@ -8,8 +8,9 @@ layer is a nested sub-model. This module then gives the classes back:
 * the whole model, when it was a Functional subclass (a keras-hub
   `Backbone`, your own `class Net(keras.Model)` calling
   `super().__init__(inputs, outputs)`);
-* otherwise each traced composite layer of the top-level graph (your
-  `ConvBNReLU(filters)`, keras-hub's `TransformerEncoder`).
+* otherwise each traced composite layer and each nested Functional
+  subclass of the top-level graph (your `ConvBNReLU(filters)`, keras-hub's
+  `TransformerEncoder`, a Backbone inside your own model).
 
 The mechanism is general, with no per-class code. The weights' shapes before
 and after surgery give a map {old width: new widths}. A candidate config is

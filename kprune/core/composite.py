@@ -60,8 +60,8 @@ _TRACED: Dict[int, tuple] = {}  # id(sub-model) -> (weakref, layer, node)
 
 
 def traced_composite(sub):
-    """(composite layer, its call's node) when `sub` is the nested model a
-    `functional_view` traced from that layer, else None."""
+    """(composite layer or Functional subclass, its call's node) when `sub`
+    is the nested model a `functional_view` made from it, else None."""
     entry = _TRACED.get(id(sub)) if sub is not None else None
     if entry is None or entry[0]() is not sub:
         return None
@@ -225,6 +225,8 @@ class _Viewer:
         if is_model(op):
             if needs_view(op):
                 new = self.model(op)
+                if not _plain_graph_model(op):  # a nested Functional subclass
+                    _TRACED[id(new)] = (weakref.ref(new), op, node)
         elif is_composite(op):
             new = self._trace(op, node)
         self._done[key] = new
