@@ -138,6 +138,26 @@ def first_batch(data: Data):
     return element, None
 
 
+def sample_input_shapes(data):
+    """The input shapes (batch axis excluded) of `data`'s first batch, shaped
+    like its inputs: a tuple, a list of tuples or a dict by input name; None
+    when `data` is None or cannot be read (its checks report that later).
+
+    Example:
+        >>> sample_input_shapes((np.zeros((8, 128), "int32"), y))
+        (128,)
+    """
+    try:
+        x, _ = first_batch(as_data(data))
+    except Exception:  # noqa: BLE001 - bad data gets its own error from check_data
+        return None
+    if isinstance(x, dict):
+        return {k: tuple(np.shape(v))[1:] for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [tuple(np.shape(v))[1:] for v in x]
+    return tuple(np.shape(x))[1:]
+
+
 def check_data(model, data: Data, name="train_data", need_labels=True):
     """Raises ValueError when `data` cannot feed `model` (checked on one batch).
 

@@ -1,6 +1,8 @@
 """`kprune.prune`: one call from a trained model to a smaller plain Keras model."""
 
 from kprune.compat.tf_keras_bridge import is_tf_keras
+from kprune.core.graph import measured_input_shapes
+from kprune.data import sample_input_shapes
 from kprune.methods import get_method
 from kprune.methods.callbacks import CallbackList, LambdaRoundCallback
 from kprune.methods.checks import check_callable, check_path
@@ -95,9 +97,6 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
         >>> print(result.summary())
         >>> result.model.save("pruned.keras")
     """
-    from kprune.compat.keras_private import op_determinism, quiet_retracing
-    from kprune.scoring import distribute
-
     if is_tf_keras(model):  # tf_keras in, tf_keras out: pruned as a Keras 3 copy
         from kprune.compat.tf_keras_bridge import from_tf_keras, to_tf_keras
 
@@ -108,6 +107,26 @@ def prune(model, method="iap", train_data=None, val_data=None, epochs=1, rounds=
         return result
 
     fn = get_method(method)
+    # A model whose inputs have unknown dimensions (a text model's sequence
+    # length) is measured (MACs, activation memory, MAC targets) at the
+    # shape of its training data's first batch.
+    with measured_input_shapes(_shapes_to_measure(model, train_data)):
+        return _prune(model, method, fn, train_data, val_data, epochs, rounds, target,
+                      out_dir, fit_fn, tensorboard_dir, strategy, on_round, callbacks, options)
+
+
+def _shapes_to_measure(model, train_data):
+    inputs = getattr(model, "inputs", None) or []
+    if not any(None in tuple(t.shape)[1:] for t in inputs):
+        return None
+    return sample_input_shapes(train_data)
+
+
+def _prune(model, method, fn, train_data, val_data, epochs, rounds, target, out_dir, fit_fn,
+           tensorboard_dir, strategy, on_round, callbacks, options):
+    from kprune.compat.keras_private import op_determinism, quiet_retracing
+    from kprune.scoring import distribute
+
     distribute.check_strategy(strategy)
     out_dir, tensorboard_dir = check_path("out_dir", out_dir), check_path(
         "tensorboard_dir", tensorboard_dir)

@@ -129,8 +129,41 @@ def test_unknown_quantization(pruned):
 def test_unknown_input_dimensions():
     inp = keras.Input((None, None, 3))
     model = keras.Model(inp, keras.layers.Conv2D(2, 3)(inp))
-    with pytest.raises(ValueError, match="unknown dimension"):
+    with pytest.raises(ValueError, match="unknown dimension.*input_shape="):
         to_tflite(model)
+
+
+def _variable_length_text_model():
+    L = keras.layers
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    x = L.Embedding(30, 8, name="tok")(ids)
+    x = L.Conv1D(6, 3, padding="same", activation="relu", name="conv")(x)
+    x = L.GRU(5, name="gru")(x)
+    return keras.Model(ids, L.Dense(3, name="out")(x))
+
+
+def test_variable_length_model_converts_at_a_given_length():
+    from kprune.export import with_input_shape
+
+    model = _variable_length_text_model()
+    x = np.random.default_rng(0).integers(0, 30, (16, 10)).astype("int32")
+    fixed = with_input_shape(model, {"ids": (10,)})
+    assert tuple(fixed.inputs[0].shape) == (None, 10)
+    assert fixed.get_layer("gru").input.shape[1] == 10  # every layer sees the length
+    np.testing.assert_allclose(fixed.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    assert with_input_shape(fixed, (12,)) is fixed  # nothing unknown: unchanged
+    flat = to_tflite(model, input_shape=(10,))
+    assert "WHILE" not in tflite_ops(flat)  # the GRU unrolled over its 10 steps
+    np.testing.assert_allclose(litert.predict(flat, x)[0], model.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)
+    flat8 = to_tflite(model, "int8", representative_data=x, input_shape=(10,))
+    assert np.mean(litert.predict(flat8, x)[0].argmax(-1)
+                   == model.predict(x, verbose=0).argmax(-1)) >= 0.8
+    with pytest.raises(ValueError, match="does not fit model input 'ids'"):
+        with_input_shape(model, (10, 2))
+    with pytest.raises(ValueError, match=r"names \['tokens'\].*not model inputs"):
+        to_tflite(model, input_shape={"tokens": (10,)})
 
 
 class _Erfinv(keras.layers.Layer):

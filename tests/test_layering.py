@@ -31,7 +31,7 @@ ALLOWED = {
     "methods": {"compat", "core", "data", "atomic", "scoring", "export", "bench", "runtime"},
     "reporting": {"compat", "core", "data", "atomic", "methods", "bench"},
     "testing": {"compat", "core"},
-    "prune": {"compat", "core", "methods", "reporting", "scoring"},
+    "prune": {"compat", "core", "data", "methods", "reporting", "scoring"},
     "cli": {"core", "data", "atomic", "datasets", "zoo", "scoring", "methods", "reporting",
             "export", "bench", "runtime", "compat", "prune"},
     "demo": {"compat", "core", "data", "atomic", "datasets", "zoo", "methods", "reporting",

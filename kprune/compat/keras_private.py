@@ -213,6 +213,16 @@ def node_fill_in(node, scope):
     return node.arguments.fill_in(scope)
 
 
+def traced_output_spec(op, args, kwargs):
+    """The output KerasTensor(s) of calling `op` on KerasTensor arguments,
+    found by running the call symbolically (no node is added to `op`, and
+    unlike ``op.compute_output_spec`` no layer's declared partial output
+    shape leaves a dimension unknown)."""
+    from keras.src import backend as keras_backend
+
+    return keras_backend.compute_output_spec(lambda *a, **k: op(*a, **k), *args, **kwargs)
+
+
 def call_fn(layer):
     """The layer's own ``call`` (bound), skipping ``__call__``'s bookkeeping."""
     return layer.call

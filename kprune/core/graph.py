@@ -13,12 +13,39 @@ Example:
     ['conv1', 'bn1', 'relu1']
 """
 
+import contextlib
+import contextvars
 import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 import keras
 
-from kprune.compat.keras_private import functional_inputs, functional_outputs, nodes_by_depth
+from kprune.compat.keras_private import (functional_inputs, functional_outputs, node_fill_in,
+                                       nodes_by_depth, traced_output_spec)
+
+#: Input shapes (batch axis excluded) that fill in a model's unknown input
+#: dimensions when its MACs and memory are measured (`measured_input_shapes`).
+_MEASURE_SHAPES = contextvars.ContextVar("kprune_measure_shapes", default=None)
+
+
+@contextlib.contextmanager
+def measured_input_shapes(shapes):
+    """Within the block, graphs of models whose inputs have unknown dimensions
+    (a sequence length of None) are measured at `shapes`: a tuple for a
+    one-input model, a list of tuples in input order, or a dict by input
+    name; None entries are left as they are. The graph's own shapes
+    (`TensorInfo.shape`, what surgery reads) do not change: only
+    `TensorInfo.dims`, what `kprune.profile` counts.
+
+    Example:
+        >>> with measured_input_shapes({"token_ids": (128,), "padding_mask": (128,)}):
+        ...     kprune.profile(bert_backbone).macs
+    """
+    token = _MEASURE_SHAPES.set(shapes)
+    try:
+        yield
+    finally:
+        _MEASURE_SHAPES.reset(token)
 
 
 @dataclasses.dataclass
@@ -28,6 +55,14 @@ class TensorInfo:
     tid: int
     shape: Tuple[Optional[int], ...]
     dtype: str
+    #: the shape at the measured input shapes (`measured_input_shapes`) when
+    #: `shape` has unknown dimensions and they could be inferred
+    fixed: Optional[Tuple[int, ...]] = None
+
+    @property
+    def dims(self) -> Tuple[Optional[int], ...]:
+        """The shape to measure: `fixed` when known, else `shape`."""
+        return self.fixed if self.fixed is not None else self.shape
 
     @property
     def channels(self) -> int:
@@ -40,12 +75,15 @@ class TensorInfo:
 
     def num_elements(self) -> int:
         n = 1
-        for d in self.shape:
+        for d in self.dims:
             if d is None:
                 raise ValueError(
-                    f"tensor of shape {self.shape} has an unknown dimension; "
-                    "build the model with a fixed input shape (e.g. "
-                    "keras.Input((32, 32, 3)))")
+                    f"tensor of shape {self.shape} has an unknown dimension, so its "
+                    "size cannot be measured: pass the input shape to measure at "
+                    "(kprune.profile(model, input_shape=(128,)), or a dict by input "
+                    "name), or build the model with a fixed input shape (e.g. "
+                    "keras.Input((32, 32, 3))); kprune.prune measures at the shape "
+                    "of its training data's first batch")
             n *= int(d)
         return n
 
@@ -109,22 +147,71 @@ class Graph:
         self.layers_by_path: Dict[str, object] = {}
 
     @classmethod
-    def from_model(cls, model) -> "Graph":
+    def from_model(cls, model, input_shapes=None) -> "Graph":
+        """The graph of `model`. `input_shapes` (default: those of an
+        enclosing `measured_input_shapes`) fill in unknown input dimensions
+        for measuring: every tensor then gets its `fixed` shape."""
         graph = cls()
         fn = functional_of(model)
         inputs = []
-        for kt in functional_inputs(fn):
+        kts = list(functional_inputs(fn))
+        for kt in kts:
             inputs.append(graph._new_tensor(kt))
         graph.inputs = inputs
+        shapes = input_shapes if input_shapes is not None else _MEASURE_SHAPES.get()
+        if shapes is not None and any(None in graph.tensors[t].shape for t in inputs):
+            graph._fixed = {}
+            for kt, t, shape in zip(kts, inputs, input_shapes_in_order(shapes, kts)):
+                graph._fix_input(kt, t, shape)
         graph.outputs = graph._inline(fn, inputs, prefix="")
         return graph
 
     # -- construction -------------------------------------------------------
+    _fixed = None  # id(KerasTensor) -> the same tensor at fixed shapes, while building
+
     def _new_tensor(self, kt) -> int:
         tid = len(self.tensors)
         shape = tuple(kt.shape)
         self.tensors[tid] = TensorInfo(tid, tuple(shape[1:]), str(kt.dtype))
         return tid
+
+    def _fix_input(self, kt, tid, shape):
+        info = self.tensors[tid]
+        if shape is None:
+            shape = info.shape
+        shape = tuple(shape)
+        if len(shape) != len(info.shape) or any(
+                k is not None and k != int(d) for k, d in zip(info.shape, shape)):
+            raise ValueError(
+                f"input_shape {shape} does not fit model input '{_tensor_name(kt)}' of "
+                f"shape {info.shape} (batch axis excluded): give one entry per axis, "
+                "equal to the model's where it is known")
+        if None in shape:
+            return
+        info.fixed = tuple(int(d) for d in shape)
+        self._fixed[id(kt)] = keras.KerasTensor((1,) + info.fixed, dtype=kt.dtype)
+
+    def _fix_outputs(self, node, op, outs):
+        """Infers the fixed shapes of `node`'s outputs (tids `outs`) from its
+        inputs' fixed shapes; gives up (leaves them unknown) on failure."""
+        fixed = self._fixed
+        if fixed is None or not all(id(kt) in fixed for kt in node.arguments.keras_tensors):
+            return
+        try:
+            args, kwargs = node_fill_in(node, fixed)
+            specs = keras.tree.flatten(op.compute_output_spec(*args, **kwargs))
+            if any(None in tuple(spec.shape)[1:] for spec in specs):
+                specs = keras.tree.flatten(traced_output_spec(op, args, kwargs))
+        except Exception:  # noqa: BLE001 - the sizes stay unknown; measuring says so
+            return
+        if len(specs) != len(outs):
+            return
+        for kt, tid, spec in zip(node.outputs, outs, specs):
+            shape = tuple(spec.shape)[1:]
+            if None in shape:
+                continue
+            self.tensors[tid].fixed = tuple(int(d) for d in shape)
+            fixed[id(kt)] = spec
 
     def _inline(self, fn, input_tids: List[int], prefix: str) -> List[int]:
         """Adds the calls of functional `fn`; returns its output tensor ids."""
@@ -142,11 +229,20 @@ class Graph:
                     self.model_inputs.setdefault(id(op), args)
                     self.model_calls.setdefault(id(op), []).append(args)
                     sub = functional_of(op)
+                    if self._fixed is not None:
+                        for skt, akt in zip(functional_inputs(sub), node.arguments.keras_tensors):
+                            if id(akt) in self._fixed:
+                                self._fixed[id(skt)] = self._fixed[id(akt)]
                     outs = self._inline(sub, args, prefix + op.name + "/")
+                    if self._fixed is not None:
+                        for kt, skt in zip(node.outputs, functional_outputs(sub)):
+                            if id(skt) in self._fixed:
+                                self._fixed[id(kt)] = self._fixed[id(skt)]
                     for kt, tid in zip(node.outputs, outs):
                         scope[id(kt)] = tid
                     continue
                 outs = [self._new_tensor(kt) for kt in node.outputs]
+                self._fix_outputs(node, op, outs)
                 for kt, tid in zip(node.outputs, outs):
                     scope[id(kt)] = tid
                 path = prefix + op.name
@@ -156,6 +252,10 @@ class Graph:
         return [scope[id(kt)] for kt in functional_outputs(fn)]
 
     # -- queries ------------------------------------------------------------
+    def needs_fixing(self) -> bool:
+        """True when a tensor has an unknown dimension and no fixed shape."""
+        return any(None in t.shape and t.fixed is None for t in self.tensors.values())
+
     def calls_of(self, layer) -> List[Call]:
         return [c for c in self.calls if c.layer is layer]
 
@@ -182,6 +282,40 @@ class Graph:
         raise ValueError(
             f"no layer named '{name}' in the model; layers are: "
             f"{_short_list(list(self.layers_by_path))}")
+
+
+def _tensor_name(kt) -> str:
+    history = getattr(kt, "_keras_history", None)
+    return history[0].name if history else getattr(kt, "name", "?")
+
+
+def input_shapes_in_order(shapes, kts):
+    """`shapes` as one entry per input tensor in `kts` (None: not given).
+    One tuple applies to every input of its rank; a list gives one per input
+    in order; a dict gives them by input name."""
+    names = [_tensor_name(kt) for kt in kts]
+    if isinstance(shapes, dict):
+        unknown = sorted(set(shapes) - set(names))
+        if unknown:
+            raise ValueError(f"input_shape names {unknown}, which are not model inputs; "
+                             f"the inputs are {names}")
+        result = [shapes.get(n) for n in names]
+    elif not shapes or not isinstance(shapes[0], (tuple, list, type(None))):
+        shape = tuple(shapes)
+        result = [shape if len(kts) == 1 or len(kt.shape) - 1 == len(shape) else None
+                  for kt in kts]
+    else:
+        result = list(shapes)
+        if len(result) != len(kts):
+            raise ValueError(f"input_shape gives {len(result)} shapes for a model with "
+                             f"{len(kts)} inputs: give one per input, or a dict by input name")
+    missing = [n for n, kt, shape in zip(names, kts, result)
+               if shape is None and None in tuple(kt.shape)[1:]]
+    if missing:
+        raise ValueError(f"input_shape gives no shape for input(s) {missing}, whose size is "
+                         "unknown: add them (a dict by input name, or one tuple for every "
+                         "input of that rank)")
+    return result
 
 
 def _short_list(names, limit=12):

@@ -11,7 +11,8 @@ Conventions (what the numbers mean):
   count their gate matrix products at every time step (SimpleRNN 1, GRU 3,
   LSTM 4 gates; Bidirectional twice); MultiHeadAttention its four
   projections plus the score and weighted-sum products; Attention its two
-  products; EinsumDense one MAC per kernel use. A layer with a weight matrix
+  products; EinsumDense one MAC per kernel use; a two-operand `ops.einsum`
+  one per combination of its indices. A layer with a weight matrix
   whose cost kprune does not model (ConvLSTM, a custom layer) is listed in
   `Profile.uncounted` and a warning says so, instead of a silent 0.
 * **Activation memory** is the largest total size of tensors that must be
@@ -37,6 +38,7 @@ from typing import Dict, List, Optional, Tuple
 import keras
 import numpy as np
 
+from kprune.compat.keras_private import argument_slots
 from kprune.core.graph import Graph
 from kprune.core.handlers.base import find_handler
 
@@ -124,8 +126,8 @@ def call_macs(call, graph: Graph) -> int:
     tensors = graph.tensors
     if not call.inputs or not call.outputs:
         return 0
-    in_shape = tensors[call.inputs[0]].shape
-    out_shape = tensors[call.outputs[0]].shape
+    in_shape = tensors[call.inputs[0]].dims
+    out_shape = tensors[call.outputs[0]].dims
     out = _prod(out_shape)
     L = keras.layers
     if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
@@ -146,7 +148,15 @@ def call_macs(call, graph: Graph) -> int:
     if isinstance(layer, L.Multiply) or (
             type(layer).__name__ == "Multiply" and len(call.inputs) > 1):
         return out
-    shapes = [tensors[t].shape for t in call.inputs]
+    shapes = [tensors[t].dims for t in call.inputs]
+    if isinstance(layer, L.MultiHeadAttention):
+        # query / value / key by argument: a mask may come second, and
+        # self-attention may pass one tensor as both query and value
+        slots = argument_slots(call.node, ("query", "value", "key"))
+        if "query" in slots:
+            q = shapes[slots["query"]]
+            v = shapes[slots["value"]] if "value" in slots else q
+            shapes = [q, v, shapes[slots["key"]] if "key" in slots else v]
     return _sequence_macs(layer, shapes, out_shape) or 0
 
 
@@ -187,12 +197,32 @@ def _sequence_macs(layer, shapes, out_shape) -> Optional[int]:
         kernel_letters = inputs.split(",")[1]
         contracted = [d for c, d in zip(kernel_letters, layer.kernel.shape) if c not in output]
         return _prod(out_shape) * _prod(contracted)
+    if type(layer).__name__ == "Einsum" and isinstance(getattr(layer, "subscripts", None), str):
+        return _einsum_macs(layer.subscripts, shapes)
     return None
+
+
+def _einsum_macs(subscripts, shapes) -> Optional[int]:
+    """`ops.einsum` of two operands (attention scores, weighted sums): one MAC
+    per combination of all its indices (the batch index counts once)."""
+    operands = subscripts.replace(" ", "").split("->")[0].split(",")
+    if len(operands) != 2 or len(shapes) != 2 or "." in subscripts:
+        return None
+    sizes = {}
+    for letters, shape in zip(operands, shapes):
+        # the first letter is the batch axis, excluded from `shape`
+        if len(letters) != len(shape) + 1:
+            return None
+        for c, d in zip(letters[1:], shape):
+            sizes[c] = int(d)
+    return _prod(sizes.values())
 
 
 def _uncounted(layer, macs) -> bool:
     """A layer that owns a weight matrix but got 0 MACs: its cost is not modelled."""
     if macs or isinstance(layer, (keras.layers.Embedding, keras.Model)):
+        return False
+    if type(layer).__name__.endswith("PositionEmbedding"):  # a table lookup (keras-hub)
         return False
     return any(len(w.shape) >= 2 for w in getattr(layer, "weights", ()))
 
@@ -207,7 +237,7 @@ def _aliases(call, graph: Graph, readers: Dict[int, int]) -> bool:
     elementwise = handler is not None and type(handler).__name__ in (
         "ActivationHandler", "BatchNormHandler", "RescalingHandler",
         "LayerScaleHandler", "ActivationOpHandler", "ElementwiseOpHandler")
-    same = graph.tensors[call.inputs[0]].shape == graph.tensors[call.outputs[0]].shape
+    same = graph.tensors[call.inputs[0]].dims == graph.tensors[call.outputs[0]].dims
     return elementwise and same and readers[call.inputs[0]] == 1
 
 
@@ -256,13 +286,19 @@ def _peak_memory(graph: Graph) -> Tuple[int, str]:
     return peak, peak_after
 
 
-def profile(model, graph: Optional[Graph] = None) -> Profile:
+def profile(model, graph: Optional[Graph] = None, input_shape=None) -> Profile:
     """Parameters, MACs, weight bytes and activation memory of `model`.
 
     Args:
-        model: a Functional or Sequential Keras model with fixed input shape
-            (Keras 3, or tf_keras through `kprune.compat`).
+        model: a Functional or Sequential Keras model (Keras 3, or tf_keras
+            through `kprune.compat`).
         graph: an already built `kprune.core.graph.Graph` to reuse.
+        input_shape: the input shape to measure at (batch axis excluded) when
+            the model's inputs have unknown dimensions (a text model's
+            sequence length): a tuple, a list of tuples in input order, or a
+            dict by input name (keras-hub: ``{"token_ids": (128,),
+            "padding_mask": (128,)}``). Not needed for fixed-shape models;
+            inside `kprune.prune` the training data's first batch gives it.
 
     Returns:
         A `Profile`: per-layer `LayerProfile`s and totals; `print()` shows a
@@ -273,11 +309,12 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
         >>> f"{p.macs / 1e6:.0f} M MACs, {p.params:,} parameters"
         '301 M MACs, 3,538,984 parameters'
     """
-    if graph is None:  # composite layers and Functional subclasses: their graph
+    if graph is None or (input_shape is not None and graph.needs_fixing()):
+        # composite layers and Functional subclasses: their graph
         from kprune.core.composite import functional_view
         from kprune.compat.tf_keras_bridge import keras3_of
         model = keras3_of(model)
-        graph = Graph.from_model(functional_view(model))
+        graph = Graph.from_model(functional_view(model), input_shapes=input_shape)
     rows: Dict[str, LayerProfile] = {}
     uncounted: List[str] = []
     seen_params = set()
@@ -293,7 +330,7 @@ def profile(model, graph: Optional[Graph] = None) -> Profile:
         act = 4 * sum(graph.tensors[t].num_elements()
                       for t in call.inputs + call.outputs)
         row = rows.get(call.path)
-        out_shape = graph.tensors[call.outputs[0]].shape if call.outputs else ()
+        out_shape = graph.tensors[call.outputs[0]].dims if call.outputs else ()
         macs = call_macs(call, graph)
         if _uncounted(layer, macs) and call.path not in uncounted:
             uncounted.append(call.path)
@@ -357,13 +394,14 @@ def _leaf_layers(model):
             yield layer
 
 
-def model_size(model) -> Dict:
+def model_size(model, input_shape=None) -> Dict:
     """``{'params', 'macs', 'widths'}`` of `model`: parameters, MACs at batch 1
-    and `layer_widths` (what every pruning round records).
+    (at `input_shape` for inputs of unknown size, see `profile`) and
+    `layer_widths` (what every pruning round records).
 
     Example:
         >>> model_size(kprune.zoo.lenet5())["params"]
         61706
     """
-    prof = profile(model)
+    prof = profile(model, input_shape=input_shape)
     return {"params": int(prof.params), "macs": int(prof.macs), "widths": layer_widths(model)}

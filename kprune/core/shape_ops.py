@@ -32,6 +32,7 @@ Example:
 
 import contextlib
 import sys
+import threading
 
 import keras
 from keras import ops
@@ -129,10 +130,19 @@ class CausalMaskHandler(ChannelHandler):
 register_handler(CausalMaskHandler(), first=False)
 
 
+_STATE = threading.local()  # .depth: traced_shapes() blocks open in this thread
+_LOCK = threading.Lock()
+_INSTALLED = {"count": 0, "patched": []}
+
+
+def _tracing() -> bool:
+    return getattr(_STATE, "depth", 0) > 0
+
+
 def _shape(original):
     def shape(x):
         result = original(x)
-        if not isinstance(x, keras.KerasTensor):
+        if not _tracing() or not isinstance(x, keras.KerasTensor):
             return result
         return tuple(SymbolicDim(x, k) if d is None else d for k, d in enumerate(result))
     return shape
@@ -141,7 +151,7 @@ def _shape(original):
 def _causal_mask(original):
     def compute_causal_mask(batch_size, input_length, output_length, cache_index=0):
         dims = (batch_size, input_length, output_length)
-        if not any(isinstance(d, SymbolicDim) for d in dims):
+        if not _tracing() or not any(isinstance(d, SymbolicDim) for d in dims):
             return original(batch_size, input_length, output_length, cache_index)
         tensor = input_length.tensor if isinstance(input_length, SymbolicDim) else None
         same = all(isinstance(d, SymbolicDim) and d.tensor is tensor for d in dims)
@@ -155,6 +165,8 @@ def _causal_mask(original):
 
 def _arange(original):
     def arange(start, stop=None, step=None, dtype=None):
+        if not _tracing():
+            return original(start, stop, step=step, dtype=dtype)
         if isinstance(start, SymbolicDim) and stop is None and step in (None, 1):
             return Positions(axis=start.axis, dtype=dtype or "int32")(start.tensor)
         if (isinstance(stop, SymbolicDim) and isinstance(start, int) and start == 0
@@ -168,7 +180,30 @@ def _arange(original):
 def traced_shapes():
     """Within it, `keras.ops.shape` of a symbolic tensor gives `SymbolicDim`s
     for unknown dimensions, and keras-hub's `compute_causal_mask` (in every
-    module that imported it) makes a `CausalMask` call."""
+    module that imported it) makes a `CausalMask` call.
+
+    Thread-safe: the functions are replaced while any thread is inside a
+    `traced_shapes()` block, and the replacements act only for the threads
+    inside one; every other thread gets the original behaviour."""
+    with _LOCK:
+        if _INSTALLED["count"] == 0:
+            _INSTALLED["patched"] = _install()
+        _INSTALLED["count"] += 1
+    _STATE.depth = getattr(_STATE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _STATE.depth -= 1
+        with _LOCK:
+            _INSTALLED["count"] -= 1
+            if _INSTALLED["count"] == 0:
+                for module, name, value in _INSTALLED["patched"]:
+                    setattr(module, name, value)
+                _INSTALLED["patched"] = []
+
+
+def _install():
+    """Replaces the functions; returns [(module, name, original)]."""
     patched = [(keras.ops, "shape", keras.ops.shape), (keras.ops, "arange", keras.ops.arange)]
     utils = sys.modules.get("keras_hub.src.layers.modeling.transformer_layer_utils")
     if utils is not None:
@@ -180,10 +215,6 @@ def traced_shapes():
     replacement = {"shape": _shape(keras.ops.shape), "arange": _arange(keras.ops.arange)}
     if utils is not None:
         replacement["compute_causal_mask"] = _causal_mask(utils.compute_causal_mask)
-    try:
-        for module, name, _ in patched:
-            setattr(module, name, replacement[name])
-        yield
-    finally:
-        for module, name, value in patched:
-            setattr(module, name, value)
+    for module, name, _ in patched:
+        setattr(module, name, replacement[name])
+    return patched

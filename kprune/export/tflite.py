@@ -64,7 +64,7 @@ def normalize_quantization(quantization) -> Optional[str]:
 
 def to_tflite(model, quantization: Optional[str] = None, representative_data=None,
               batch_size: Optional[int] = 1, path: Optional[str] = None,
-              per_channel: bool = True) -> bytes:
+              per_channel: bool = True, input_shape=None) -> bytes:
     """Converts a Keras model to a TFLite flatbuffer.
 
     Args:
@@ -93,6 +93,10 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
             quantization-aware model keeps the weight scales it was trained
             with: per-tensor needs ``quantize_aware(model, per_channel=False)``
             (``per_channel=False`` on a per-channel QAT model is an error).
+        input_shape: for a model whose inputs have unknown dimensions (a
+            sequence length of None): the shape to convert at, batch axis
+            excluded (a tuple for every input of its rank, a list in input
+            order or a dict by input name; see `with_input_shape`).
 
     Returns:
         The flatbuffer as bytes.
@@ -116,6 +120,9 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
     from kprune.runtime.capture import capture_fds
 
     require_model(model)
+    if input_shape is not None:
+        from kprune.export.fixed_shape import with_input_shape
+        model = with_input_shape(model, input_shape)
     q = normalize_quantization(quantization)
     if not isinstance(per_channel, bool):
         raise ValueError(f"per_channel must be True (one weight scale per output channel) or "
@@ -273,8 +280,9 @@ def _input_shapes(model) -> List[tuple]:
             raise ValueError(
                 f"input '{tensor.name}' of model '{model.name}' has shape {shape} with "
                 f"unknown dimension(s) at axis {unknown}; TFLite export needs a fixed "
-                f"shape: rebuild the model on keras.Input(shape=...) with every "
-                f"dimension given")
+                f"shape: pass input_shape= (e.g. to_tflite(model, input_shape=(128,)), "
+                f"or kprune.export.with_input_shape(model, ...) first), or rebuild the "
+                f"model on keras.Input(shape=...) with every dimension given")
         shapes.append(shape)
     return shapes
 
@@ -383,8 +391,11 @@ def _check_representative(data, shapes, model) -> List[np.ndarray]:
                          f"'{model.name}' has {len(shapes)} inputs")
     out = []
     for i, (arr, shape) in enumerate(zip(arrays, shapes)):
+        # integer inputs (token ids for an Embedding) keep their type
+        dtype = str(getattr(model.inputs[i], "dtype", "float32"))
+        dtype = dtype if dtype.startswith(("int", "uint")) else np.float32
         try:
-            arr = np.asarray(arr, dtype=np.float32)
+            arr = np.asarray(arr, dtype=dtype)
         except (TypeError, ValueError) as err:
             raise ValueError(f"representative_data[{i}] is not numeric array data: {err}") from err
         if arr.ndim != len(shape) or tuple(arr.shape[1:]) != tuple(shape[1:]):
