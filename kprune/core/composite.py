@@ -42,6 +42,7 @@ Example:
 """
 
 import contextlib
+import threading
 import weakref
 from typing import Dict, Optional
 
@@ -292,20 +293,18 @@ class _Viewer:
         return sub
 
 
-@contextlib.contextmanager
-def _inlined_non_tensor_calls():
-    """While a composite is traced: a non-Keras layer called inside it whose
-    call returns `None` next to its tensors (keras-hub DeiT's encoder block
-    returns `(x, None)`), which Keras cannot record as an operation, is
-    recorded with its tensor outputs only; its caller still gets the
-    `None`s in their places."""
-    original = keras.layers.Layer.__call__
+_NON_TENSOR = threading.local()  # .depth: _inlined_non_tensor_calls() blocks open here
+_NON_TENSOR_LOCK = threading.Lock()
+_NON_TENSOR_INSTALLED = {"count": 0, "original": None}
 
+
+def _none_free_call(original):
     def call(self, *args, **kwargs):
         try:
             return original(self, *args, **kwargs)
         except ValueError as e:
-            if "non-tensor" not in str(e) or _is_keras_class(self):
+            if (getattr(_NON_TENSOR, "depth", 0) == 0 or "non-tensor" not in str(e)
+                    or _is_keras_class(self)):
                 raise
         own = self.compute_output_spec
         shape = {}
@@ -325,12 +324,35 @@ def _inlined_non_tensor_calls():
         got = iter(got)
         flat = [None if t is None else next(got) for t in shape["flat"]]
         return keras.tree.pack_sequence_as(shape["struct"], flat)
+    return call
 
-    keras.layers.Layer.__call__ = call
+
+@contextlib.contextmanager
+def _inlined_non_tensor_calls():
+    """While a model is viewed: a non-Keras layer whose call returns `None`
+    next to its tensors (keras-hub DeiT's encoder block returns `(x, None)`),
+    which Keras cannot record as an operation when it is called on symbolic
+    tensors, is recorded with its tensor outputs only; its caller still gets
+    the `None`s in their places.
+
+    Thread-safe like `shape_ops.traced_shapes`: `Layer.__call__` is wrapped
+    while any thread is inside such a block, and the wrapper changes nothing
+    for the other threads (their errors are raised as before)."""
+    with _NON_TENSOR_LOCK:
+        if _NON_TENSOR_INSTALLED["count"] == 0:
+            _NON_TENSOR_INSTALLED["original"] = keras.layers.Layer.__call__
+            keras.layers.Layer.__call__ = _none_free_call(keras.layers.Layer.__call__)
+        _NON_TENSOR_INSTALLED["count"] += 1
+    _NON_TENSOR.depth = getattr(_NON_TENSOR, "depth", 0) + 1
     try:
         yield
     finally:
-        keras.layers.Layer.__call__ = original
+        _NON_TENSOR.depth -= 1
+        with _NON_TENSOR_LOCK:
+            _NON_TENSOR_INSTALLED["count"] -= 1
+            if _NON_TENSOR_INSTALLED["count"] == 0:
+                keras.layers.Layer.__call__ = _NON_TENSOR_INSTALLED["original"]
+                _NON_TENSOR_INSTALLED["original"] = None
 
 
 def _falsely_sparse_scale(op, node):
