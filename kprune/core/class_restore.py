@@ -76,6 +76,8 @@ def inlined_reasons(model) -> Dict[str, str]:
 def _record(model, reasons):
     for name, why in reasons.items():
         _LOG.info("kprune surgery: '%s' is returned inlined as plain layers: %s", name, why)
+    for key in [k for k, (ref, _) in _REASONS.items() if ref() is None]:
+        del _REASONS[key]  # models gone
     try:
         _REASONS[id(model)] = (weakref.ref(model), dict(reasons))
     except TypeError:  # pragma: no cover - models are weak-referenceable
