@@ -7,6 +7,7 @@ surgery, profile) -> `kprune.scoring` (criteria, activation recording) ->
 `kprune.bench` sit beside the core; `kprune.cli` on top.
 """
 
+from kprune.core.class_restore import inlined_reasons
 from kprune.core.dependency import Group, analyze, dependency_groups
 from kprune.core.handlers import ChannelHandler, register_handler, unregister_handler
 from kprune.core.profile import LayerProfile, Profile, profile
@@ -21,6 +22,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ChannelHandler", "Group", "LambdaRoundCallback", "LayerProfile", "Profile",
     "PruneResult", "RoundCallback", "analyze", "bench", "compat", "dependency_groups",
-    "export", "masked_reference", "profile", "prune", "register_handler", "remove_channels",
+    "export", "inlined_reasons", "masked_reference", "profile", "prune", "register_handler", "remove_channels",
     "scoring", "unregister_handler",
 ]

@@ -192,3 +192,41 @@ def test_ignored_layers_may_name_a_layer_inside_a_composite():
     assert res.final["params"] < res.baseline["params"]  # the rest was pruned
     with pytest.raises(ValueError, match=r"ignored_layers: .*block/nope"):
         kprune.prune(model, "ilp", train_data=(x, y), ignored_layers=["block/nope"])
+
+
+class ScoredBlock(layers.Layer):
+    """Returns `(y, None)` like keras-hub DeiT's encoder block."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = layers.Dense(12, activation="relu", name="hidden")
+        self.out = layers.Dense(6, name="out")
+
+    def call(self, x):
+        return self.out(self.hidden(x)), None
+
+
+class PlaceholderEncoder(layers.Layer):
+    """Calls a `(y, None)` block and returns an `ops.empty` placeholder next
+    to its output, like DeiT's encoder."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.block = ScoredBlock(name="block")
+
+    def call(self, x):
+        y, _ = self.block(x)
+        return y, ops.empty((0, 6), dtype=x.dtype)
+
+    def compute_output_shape(self, shape):
+        return tuple(shape[:-1]) + (6,), (0, 6)
+
+
+def test_composite_returning_none_and_placeholders_is_traced():
+    x = keras.Input((5, 6))
+    y, _ = PlaceholderEncoder(name="enc")(layers.Dense(6, name="stem")(x))
+    model = keras.Model(x, layers.Dense(3, name="head")(y))
+    names = [g.name for g in kprune.dependency_groups(model)]
+    assert "enc/block/hidden" in names, names
+    pruned = assert_surgery_equivalent(model, {"enc/block/hidden": [0, 4, 7]})
+    assert pruned.get_layer("enc").get_layer("block").get_layer("hidden").units == 9

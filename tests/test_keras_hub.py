@@ -13,6 +13,8 @@ keras_hub = pytest.importorskip("keras_hub")
 
 import keras  # noqa: E402
 
+import kprune  # noqa: E402
+
 from kprune.core.dependency import analyze  # noqa: E402
 from kprune.testing import (assert_surgery_equivalent, calibrate_batchnorm,  # noqa: E402
                             random_removal)
@@ -22,10 +24,11 @@ from tests.keras_hub_models import BUILDERS, sample_inputs  # noqa: E402
 #: prunable. The decoder LLMs trace past `ops.shape` (kprune/core/
 #: shape_ops.py) and prune their FFN widths and attention value head
 #: dimensions; Gemma's attention reshapes by traced lengths and stays whole
-#: (test_untraceable_keras_hub_layer_reports_why). Not there yet: DeiT.
+#: (test_untraceable_keras_hub_layer_reports_why). DeiT's encoder returns
+#: `ops.empty` placeholders and its blocks `(x, None)`: both trace.
 EXACT = ["mobilenet", "resnet", "resnet_v2", "efficientnet", "cspnet",
          "densenet", "vgg", "xception", "bert", "distilbert", "roberta",
-         "electra", "whisper", "vit", "gpt2", "llama", "qwen", "mistral",
+         "electra", "whisper", "vit", "deit", "gpt2", "llama", "qwen", "mistral",
          "gemma"]
 
 
@@ -51,7 +54,10 @@ def test_backbone_prunes_exactly_and_round_trips(name, tmp_path):
     for group in analysis.groups:
         gone = sum(int(r) in removed_roots for r in group._roots)
         assert abs(gone - round(0.25 * group.channels)) <= 1, group
-    pruned = assert_surgery_equivalent(model, removal, inputs=x)
+    # the plain graph (keeping classes is tested in test_class_restore.py:
+    # random cuts cut head dimensions, which no backbone argument expresses)
+    pruned = kprune.remove_channels(model, removal, analysis=analysis, keep_classes=False)
+    assert_surgery_equivalent(model, removal, inputs=x, pruned=pruned)
     assert pruned.count_params() < model.count_params()
     assert type(pruned) is keras.Model or type(pruned).__name__ == "Functional"
     path = tmp_path / f"{name}.keras"
@@ -61,16 +67,20 @@ def test_backbone_prunes_exactly_and_round_trips(name, tmp_path):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
 
 
-def test_resnet_backbone_remove_channels_returns_plain_model():
+def test_resnet_backbone_remove_channels_returns_a_working_model():
     """The issue's ResNetBackbone: `remove_channels` failed with KeyError
-    'layers' (its config holds constructor arguments)."""
-    import kprune
-
+    'layers' (its config holds constructor arguments). Its stem width is an
+    argument (`input_conv_filters`), so the class is kept; without
+    `keep_classes` it is the plain graph."""
     model = BUILDERS["resnet"]()
     group = kprune.dependency_groups(model)[0]
+    assert group.name == "conv1_conv"
     pruned = kprune.remove_channels(model, group.to_layer_indices([0, 1]))
-    assert not isinstance(pruned, keras_hub.models.Backbone)
+    assert type(pruned) is type(model) and pruned.input_conv_filters == [14]
     assert pruned.count_params() < model.count_params()
+    plain = kprune.remove_channels(model, group.to_layer_indices([0, 1]), keep_classes=False)
+    assert not isinstance(plain, keras_hub.models.Backbone)
+    assert plain.get_layer("conv1_conv").filters == 14
 
 
 def test_bert_dependency_groups_do_not_crash():

@@ -11,11 +11,12 @@ Example:
     >>> smaller = remove_channels(model, {"conv1": [0, 3]})
 """
 
+from kprune.core.class_restore import inlined_reasons
 from kprune.core.dependency import Analysis, Group, analyze, dependency_groups
 from kprune.core.handlers import ChannelHandler, register_handler, unregister_handler
 from kprune.core.profile import LayerProfile, Profile, profile
 from kprune.core.surgery import masked_reference, remove_channels
 
 __all__ = ["Analysis", "ChannelHandler", "Group", "LayerProfile", "Profile", "analyze",
-           "dependency_groups", "masked_reference", "profile", "register_handler",
+           "dependency_groups", "inlined_reasons", "masked_reference", "profile", "register_handler",
            "remove_channels", "unregister_handler"]

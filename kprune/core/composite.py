@@ -16,9 +16,11 @@ replaced by a nested Functional sub-model of the same name, traced from its
 `call` on symbolic inputs, and every Functional subclass by a plain
 Functional model. Dependency analysis and surgery then see the inner layers:
 channel dependencies flow through the composite and surgery rewrites its
-inner layers. The pruned model is that plain graph (classes of the leaf
-layers kept, composite classes inlined as nested models); it saves and
-loads as `.keras` with no custom object registered for the inlined classes.
+inner layers. Surgery rebuilds that plain graph (classes of the leaf
+layers kept, composite classes inlined as nested models), which saves and
+loads as `.keras` with no custom object registered for the inlined classes;
+`kprune.core.class_restore` then gives back each class whose constructor
+arguments express the pruned widths.
 
 A trace may read shapes: `kprune.core.shape_ops` turns an unknown
 sequence length into traced layers (causal masks, positions). A nested
@@ -39,6 +41,8 @@ Example:
     >>> untraced_reason(my_layer)       # None when it was traced
 """
 
+import contextlib
+import threading
 import weakref
 from typing import Dict, Optional
 
@@ -53,6 +57,16 @@ from kprune.core.handlers.keras_hub import traced_calls
 from kprune.core.shape_ops import traced_shapes
 
 _UNTRACED: Dict[int, tuple] = {}  # id(layer) -> (weakref, reason)
+_TRACED: Dict[int, tuple] = {}  # id(sub-model) -> (weakref, layer, node)
+
+
+def traced_composite(sub):
+    """(composite layer or Functional subclass, its call's node) when `sub`
+    is the nested model a `functional_view` made from it, else None."""
+    entry = _TRACED.get(id(sub)) if sub is not None else None
+    if entry is None or entry[0]() is not sub:
+        return None
+    return entry[1], entry[2]
 
 
 def untraced_reason(layer) -> Optional[str]:
@@ -122,12 +136,17 @@ def functional_view(model):
     register_keras_hub_handlers()
     if not needs_view(model):
         return model
-    return _Viewer().model(model)
+    with _inlined_non_tensor_calls():
+        return _Viewer().model(model)
 
 
 class _Viewer:
     def __init__(self):
         self._done = {}  # id(op) -> replacement (shared layers stay shared)
+        self._used = set()
+        # id(sub-model) -> positions of the call's outputs it returns, when
+        # the composite also returned constants
+        self._tensor_outputs = {}
 
     def model(self, model):
         fn = functional_of(model)
@@ -147,6 +166,11 @@ class _Viewer:
     def _replay(self, fn, new_inputs):
         scope = {id(kt): t for kt, t in zip(functional_inputs(fn), new_inputs)}
         by_depth = nodes_by_depth(fn)
+        # tensors something reads: a traced composite may return constants
+        # (keras-hub DeiT's `ops.empty` placeholders) only where nothing does
+        self._used = {id(kt) for nodes in by_depth.values() for n in nodes
+                      for kt in n.arguments.keras_tensors}
+        self._used |= {id(kt) for kt in keras.tree.flatten(fn._outputs_struct)}
         direct = {id(n.operation) for nodes in by_depth.values() for n in nodes
                   if not is_model(n.operation)}
         for depth in sorted(by_depth, reverse=True):
@@ -174,6 +198,11 @@ class _Viewer:
                     flat = _unique_tensors(node.arguments.keras_tensors)
                     flat = [scope[id(kt)] for kt in flat]
                     outs = keras.tree.flatten(new_op(flat if len(flat) > 1 else flat[0]))
+                    kept = self._tensor_outputs.get(id(new_op))
+                    if kept is not None:  # constant outputs nothing reads
+                        for kt, t in zip([node.outputs[i] for i in kept], outs):
+                            scope[id(kt)] = t
+                        continue
                 elif _falsely_sparse_scale(op, node) is not None:
                     # Keras 3.15 marks `x * constant` sparse (a constant has
                     # no `sparse` attribute, read as True), and a nested model
@@ -197,6 +226,8 @@ class _Viewer:
         if is_model(op):
             if needs_view(op):
                 new = self.model(op)
+                if not _plain_graph_model(op):  # a nested Functional subclass
+                    _TRACED[id(new)] = (weakref.ref(new), op, node)
         elif is_composite(op):
             new = self._trace(op, node)
         self._done[key] = new
@@ -223,16 +254,32 @@ class _Viewer:
             scope[id(kt)] = t
             inputs.append(t)
         args, kwargs = node_fill_in(node, scope)
+        used = self._used
+        kept = None
         try:
-            with keras.name_scope(layer.name), traced_shapes(), traced_calls():
+            with keras.name_scope(layer.name), traced_shapes(), traced_calls(), \
+                    _inlined_non_tensor_calls():
                 outs = call_fn(layer)(*args, **kwargs)
-            flat = keras.tree.flatten(outs)
-            if not flat or not all(isinstance(t, keras.KerasTensor) for t in flat):
+            flat = [t for t in keras.tree.flatten(outs) if t is not None]
+            outs = outs if len(flat) == len(keras.tree.flatten(outs)) else (
+                flat[0] if len(flat) == 1 else flat)
+            if not flat or not any(isinstance(t, keras.KerasTensor) for t in flat):
                 raise TypeError("its call returned values that are not tensors")
+            if not all(isinstance(t, keras.KerasTensor) for t in flat):
+                # constants among the outputs (placeholders such as
+                # `ops.empty`): allowed where nothing reads them
+                if len(flat) != len(node.outputs):
+                    raise TypeError("its call returned values that are not tensors")
+                kept = [i for i, t in enumerate(flat) if isinstance(t, keras.KerasTensor)]
+                if any(id(node.outputs[i]) in used for i in range(len(flat)) if i not in kept):
+                    raise TypeError("its call returns constants (not tensors) that "
+                                    "the model reads")
+                outs = [flat[i] for i in kept]
+                outs = outs[0] if len(outs) == 1 else outs
             sub = keras.Model(inputs if len(inputs) > 1 else inputs[0], outs,
                               name=layer.name)
             sub = self.model(sub) if needs_view(sub) else sub
-            problem = _uncalled_weights(layer, sub) or _mismatch(layer, sub, node)
+            problem = _uncalled_weights(layer, sub) or _mismatch(layer, sub, node, kept)
         except Exception as e:  # noqa: BLE001 - any failure means "not traceable"
             problem = (f"its call cannot be traced on symbolic inputs "
                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
@@ -240,7 +287,72 @@ class _Viewer:
             _set_reason(layer, f"composite layer '{layer.name}' "
                         f"({type(layer).__name__}) is kept whole: {problem}")
             return layer
+        _TRACED[id(sub)] = (weakref.ref(sub), layer, node)
+        if kept is not None:
+            self._tensor_outputs[id(sub)] = kept
         return sub
+
+
+_NON_TENSOR = threading.local()  # .depth: _inlined_non_tensor_calls() blocks open here
+_NON_TENSOR_LOCK = threading.Lock()
+_NON_TENSOR_INSTALLED = {"count": 0, "original": None}
+
+
+def _none_free_call(original):
+    def call(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        except ValueError as e:
+            if (getattr(_NON_TENSOR, "depth", 0) == 0 or "non-tensor" not in str(e)
+                    or _is_keras_class(self)):
+                raise
+        own = self.compute_output_spec
+        shape = {}
+
+        def tensors_only(*a, **k):
+            out = own(*a, **k)
+            flat = keras.tree.flatten(out)
+            shape["struct"], shape["flat"] = out, flat
+            kept = [t for t in flat if t is not None]
+            return kept[0] if len(kept) == 1 else kept
+
+        self.compute_output_spec = tensors_only
+        try:
+            got = keras.tree.flatten(original(self, *args, **kwargs))
+        finally:
+            del self.compute_output_spec
+        got = iter(got)
+        flat = [None if t is None else next(got) for t in shape["flat"]]
+        return keras.tree.pack_sequence_as(shape["struct"], flat)
+    return call
+
+
+@contextlib.contextmanager
+def _inlined_non_tensor_calls():
+    """While a model is viewed: a non-Keras layer whose call returns `None`
+    next to its tensors (keras-hub DeiT's encoder block returns `(x, None)`),
+    which Keras cannot record as an operation when it is called on symbolic
+    tensors, is recorded with its tensor outputs only; its caller still gets
+    the `None`s in their places.
+
+    Thread-safe like `shape_ops.traced_shapes`: `Layer.__call__` is wrapped
+    while any thread is inside such a block, and the wrapper changes nothing
+    for the other threads (their errors are raised as before)."""
+    with _NON_TENSOR_LOCK:
+        if _NON_TENSOR_INSTALLED["count"] == 0:
+            _NON_TENSOR_INSTALLED["original"] = keras.layers.Layer.__call__
+            keras.layers.Layer.__call__ = _none_free_call(keras.layers.Layer.__call__)
+        _NON_TENSOR_INSTALLED["count"] += 1
+    _NON_TENSOR.depth = getattr(_NON_TENSOR, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _NON_TENSOR.depth -= 1
+        with _NON_TENSOR_LOCK:
+            _NON_TENSOR_INSTALLED["count"] -= 1
+            if _NON_TENSOR_INSTALLED["count"] == 0:
+                keras.layers.Layer.__call__ = _NON_TENSOR_INSTALLED["original"]
+                _NON_TENSOR_INSTALLED["original"] = None
 
 
 def _falsely_sparse_scale(op, node):
@@ -299,7 +411,7 @@ def _sample(kt, rng):
     return rng.normal(size=shape).astype(str(kt.dtype))
 
 
-def _mismatch(layer, sub, node) -> Optional[str]:
+def _mismatch(layer, sub, node, kept=None) -> Optional[str]:
     """Runs the layer and its traced graph on the same random inputs; a
     reason when they differ (None when equal or when the layer does not run
     on such inputs, e.g. it needs a valid sequence length)."""
@@ -309,6 +421,8 @@ def _mismatch(layer, sub, node) -> Optional[str]:
         args, kwargs = node_fill_in(node, values)
         want = keras.tree.flatten(layer(*args, **kwargs, training=False)
                                   if _takes_training(layer) else layer(*args, **kwargs))
+        want = [w for w in want if w is not None]
+        want = want if kept is None else [want[i] for i in kept]
     except Exception:  # noqa: BLE001 - inputs the layer does not accept
         return None
     uniq = [values[id(kt)] for kt in _unique_tensors(node.arguments.keras_tensors)]

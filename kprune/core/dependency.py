@@ -167,6 +167,7 @@ class Analysis:
     def __init__(self, model, ignored_layers: Sequence[str] = ()):
         # Composite layers and Functional subclasses are analysed (and
         # rebuilt) as the plain graph behind them.
+        self.source = model
         self.model = functional_view(model)
         self.graph = Graph.from_model(self.model)
         self.uf = _Components()

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from kprune.compat.keras_private import functional_inputs, history_operation, model_classes
+from kprune.core.class_restore import restore_classes
 from kprune.core.dependency import Analysis, analyze
 from kprune.core.graph import functional_of, is_model
 from kprune.core.handlers.base import LayerKeeps, zeroed_in_reference
@@ -19,7 +20,8 @@ from kprune.core.handlers.keras_hub import loadable_class, loadable_configs
 
 
 def remove_channels(model, removal: Dict[str, Sequence[int]],
-                    analysis: Optional[Analysis] = None) -> keras.Model:
+                    analysis: Optional[Analysis] = None,
+                    keep_classes: bool = True) -> keras.Model:
     """Returns a new model without the given output channels.
 
     Args:
@@ -31,10 +33,19 @@ def remove_channels(model, removal: Dict[str, Sequence[int]],
             Layers of nested models may be named 'submodel/layer' or by a
             unique bare name.
         analysis: a precomputed `kprune.core.dependency.analyze(model)` to reuse.
+        keep_classes: give back the class of a Functional subclass (a
+            keras-hub Backbone) or of a composite layer where its constructor
+            arguments can express the new widths (`kprune.core.class_restore`);
+            False returns the plain graph of plain layers always.
 
     Returns:
         A new `keras.Model` with the channels physically removed; compiled
         like the original (fresh optimizer) when the original was compiled.
+        A Functional subclass comes back as its own class when its arguments
+        express the pruned widths (e.g. every FFN cut alike), else as a
+        plain `keras.Model` over the rewritten graph (composite layers kept
+        as their class where they can be, else inlined as nested models);
+        `kprune.core.inlined_reasons(pruned)` says why a class was not kept.
 
     Raises:
         ValueError: unknown or non-prunable layer, index out of range, or a
@@ -50,7 +61,7 @@ def remove_channels(model, removal: Dict[str, Sequence[int]],
         return to_tf_keras(remove_channels(keras3_of(model), removal))
     analysis = analysis or analyze(model)
     removed = analysis.resolve_removal(removal)
-    return rebuild(analysis, removed)
+    return rebuild(analysis, removed, keep_classes=keep_classes)
 
 
 def masked_reference(model, removal: Dict[str, Sequence[int]],
@@ -172,9 +183,12 @@ def _zero(value, roles, keeps):
     return value
 
 
-def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.Model:
+def rebuild(analysis: Analysis, removed: set, mask_only: bool = False,
+            keep_classes: bool = True) -> keras.Model:
     """Rebuilds the analysed model without the `removed` component roots
-    (or, with mask_only, at full width with their contributions zeroed)."""
+    (or, with mask_only, at full width with their contributions zeroed).
+    Without mask_only and with keep_classes, classes whose arguments express
+    the new widths are given back (`kprune.core.class_restore`)."""
     model = analysis.model
     keeps = _layer_keeps(analysis, removed)
     if mask_only:  # nested models keep their input widths too
@@ -195,9 +209,11 @@ def rebuild(analysis: Analysis, removed: set, mask_only: bool = False) -> keras.
         # code is the user's own, so safe mode (meant for untrusted files)
         # would only refuse it.
         new_model = keras.saving.deserialize_keras_object(serialized, safe_mode=False)
+    _copy_weights(analysis, new_model, keeps, changed, mask_only)
+    if keep_classes and not mask_only:
+        new_model = restore_classes(getattr(analysis, "source", model), analysis, new_model)
     if compiled:  # Keras gives {} for a model that was never compiled
         _compile_like(new_model, compiled, model)
-    _copy_weights(analysis, new_model, keeps, changed, mask_only)
     return new_model
 
 

@@ -419,7 +419,7 @@ class DeviceBudget:
                              for f in fractions} - {0}):
                 cut = remove_channels(model, g.to_layer_indices(range(g.channels - k,
                                                                       g.channels)),
-                                      analysis=analysis)
+                                      analysis=analysis, keep_classes=False)  # measured only
                 saved[g.index] = max(saved[g.index], (base - self.estimate(cut)) / k)
         mean = float(np.mean(list(saved.values())))
         if mean <= 0:

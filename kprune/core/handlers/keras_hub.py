@@ -15,8 +15,8 @@ imported; kprune does not import keras-hub itself).
   called with `cache=None` is recorded without it (keras-hub 0.32 cannot
   call it symbolically otherwise).
 * `loadable_class` / `loadable_configs`: layers whose keras-hub 0.32
-  `get_config` does not load back (ViT's patch embedding, Llama's RoPE,
-  Gemma's RMSNormalization and attention) are written by surgery as
+  `get_config` does not load back (ViT's and DeiT's patch embeddings,
+  Llama's RoPE, Gemma's RMSNormalization and attention) are written by surgery as
   registered subclasses `kprune>Loadable<Name>` with a config that loads.
 
 Example:
@@ -170,7 +170,16 @@ def _fix_gemma_attention(layer, config):
     return config
 
 
+def _fix_deit_embeddings(layer, config):
+    """DeiTEmbeddings writes `num_patches` / `num_positions`, which its
+    constructor does not take (it derives them)."""
+    config.pop("num_patches", None)
+    config.pop("num_positions", None)
+    return config
+
+
 _FIXES = {
+    ("keras_hub.src.models.deit.deit_layers", "DeiTEmbeddings"): _fix_deit_embeddings,
     ("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"): _fix_patch_embedding,
     ("keras_hub.src.models.llama.llama_rotary_embedding", "LlamaRotaryEmbedding"):
         _fix_llama_rotary,

@@ -71,8 +71,10 @@ def latency_staircase(model, group, cost, analysis=None, min_channels: int = 1,
         if w not in memo and at_width is not None:
             memo[w] = at_width(w)
         if w not in memo:
+            # measured only: the plain graph (no class restoring) is enough
             memo[w] = cost(model if w == c else remove_channels(
-                model, group.to_layer_indices(range(w, c)), analysis=analysis))
+                model, group.to_layer_indices(range(w, c)), analysis=analysis,
+                keep_classes=False))
         return memo[w]
 
     widths = sorted({c} | {min(c, max(int(min_channels), int(round(f * c))))
