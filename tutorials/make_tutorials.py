@@ -515,7 +515,10 @@ keras-hub backbones are Functional subclasses built from composite layers
 composite layer's `call` into its inner graph, so the convolutions inside
 the blocks are prunable, and returns the pruned model as a plain
 `keras.Model` (the composite blocks become nested Functional models of the
-same names) that saves as `.keras` with nothing registered. Here a small
+same names) that saves as `.keras` with nothing registered. Where a class's
+constructor arguments can express the pruned widths (a stage cut alike in
+every block) it keeps its class instead; `kprune.inlined_reasons(pruned)`
+says why a class was not kept (IAP's uneven cuts here). Here a small
 MobileNetV3-style backbone (random weights: nothing is downloaded) gets a
 classification head, is trained on Fashion-MNIST (28x28 padded to 32x32,
 grey replicated to 3 channels), pruned with IAP, and exported to a LiteRT
