@@ -29,6 +29,7 @@ SECTIONS = [
     ("qat.md", None),
     ("run_cost.md", None),
     ("backends.md", None),
+    ("export_backends.md", None),
 ]
 IMAGES = {"BENCHMARKS_methods.md": ("paper.png",),
           "quality_section.md": ("quality.png",),

@@ -194,3 +194,35 @@ def test_data_parallel_on_two_jax_devices(runs):
     r = runs["jax"][1]
     assert r["devices"] == 2 and r["laid_out"]
     assert 0 < r["dp_params"] < 61196 and 0.0 <= r["dp_accuracy"] <= 1.0
+
+
+def test_quantize_aware_from_this_backend():
+    """QAT (tfmot, tf_keras) from a model on this process's backend: the
+    weights go through numpy, so the QAT model holds the same kernels, turns
+    back into a Keras 3 model on this backend with equal outputs, and gives a
+    full-integer flatbuffer."""
+    pytest.importorskip("tensorflow_model_optimization")
+    from kprune import compat, export
+
+    rng = np.random.default_rng(0)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inp)
+    out = keras.layers.Dense(3, activation="softmax", name="head")(keras.layers.Flatten()(h))
+    model = keras.Model(inp, out)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.weights])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = rng.normal(size=(16, 8, 8, 1)).astype("float32")
+
+    qat = export.quantize_aware(model)
+    assert compat.is_tf_keras(qat) and export.is_quantize_aware(qat)
+    kernel = [w for w in qat.get_layer("quant_conv").weights if "kernel" in w.name][0]
+    np.testing.assert_array_equal(kernel.numpy(), backend.to_numpy(model.get_layer("conv").kernel))
+    back = compat.from_tf_keras(qat)
+    assert isinstance(back, keras.Model)
+    np.testing.assert_allclose(backend.to_numpy(back(x)), backend.to_numpy(model(x)),
+                               rtol=1e-5, atol=1e-6)
+    flat = export.to_tflite(qat, "int8", representative_data=x)
+    from kprune.runtime import litert
+
+    detail = litert.make_interpreter(flat).get_input_details()[0]
+    assert detail["dtype"] == np.int8

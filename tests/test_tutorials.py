@@ -3,6 +3,7 @@ and show what they promise (tables, a plot)."""
 
 import glob
 import os
+import re
 
 import pytest
 
@@ -42,3 +43,9 @@ def test_tutorial_runs(path, tmp_path, monkeypatch):
     assert "image/png" in kinds, "a plot is shown"
     assert "text/markdown" in kinds, "a table is shown"
     assert any(name.endswith(".png") for name in os.listdir(tmp_path))
+    if os.path.basename(path).startswith("01_"):
+        # Its last section prunes on JAX in a child process and loads the
+        # result back on TensorFlow with the same outputs.
+        assert "pruned on jax" in text
+        diff = float(re.search(r"largest output difference (\S+)", text).group(1))
+        assert diff < 1e-4

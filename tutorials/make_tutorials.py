@@ -127,6 +127,62 @@ Copy `lenet5_pruned.cc`/`.h` into a TFLite-Micro project and use
 kprune prune --model lenet5.keras --method iap --data fashion_mnist --out runs/lenet5 --tensorboard
 kprune export --model runs/lenet5/pruned.keras --data fashion_mnist --out firmware/
 ```"""),
+    ] + on_jax()
+
+
+def on_jax():
+    return [
+        new_markdown_cell("""\
+## The same prune on JAX
+
+kprune runs on every Keras 3 backend. The backend is fixed when Keras is
+imported, and this notebook's kernel runs TensorFlow, so the cell below hands
+the baseline (`.keras`) and the data to a child Python started with
+`KERAS_BACKEND=jax`: there IAP takes its Taylor scores from `jax.grad` and
+retrains with JAX. The JAX-pruned model comes back as a `.keras` file, loads
+on TensorFlow with the same outputs and exports as any other (on JAX itself,
+`kprune.export.to_tflite` converts through a TensorFlow child process with the
+same weights). In your own script, set `KERAS_BACKEND=jax` (or `torch`) before
+importing Keras and call `prune` as above."""),
+        new_code_cell('''\
+%%writefile {OUT}/prune_on_jax.py
+import json, os, sys
+os.environ["KERAS_BACKEND"] = "jax"      # chosen before Keras is imported
+import keras, numpy as np
+from kprune.prune import prune
+
+out = sys.argv[1]
+d = np.load(os.path.join(out, "data.npz"))
+model = keras.saving.load_model(os.path.join(out, "lenet5_baseline.keras"))
+result = prune(model, "iap", train_data=(d["x_train"], d["y_train"]),
+               val_data=(d["x_val"], d["y_val"]), epochs=1, rounds=int(d["rounds"]),
+               rate=0.2, seed=0, calibration_samples=500)   # Taylor scores from jax.grad
+result.model.save(os.path.join(out, "lenet5_pruned_on_jax.keras"))
+probs = np.asarray(result.model.predict(d["x_test"], verbose=0))
+np.save(os.path.join(out, "jax_probs.npy"), probs)
+with open(os.path.join(out, "jax_result.json"), "w") as f:
+    json.dump({"backend": keras.backend.backend(), "parameters": result.model.count_params(),
+               "test_accuracy": float((probs.argmax(-1) == d["y_test"]).mean())}, f)'''),
+        new_code_cell('''\
+import json, subprocess, sys
+
+model.save(os.path.join(OUT, "lenet5_baseline.keras"))
+n_jax = 3000 if SMALL else 20000
+np.savez(os.path.join(OUT, "data.npz"), x_train=x_train[:n_jax], y_train=y_train[:n_jax],
+         x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test, rounds=1 if SMALL else 3)
+proc = subprocess.run([sys.executable, os.path.join(OUT, "prune_on_jax.py"), OUT],
+                      env=dict(os.environ, KERAS_BACKEND="jax"), capture_output=True, text=True)
+if proc.returncode:
+    raise RuntimeError("the JAX child failed:\\n" + proc.stderr[-3000:])
+got = json.load(open(os.path.join(OUT, "jax_result.json")))
+print("pruned on", got["backend"])
+
+on_tf = keras.saving.load_model(os.path.join(OUT, "lenet5_pruned_on_jax.keras"))
+diff = np.abs(on_tf.predict(x_test, verbose=0) - np.load(os.path.join(OUT, "jax_probs.npy"))).max()
+table([("baseline (TensorFlow)", f"{model.count_params():,}", f"{base_acc:.4f}"),
+       ("IAP on JAX", f"{got['parameters']:,}", f"{got['test_accuracy']:.4f}")],
+      ["model", "parameters", "test accuracy"])
+print(f"the JAX-pruned model on TensorFlow: largest output difference {diff:.1e}")'''),
     ]
 
 
