@@ -25,9 +25,11 @@ Writes benchmarks/results/latency_<tag>.json and .md.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,7 +41,7 @@ import numpy as np  # noqa: E402
 
 import kprune  # noqa: E402
 from kprune import datasets, zoo  # noqa: E402
-from kprune.atomic import atomic_write_text  # noqa: E402
+from kprune.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from kprune.export import to_tflite  # noqa: E402
 from kprune.runtime import litert, tflm  # noqa: E402
 
@@ -89,7 +91,7 @@ def load_runs(tag, dataset, variants=None):
     return runs
 
 
-def measure_archs(dataset, widths_list, runs, tflm_runs):
+def measure_archs(dataset, widths_list, runs, tflm_runs, cache_dir):
     """{key: {'litert_ms', 'tflm_ms', 'macs'}} for each distinct widths dict,
     plus 'floor' (1 channel per group); all timed interleaved."""
     (x, _), _ = datasets.load_fashion_mnist()
@@ -100,10 +102,20 @@ def measure_archs(dataset, widths_list, runs, tflm_runs):
     archs = {_key(w): w for w in widths_list}
     archs["floor"] = floor_widths(base)
     keys, flats, macs = list(archs), [], {}
+    os.makedirs(cache_dir, exist_ok=True)
     for i, k in enumerate(keys):
         m = at_widths(base, archs[k], groups)
         macs[k] = int(kprune.profile(m).macs)
-        flats.append(to_tflite(m, "int8", representative_data=rep))
+        # Converted flatbuffers are cached by dataset and widths (a rerun
+        # with more timing runs converts nothing).
+        path = os.path.join(cache_dir, hashlib.sha1((dataset + k).encode()).hexdigest()
+                            + ".tflite")
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                flats.append(f.read())
+        else:
+            flats.append(to_tflite(m, "int8", representative_data=rep))
+            atomic_write_bytes(path, flats[-1])
         print(f"converted {i + 1}/{len(keys)}", flush=True)
     lit = litert.interleaved_latency(flats, runs=runs, rounds=5)
     # TFLite-Micro aborts on LeNet-5 with one unit in both hidden Dense
@@ -229,13 +241,14 @@ def main():
     ap.add_argument("--dataset", default="lenet_fmnist", choices=sorted(MODELS))
     ap.add_argument("--variants", nargs="*", default=None)
     ap.add_argument("--runs", type=int, default=400, help="LiteRT invokes per architecture")
-    ap.add_argument("--tflm-runs", type=int, default=10)
+    ap.add_argument("--tflm-runs", type=int, default=30)
+    ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "kprune_latency"))
     args = ap.parse_args()
     runs = load_runs(args.tag, args.dataset, args.variants)
     if not runs:
         raise SystemExit(f"no runs for tag {args.tag!r} / {args.dataset}")
     widths = [p["widths"] for r in runs for p in r["points"]]
-    timed = measure_archs(args.dataset, widths, args.runs, args.tflm_runs)
+    timed = measure_archs(args.dataset, widths, args.runs, args.tflm_runs, args.cache_dir)
     annotate(runs, timed)
     out = {"tag": args.tag, "dataset": args.dataset, "litert_runs": args.runs,
            "tflm_runs": args.tflm_runs,
