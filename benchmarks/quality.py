@@ -384,6 +384,15 @@ def summarize(runs):
             pv = max(okv, key=lambda p: p["compression"])
             best_val.append((pv["compression"], pv["test_drop"], pv["budget_epochs"]))
         s["mean_curve_x_at_1pt"] = mean_curve_crossing(rs)
+        s["mean_curve_macs_x_at_1pt"] = mean_curve_crossing(rs, key="macs_compression")
+        # The model a user gets on the MAC axis: the most MAC-compressed round
+        # within 1 point on validation, with its test drop.
+        picks = [max((p for p in r["points"] if p["val_drop"] >= -1.0 - 1e-9),
+                     key=lambda p: p["macs_compression"]) for r in rs]
+        s["val_selected_macs"] = {
+            "macs_compression": float(np.mean([p["macs_compression"] for p in picks])),
+            "test_drop": float(np.mean([p["test_drop"] for p in picks])),
+            "budget_epochs": float(np.mean([p["budget_epochs"] for p in picks]))}
         s["max_x_at_1pt_test"] = {"mean": float(np.mean(best_test)),
                                   "min": float(np.min(best_test)), "per_seed": best_test}
         s["val_selected"] = {"compression": float(np.mean([b[0] for b in best_val])),
@@ -443,9 +452,10 @@ def report(tag, command=""):
             lines += [f"Compression in {title}:", "",
                       "| variant | seeds | " + " | ".join(f"{lv}x" for lv in LEVELS)
                       + (" | mean curve @ -1 pt | max x @ <=1 pt test | val-selected x / test drop (ep) |"
-                         " patience=2 x / test drop |" if key == "levels" else " |"),
+                         " patience=2 x / test drop |" if key == "levels" else
+                         " | mean curve @ -1 pt | val-selected MAC x / test drop (ep) |"),
                       "|---|---|" + "---|" * len(LEVELS) + ("---|---|---|---|" if key == "levels"
-                                                           else "")]
+                                                           else "---|---|")]
             for spec, s in d["summary"].items():
                 row = (f"| `{spec}` | {len(s['seeds'])} | "
                        + " | ".join(_cell(s[key][str(lv)]) for lv in LEVELS))
@@ -458,7 +468,10 @@ def report(tag, command=""):
                             f"{vs['test_drop']:+.2f} ({vs['budget_epochs']:.0f} ep) | "
                             f"{pe['compression']:.2f}x / {pe['test_drop']:+.2f} |")
                 else:
-                    row += " |"
+                    cx, vs = s.get("mean_curve_macs_x_at_1pt"), s.get("val_selected_macs")
+                    row += (" | " + ("not crossed" if cx is None else f"~{cx:.2f}x") + " | "
+                            + ("" if vs is None else f"{vs['macs_compression']:.2f}x / "
+                               f"{vs['test_drop']:+.2f} ({vs['budget_epochs']:.0f} ep)") + " |")
                 lines.append(row)
             lines.append("")
         base = np.mean([s["baseline_test"] for s in d["summary"].values()])
