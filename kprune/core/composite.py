@@ -41,8 +41,6 @@ Example:
     >>> untraced_reason(my_layer)       # None when it was traced
 """
 
-import contextlib
-import threading
 import weakref
 from typing import Dict, Optional
 
@@ -54,6 +52,7 @@ from kprune.compat.keras_private import (all_layers, call_fn, functional_inputs,
 from kprune.core.graph import functional_of, is_model
 from kprune.core.handlers.base import find_handler
 from kprune.core.handlers.keras_hub import traced_calls
+from kprune.core.scoped_patch import ThreadScopedPatch
 from kprune.core.shape_ops import traced_shapes
 
 _UNTRACED: Dict[int, tuple] = {}  # id(layer) -> (weakref, reason)
@@ -293,9 +292,6 @@ class _Viewer:
         return sub
 
 
-_NON_TENSOR = threading.local()  # .depth: _inlined_non_tensor_calls() blocks open here
-_NON_TENSOR_LOCK = threading.Lock()
-_NON_TENSOR_INSTALLED = {"count": 0, "original": None}
 
 
 def _none_free_call(original):
@@ -303,7 +299,7 @@ def _none_free_call(original):
         try:
             return original(self, *args, **kwargs)
         except ValueError as e:
-            if (getattr(_NON_TENSOR, "depth", 0) == 0 or "non-tensor" not in str(e)
+            if (not _NON_TENSOR.acting() or "non-tensor" not in str(e)
                     or _is_keras_class(self)):
                 raise
         own = self.compute_output_spec
@@ -327,7 +323,6 @@ def _none_free_call(original):
     return call
 
 
-@contextlib.contextmanager
 def _inlined_non_tensor_calls():
     """While a model is viewed: a non-Keras layer whose call returns `None`
     next to its tensors (keras-hub DeiT's encoder block returns `(x, None)`),
@@ -338,21 +333,19 @@ def _inlined_non_tensor_calls():
     Thread-safe like `shape_ops.traced_shapes`: `Layer.__call__` is wrapped
     while any thread is inside such a block, and the wrapper changes nothing
     for the other threads (their errors are raised as before)."""
-    with _NON_TENSOR_LOCK:
-        if _NON_TENSOR_INSTALLED["count"] == 0:
-            _NON_TENSOR_INSTALLED["original"] = keras.layers.Layer.__call__
-            keras.layers.Layer.__call__ = _none_free_call(keras.layers.Layer.__call__)
-        _NON_TENSOR_INSTALLED["count"] += 1
-    _NON_TENSOR.depth = getattr(_NON_TENSOR, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _NON_TENSOR.depth -= 1
-        with _NON_TENSOR_LOCK:
-            _NON_TENSOR_INSTALLED["count"] -= 1
-            if _NON_TENSOR_INSTALLED["count"] == 0:
-                keras.layers.Layer.__call__ = _NON_TENSOR_INSTALLED["original"]
-                _NON_TENSOR_INSTALLED["original"] = None
+    return _NON_TENSOR.active()
+
+
+def _install_none_free_call():
+    original = keras.layers.Layer.__call__
+    keras.layers.Layer.__call__ = _none_free_call(original)
+
+    def restore():
+        keras.layers.Layer.__call__ = original
+    return restore
+
+
+_NON_TENSOR = ThreadScopedPatch(_install_none_free_call)
 
 
 def _falsely_sparse_scale(op, node):

@@ -30,14 +30,13 @@ Example:
     ...     outs = decoder_block.call(x_symbolic)   # the mask is a CausalMask call
 """
 
-import contextlib
 import sys
-import threading
 
 import keras
 from keras import ops
 
 from kprune.core.handlers.base import ChannelHandler, register_handler
+from kprune.core.scoped_patch import ThreadScopedPatch
 
 
 class SymbolicDim:
@@ -130,15 +129,6 @@ class CausalMaskHandler(ChannelHandler):
 register_handler(CausalMaskHandler(), first=False)
 
 
-_STATE = threading.local()  # .depth: traced_shapes() blocks open in this thread
-_LOCK = threading.Lock()
-_INSTALLED = {"count": 0, "patched": []}
-
-
-def _tracing() -> bool:
-    return getattr(_STATE, "depth", 0) > 0
-
-
 def _shape(original):
     def shape(x):
         result = original(x)
@@ -176,34 +166,20 @@ def _arange(original):
     return arange
 
 
-@contextlib.contextmanager
 def traced_shapes():
     """Within it, `keras.ops.shape` of a symbolic tensor gives `SymbolicDim`s
     for unknown dimensions, and keras-hub's `compute_causal_mask` (in every
     module that imported it) makes a `CausalMask` call.
 
-    Thread-safe: the functions are replaced while any thread is inside a
-    `traced_shapes()` block, and the replacements act only for the threads
-    inside one; every other thread gets the original behaviour."""
-    with _LOCK:
-        if _INSTALLED["count"] == 0:
-            _INSTALLED["patched"] = _install()
-        _INSTALLED["count"] += 1
-    _STATE.depth = getattr(_STATE, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _STATE.depth -= 1
-        with _LOCK:
-            _INSTALLED["count"] -= 1
-            if _INSTALLED["count"] == 0:
-                for module, name, value in _INSTALLED["patched"]:
-                    setattr(module, name, value)
-                _INSTALLED["patched"] = []
+    Thread-safe (`kprune.core.scoped_patch`): the functions are replaced
+    while any thread is inside a `traced_shapes()` block, and the
+    replacements act only for the threads inside one; every other thread
+    gets the original behaviour."""
+    return _PATCH.active()
 
 
 def _install():
-    """Replaces the functions; returns [(module, name, original)]."""
+    """Replaces the functions; returns the function that puts them back."""
     patched = [(keras.ops, "shape", keras.ops.shape), (keras.ops, "arange", keras.ops.arange)]
     utils = sys.modules.get("keras_hub.src.layers.modeling.transformer_layer_utils")
     if utils is not None:
@@ -217,4 +193,12 @@ def _install():
         replacement["compute_causal_mask"] = _causal_mask(utils.compute_causal_mask)
     for module, name, _ in patched:
         setattr(module, name, replacement[name])
-    return patched
+
+    def restore():
+        for module, name, value in patched:
+            setattr(module, name, value)
+    return restore
+
+
+_PATCH = ThreadScopedPatch(_install)
+_tracing = _PATCH.acting
