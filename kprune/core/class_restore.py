@@ -40,7 +40,7 @@ Example:
 import copy
 import logging
 import weakref
-from typing import Dict, Optional
+from typing import Dict
 
 import keras
 import numpy as np
@@ -48,7 +48,8 @@ import numpy as np
 from kprune.compat.keras_private import (functional_inputs, functional_outputs,
                                        history_operation, inbound_node_count,
                                        model_classes, node_fill_in, nodes_by_depth)
-from kprune.core.composite import _plain_graph_model, traced_composite
+from kprune.core.composite import (_plain_graph_model, _takes_training, _unique_tensors,
+                                    traced_composite)
 from kprune.core.graph import functional_of, is_model
 
 _LOG = logging.getLogger("kprune")
@@ -188,7 +189,7 @@ class _Restorer:
                     if inst is None:
                         reasons[op.name] = why
                     else:
-                        uniq = _unique(orig_node.arguments.keras_tensors)
+                        uniq = _unique_tensors(orig_node.arguments.keras_tensors)
                         args, kwargs = node_fill_in(
                             orig_node, {id(k): t for k, t in zip(uniq, flat)})
                         outs = keras.tree.flatten(inst(*args, **kwargs))
@@ -217,7 +218,7 @@ class _Restorer:
             sub_ins = keras.tree.flatten(sub.inputs)
             want_out = [tuple(t.shape) for t in keras.tree.flatten(sub.outputs)]
             scope = model_classes(layer) if hasattr(layer, "_flatten_layers") else {}
-            uniq = _unique(orig_node.arguments.keras_tensors)
+            uniq = _unique_tensors(orig_node.arguments.keras_tensors)
 
             def call(inst, values):
                 args, kwargs = node_fill_in(
@@ -257,23 +258,6 @@ def _operations(fn):
     """The operations of a functional graph, in order."""
     return [n.operation for depth in sorted(nodes_by_depth(fn), reverse=True)
             for n in nodes_by_depth(fn)[depth]]
-
-
-def _unique(tensors):
-    seen, result = set(), []
-    for kt in tensors:
-        if id(kt) not in seen:
-            seen.add(id(kt))
-            result.append(kt)
-    return result
-
-
-def _takes_training(layer) -> bool:
-    import inspect
-    try:
-        return "training" in inspect.signature(layer.call).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return False
 
 
 def _sample(kt):
