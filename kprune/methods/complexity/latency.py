@@ -254,12 +254,7 @@ def plan_latency_pruning(model, target_latency_ms: float, latency_fn=None,
         analysis = analyze(current, ignored_layers)
         cands = [g for g in analysis.groups if g.channels > min_channels]
         if not cands:
-            last = [s_["latency_ms"] for s_ in steps if "latency_ms" in s_]
-            raise ValueError(
-                f"target_latency_ms={target_latency_ms} was not reached: every group is at "
-                f"min_channels={min_channels} and the last measured latency is "
-                f"{last[-1]:.4g} ms (the model: {l0:.4g} ms); on this runtime narrower "
-                f"layers are not always faster: ask for more")
+            raise _not_reached(target_latency_ms, min_channels, steps, l0)
         w = np.array([table.get(g.name, 0.0) * g.channels for g in cands]) + 1e-12
         group = cands[int(rng.choice(len(cands), p=w / w.sum()))]
         order = rng.permutation(group.channels)
@@ -393,12 +388,7 @@ def _plan_on_widths(model, analysis, wm, budget, flat0, table, stairs, steps,
     while True:
         cands = [n for n in groups if widths[n] > min_channels]
         if not cands:
-            last = [s_["latency_ms"] for s_ in steps if "latency_ms" in s_]
-            raise ValueError(
-                f"target_latency_ms={target_latency_ms} was not reached: every group is at "
-                f"min_channels={min_channels} and the last measured latency is "
-                f"{last[-1]:.4g} ms (the model: {l0:.4g} ms); on this runtime narrower "
-                f"layers are not always faster: ask for more")
+            raise _not_reached(target_latency_ms, min_channels, steps, l0)
         w = np.array([table.get(n, 0.0) * widths[n] for n in cands]) + 1e-12
         name = cands[int(rng.choice(len(cands), p=w / w.sum()))]
         order = rng.permutation(widths[name])
@@ -510,3 +500,13 @@ def group_step_widths(model, analysis, budget, min_channels: int = 1,
         if st["steps"]:
             out[g.name] = list(st["steps"])
     return out
+
+
+def _not_reached(target_latency_ms, min_channels, steps, l0) -> ValueError:
+    """The error of a latency plan that ran out of channels to remove."""
+    last = [s_["latency_ms"] for s_ in steps if "latency_ms" in s_]
+    return ValueError(
+        f"target_latency_ms={target_latency_ms} was not reached: every group is at "
+        f"min_channels={min_channels} and the last measured latency is "
+        f"{last[-1]:.4g} ms (the model: {l0:.4g} ms); on this runtime narrower "
+        f"layers are not always faster: ask for more")
