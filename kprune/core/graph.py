@@ -164,6 +164,7 @@ class Graph:
             for kt, t, shape in zip(kts, inputs, input_shapes_in_order(shapes, kts)):
                 graph._fix_input(kt, t, shape)
         graph.outputs = graph._inline(fn, inputs, prefix="")
+        graph._fixed = None  # only needed while building
         return graph
 
     # -- construction -------------------------------------------------------
