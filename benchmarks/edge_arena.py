@@ -252,6 +252,22 @@ def _interleaved_spread(flats, repeats=3, runs=600, rounds=6):
             for m in per_model]
 
 
+def _planner_base(family_entry):
+    """(model, its int8 flatbuffer, its LiteRT median ms) of a `FAMILIES`
+    entry (builder, input shape), seeded, BatchNorm statistics from noise."""
+    import edge
+    from kprune.methods.device_budget import flatbuffer_for
+
+    build, shape = family_entry
+    keras.utils.set_random_seed(0)
+    model = build()
+    edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
+        (64,) + shape, dtype=np.float32))
+    base_flat = flatbuffer_for(model)
+    base_ms = _interleaved_spread([base_flat], repeats=1, runs=300, rounds=3)[0]["median_ms"]
+    return model, base_flat, base_ms
+
+
 def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fraction=0.7,
                                   probes=4, rewidth=True):
     """plan_latency_pruning on LiteRT int8 (1 thread, the default latency_fn)
@@ -262,20 +278,13 @@ def section_latency_target_litert(log, family_name="mobilenetv2-0.35-96", fracti
     latency with the original's latency at planning / at verification.
     `rewidth`: candidates priced on the re-widthed original flatbuffer (the
     default) or converted one by one (``--no-rewidth``, the planner before)."""
-    import edge
     from kprune.methods.complexity import plan_latency_pruning
     from kprune.methods.device_budget import flatbuffer_for
 
     from qat import mobilenet_v2_style
 
-    build, shape = {**FAMILIES, "mobilenetv2-style-32": (mobilenet_v2_style, (32, 32, 1))}[
-        family_name]
-    keras.utils.set_random_seed(0)
-    model = build()
-    edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
-        (64,) + shape, dtype=np.float32))
-    base_flat = flatbuffer_for(model)
-    base_ms = _interleaved_spread([base_flat], repeats=1, runs=300, rounds=3)[0]["median_ms"]
+    model, base_flat, base_ms = _planner_base(
+        {**FAMILIES, "mobilenetv2-style-32": (mobilenet_v2_style, (32, 32, 1))}[family_name])
     target = fraction * base_ms
     t = time.time()
     fast, steps = plan_latency_pruning(model, target, reinit=False, repeats=3,
@@ -309,17 +318,10 @@ def section_planner_speed(log, family_name="lenet5", fraction=0.7, probes=4, rep
     alternately in one process (`reps` of each): plan time, conversions, and
     the result's latency over the target, timed interleaved with the original
     (3 runs of 600 invokes, median of medians)."""
-    import edge
     from kprune.methods.complexity import plan_latency_pruning
     from kprune.methods.device_budget import flatbuffer_for
 
-    build, shape = FAMILIES[family_name]
-    keras.utils.set_random_seed(0)
-    model = build()
-    edge.recalibrate_batchnorm(model, np.random.default_rng(0).random(
-        (64,) + shape, dtype=np.float32))
-    base_flat = flatbuffer_for(model)
-    base_ms = _interleaved_spread([base_flat], repeats=1, runs=300, rounds=3)[0]["median_ms"]
+    model, base_flat, base_ms = _planner_base(FAMILIES[family_name])
     target = fraction * base_ms
     rows = []
     for rep in range(reps):

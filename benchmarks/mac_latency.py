@@ -43,6 +43,7 @@ import kprune  # noqa: E402
 from kprune import datasets, zoo  # noqa: E402
 from kprune.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from kprune.export import to_tflite  # noqa: E402
+from quality import _cell  # noqa: E402  (the same table cell as quality.py's)
 from kprune.runtime import litert, tflm  # noqa: E402
 
 import quality  # noqa: E402  (at_level: the same interpolation as the MAC levels)
@@ -180,13 +181,6 @@ def summarize(runs):
                                                      for r in rs]))
         out[spec] = s
     return out
-
-
-def _cell(v):
-    if v is None:
-        return "not reached"
-    return (f"{'~' if v['interpolated'] else ''}{v['mean']:+.2f} ± {v['std']:.2f} "
-            f"({v['budget_epochs']:.0f} ep)")
 
 
 def report(out):

@@ -135,7 +135,7 @@ class _Restorer:
 
     # -- a Functional subclass ---------------------------------------------
     def functional(self, original):
-        try:
+        def make():
             targets = self._targets(original)
             old = [tuple(w.shape) for w in original.weights]
             new = [tuple(w.shape) for w in targets]
@@ -156,11 +156,9 @@ class _Restorer:
             x = [_sample(t) for t in keras.tree.flatten(self.pruned.inputs)]
             x = keras.tree.pack_sequence_as(self.pruned.input, x)
             _same_outputs(inst(x, training=False), self.pruned(x, training=False))
-            return inst, None
-        except _Refused as e:
-            return None, str(e)
-        except Exception as e:  # noqa: BLE001 - a class that does not rebuild
-            return None, _failure(e)
+            return inst
+
+        return _attempt(make)
 
     # -- composite layers of the top-level graph ----------------------------
     def composites(self):
@@ -209,7 +207,7 @@ class _Restorer:
     def composite(self, layer, orig_node, sub):
         """An instance of `layer`'s class with the pruned widths and weights,
         checked against the inlined sub-model `sub`, or (None, reason)."""
-        try:
+        def make():
             if inbound_node_count(sub) > 1:
                 raise _Refused("it is called at several places")
             targets = self._targets(layer)
@@ -238,15 +236,24 @@ class _Restorer:
             inst.set_weights([np.asarray(w) for w in targets])
             x = [_sample(t) for t in sub_ins]
             _same_outputs(call(inst, x), sub(x if len(x) > 1 else x[0], training=False))
-            return inst, None
-        except _Refused as e:
-            return None, str(e)
-        except Exception as e:  # noqa: BLE001 - a class that does not rebuild
-            return None, _failure(e)
+            return inst
+
+        return _attempt(make)
 
 
 class _Refused(Exception):
     """A user-facing reason why a class is not kept."""
+
+
+def _attempt(make):
+    """``(make(), None)``, or ``(None, the reason)`` when the class refused
+    (`_Refused`) or failed to rebuild."""
+    try:
+        return make(), None
+    except _Refused as e:
+        return None, str(e)
+    except Exception as e:  # noqa: BLE001 - a class that does not rebuild
+        return None, _failure(e)
 
 
 def _failure(e):
