@@ -106,14 +106,15 @@ def test_stream_batches_carry_labels_teacher_outputs_and_weights():
     assert firsts == [x[0, 0], x[16, 0], x[32, 0], x[0, 0], x[32, 0]]
 
 
-def test_sample_weights_of_a_stream_weight_the_distillation_loss():
+@pytest.mark.parametrize("kind", ["dataset", "pydataset", "loader"])
+def test_sample_weights_of_a_stream_weight_the_distillation_loss(kind):
     x, y = _xy()
     teacher = _model(7)
     losses = {}
     for scale in (1.0, 2.5):  # learning rate 0: the same weights, losses scale
         student = _model(1, lr=0.0)
         w = np.full(N, scale, "float32")
-        out = trainer.fit_once(student, as_data(_Batches(x, y, w)), 1,
+        out = trainer.fit_once(student, as_data(_stream(kind, x, y, w)), 1,
                                trainer.compile_config_of(student), distill=(0.5, 4.0),
                                teacher=teacher)
         losses[scale] = out.losses[0]
@@ -128,19 +129,20 @@ def test_prune_distills_a_stream_from_the_unpruned_model(monkeypatch):
 
     def spy(self, i):
         batch = original(self, i)
-        seen.append((self._data.kind, batch[1].shape))
+        seen.append((self._data.kind, len(batch), batch[1].shape))
         return batch
 
     monkeypatch.setattr(distillation.DistillStream, "__getitem__", spy)
     model = _model(3)
-    res = prune(model, "ilp", train_data=_stream("dataset", x, y), val_data=(xv, yv),
+    weighted = _stream("dataset", x, y, np.ones(N, "float32"))  # (x, y, sample_weight)
+    res = prune(model, "ilp", train_data=weighted, val_data=(xv, yv),
                 rounds=1, rate=0.25, epochs=1, target="none", seed=0, distill=0.5,
 )
     assert res.history[-1]["round"] == 1
     assert res.model.get_layer("hidden").kernel.shape[-1] == 6  # a quarter of 8 removed
     # Every batch of the round's epoch went through the teacher, labels one-hot
     # and the teacher's 3 outputs side by side.
-    assert len(seen) >= 3 and set(seen) >= {("dataset", (BATCH, 2 * CLASSES))}
+    assert len(seen) >= 3 and set(seen) >= {("dataset", 3, (BATCH, 2 * CLASSES))}
 
 
 @pytest.mark.parametrize("kind", ["dataset", "pydataset", "numpy"])
