@@ -186,16 +186,7 @@ def test_taylor_and_distill_need_what_they_use():
     with pytest.raises(ValueError, match="distill= and lr_schedule= need kprune's own"):
         prune(trained_cnn(), "iap", rounds=1, distill=0.5,
               fit_fn=lambda m, d, e: None, **_data())
-    # The teacher's outputs are computed once per sample: streams are refused
-    # before any training, naming the data kind and the fix.
-    import tensorflow as tf
-
-    (x, y), (xv, yv), _ = digits()
-    stream = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-    with pytest.raises(ValueError, match=r"distill= needs numpy \(x, y\) train_data .*got a "
-                                         r"tf.data.Dataset as train_data: pass the training set as numpy"):
-        prune(trained_cnn(), "iap", rounds=1, distill=0.5, train_data=stream,
-              val_data=(xv, yv))
+    # Streams are distilled per batch: tests/test_distill_streams.py.
 
 
 def test_aiap_max_round_reduction_makes_smaller_steps():
