@@ -29,7 +29,7 @@ from tests.keras_hub_models import BUILDERS, sample_inputs  # noqa: E402
 EXACT = ["mobilenet", "resnet", "resnet_v2", "efficientnet", "cspnet",
          "densenet", "vgg", "xception", "bert", "distilbert", "roberta",
          "electra", "whisper", "vit", "deit", "gpt2", "llama", "qwen", "mistral",
-         "gemma"]
+         "gemma", "moonshine"]
 
 
 def _prunable_fraction(analysis):
@@ -164,3 +164,43 @@ def test_causal_lm_prunes_its_model_width_with_tied_logits(name, tmp_path):
     pruned.save(tmp_path / "lm.keras")
     loaded = keras.saving.load_model(tmp_path / "lm.keras")
     np.testing.assert_allclose(np.asarray(loaded(x)), logits, rtol=1e-6, atol=1e-6)
+
+
+def test_moonshine_rotary_attention_prunes_heads_and_value_dims(tmp_path):
+    """Moonshine's attention takes a `rotary_embedding` that keras-hub 0.32
+    cannot call symbolically: kprune traces it, prunes heads and value
+    dims exactly, freezes the key dims it rotates (the cross-attention's
+    stay prunable) and the pruned model loads back and runs at another
+    audio length."""
+    model = BUILDERS["moonshine"]()
+    x = sample_inputs(model)
+    analysis = analyze(model)
+    groups = {g.name: g for g in analysis.groups}
+    frozen = {g.name: g.frozen for g in analysis.frozen_groups}
+    enc = "encoder_block_0/self_attention_layer"
+    block = model.get_layer("decoder_block_0")  # auto-named sub-layers
+    dec_self, dec_cross, mlp = (f"decoder_block_0/{block.self_attention.name}",
+                                f"decoder_block_0/{block.cross_attention.name}",
+                                f"decoder_block_0/{block.ff.name}/dense_1")
+    assert "rotary embedding" in frozen[f"{enc}:key_dim"]
+    assert "rotary embedding" in frozen[f"{dec_self}:key_dim"]
+    assert groups[f"{dec_cross}:key_dim"].channels == 8
+    assert groups[mlp].channels == 64  # SwiGLU: one unit is a value and its gate
+    removal = {f"{enc}:heads": [0], f"{dec_self}:value_dim": [1, 6],
+               f"{dec_cross}:key_dim": [2], mlp: [0, 63]}
+    pruned = assert_surgery_equivalent(model, removal, inputs=x)
+    attention = pruned.get_layer("encoder_block_0").get_layer("self_attention_layer")
+    assert attention.num_heads == 1 and type(attention).__name__ == (
+        "LoadableMoonshineMultiHeadAttention")
+    assert pruned.get_layer("decoder_block_0").get_layer(
+        block.ff.name).get_layer("dense_1").units == 124
+    pruned.save(tmp_path / "moonshine.keras")
+    loaded = keras.saving.load_model(tmp_path / "moonshine.keras")
+    shorter = dict(x, encoder_input_values=x["encoder_input_values"][:, :2047],
+                   encoder_padding_mask=x["encoder_padding_mask"][:, :2047])
+    for inputs in (x, shorter):
+        want, got = pruned(inputs), loaded(inputs)
+        for key in want:
+            np.testing.assert_allclose(np.asarray(got[key]), np.asarray(want[key]),
+                                       rtol=1e-6, atol=1e-6)
+    assert tuple(loaded(shorter)["encoder_sequence_output"].shape) == (2, 4, 16)
