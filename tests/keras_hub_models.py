@@ -140,6 +140,12 @@ def gemma():
                                 hidden_dim=32, intermediate_dim=128, head_dim=8)
 
 
+def gemma3():
+    return _hub().Gemma3Backbone(vocabulary_size=100, image_size=16, num_layers=2,
+                                 num_query_heads=4, num_key_value_heads=2,
+                                 hidden_dim=32, intermediate_dim=128, head_dim=8)
+
+
 def llama():
     return _hub().LlamaBackbone(vocabulary_size=100, num_layers=2,
                                 num_query_heads=4, num_key_value_heads=2,
@@ -176,7 +182,7 @@ def moonshine():
 BUILDERS = {f.__name__: f for f in (
     mobilenet, resnet, resnet_v2, efficientnet, cspnet, densenet, vgg, xception,
     hgnetv2,
-    vit, deit, bert, distilbert, roberta, gpt2, electra, gemma, llama, qwen, mistral, whisper, moonshine)}
+    vit, deit, bert, distilbert, roberta, gpt2, electra, gemma, gemma3, llama, qwen, mistral, whisper, moonshine)}
 
 
 #: per-input lengths for unknown axes, where one `seq` does not fit: the

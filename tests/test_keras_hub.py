@@ -22,14 +22,15 @@ from tests.keras_hub_models import BUILDERS, sample_inputs  # noqa: E402
 
 #: backbones that prune exactly today, with at least half their channels
 #: prunable. The decoder LLMs trace past `ops.shape` (kprune/core/
-#: shape_ops.py) and prune their FFN widths and attention value head
-#: dimensions; Gemma's attention reshapes by traced lengths and stays whole
-#: (test_untraceable_keras_hub_layer_reports_why). DeiT's encoder returns
-#: `ops.empty` placeholders and its blocks `(x, None)`: both trace.
+#: shape_ops.py) and prune their FFN widths, attention heads and value head
+#: dimensions; Gemma's attention reshapes by traced lengths, which become
+#: Reshape layers. DeiT's encoder returns `ops.empty` placeholders and its
+#: blocks `(x, None)`: both trace. Moonshine (speech) rotates its
+#: attention's queries by a `rotary_embedding` argument.
 EXACT = ["mobilenet", "resnet", "resnet_v2", "efficientnet", "cspnet",
          "densenet", "vgg", "xception", "bert", "distilbert", "roberta",
          "electra", "whisper", "vit", "deit", "gpt2", "llama", "qwen", "mistral",
-         "gemma", "moonshine"]
+         "gemma", "gemma3", "moonshine"]
 
 
 def _prunable_fraction(analysis):
@@ -92,16 +93,43 @@ def test_bert_dependency_groups_do_not_crash():
     assert any("feedforward_intermediate_dense" in g.name for g in groups)
 
 
-def test_untraceable_keras_hub_layer_reports_why():
-    """Gemma's attention reshapes its queries by lengths read with
-    ops.shape, which a symbolic trace cannot express: it stays whole, and
-    says why (its decoder block around it is traced)."""
-    import kprune
-
-    groups = kprune.dependency_groups(BUILDERS["gemma"](), include_frozen=True)
-    reasons = " ".join(g.frozen or "" for g in groups)
-    assert "'attention' (CachedGemmaAttention) is kept whole" in reasons, reasons
-    assert any(g.name.endswith("ffw_gating") for g in groups if not g.frozen)
+def test_gemma_attention_is_traced_and_prunes_key_value_groups(tmp_path):
+    """Gemma's attention reshapes its queries into key/value groups by
+    lengths read with ops.shape ((b, t, n, h) -> (b, t, k, n // k, h)) and
+    back: the trace makes those Reshape layers, the heads follow them, and
+    removing a key/value head removes its query heads, exactly; its value
+    head dims are a group too (its rotary query / key dims stay)."""
+    model = BUILDERS["gemma"]()
+    x = sample_inputs(model)
+    analysis = analyze(model)
+    groups = {g.name: g for g in analysis.groups}
+    frozen = {g.name: g.frozen for g in analysis.frozen_groups}
+    heads = groups["decoder_block_0/attention/query:heads"]
+    assert heads.channels == 2  # two key/value heads, each with two query heads
+    assert groups["decoder_block_0/attention/value"].channels == 8
+    assert "rotates pairs of head dimensions" in frozen["decoder_block_0/attention/query"]
+    removal = {heads.name: [0], "decoder_block_1/attention/value": [1, 2, 5]}
+    pruned = assert_surgery_equivalent(model, removal, inputs=x)
+    # block 0's arguments express its heads: its class comes back
+    block = pruned.get_layer("decoder_block_0")
+    assert type(block).__name__ == "GemmaDecoderBlock"
+    assert (block.num_query_heads, block.num_key_value_heads) == (2, 1)
+    attention = block.attention
+    shapes = {part: tuple(getattr(attention, f"{part}_dense").kernel.shape)
+              for part in ("query", "key", "value", "output")}
+    assert shapes == {"query": (2, 32, 8), "key": (1, 32, 8), "value": (1, 32, 8),
+                      "output": (2, 8, 32)}
+    # a value head dim apart from the query / key one: the plain graph
+    value = pruned.get_layer("decoder_block_1").get_layer("attention").get_layer("value")
+    assert tuple(value.kernel.shape) == (2, 32, 5)
+    path = tmp_path / "gemma.keras"
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(pruned(x)),
+                               rtol=1e-6, atol=1e-6)
+    longer = sample_inputs(model, seq=11)  # the traced reshapes read the length
+    np.testing.assert_allclose(np.asarray(loaded(longer)), np.asarray(pruned(longer)),
+                               rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["llama", "qwen", "mistral"])

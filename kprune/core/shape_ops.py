@@ -15,6 +15,10 @@ makes the trace carry shape values:
 * `ops.arange(d)` of such a `SymbolicDim` becomes a traced layer,
   `Positions`, that gives the positions when the model runs (Mistral's
   sliding-window mask);
+* `ops.reshape(x, shape)` whose `shape` holds the batch `SymbolicDim` first
+  and at most one other `SymbolicDim` becomes a `keras.layers.Reshape` of
+  the rest, that one as -1 (Gemma's attention splits its heads into key /
+  value groups with `(*ops.shape(q)[:-2], groups, per_group, head_dim)`);
 * keras-hub's `compute_causal_mask(batch, input_length, output_length,
   cache_index)` given `SymbolicDim`s of one tensor's batch and sequence axes
   becomes a traced layer, `CausalMask`, that computes the same mask from the
@@ -166,6 +170,22 @@ def _arange(original):
     return arange
 
 
+def _reshape(original):
+    def reshape(x, newshape):
+        if not _tracing() or not isinstance(x, keras.KerasTensor) or not isinstance(
+                newshape, (tuple, list)) or not any(isinstance(d, SymbolicDim) for d in newshape):
+            return original(x, newshape)
+        first, rest = newshape[0], list(newshape[1:])
+        unknown = [d for d in rest if isinstance(d, SymbolicDim)]
+        if not (isinstance(first, SymbolicDim) and first.axis == 0) or len(unknown) > 1 or (
+                -1 in rest and unknown):
+            raise TypeError("a reshape to lengths read from a tensor other than "
+                            "its batch and one unknown axis")
+        target = tuple(-1 if isinstance(d, SymbolicDim) else int(d) for d in rest)
+        return keras.layers.Reshape(target)(x)
+    return reshape
+
+
 def traced_shapes():
     """Within it, `keras.ops.shape` of a symbolic tensor gives `SymbolicDim`s
     for unknown dimensions, and keras-hub's `compute_causal_mask` (in every
@@ -180,7 +200,8 @@ def traced_shapes():
 
 def _install():
     """Replaces the functions; returns the function that puts them back."""
-    patched = [(keras.ops, "shape", keras.ops.shape), (keras.ops, "arange", keras.ops.arange)]
+    patched = [(keras.ops, "shape", keras.ops.shape), (keras.ops, "arange", keras.ops.arange),
+               (keras.ops, "reshape", keras.ops.reshape)]
     utils = sys.modules.get("keras_hub.src.layers.modeling.transformer_layer_utils")
     if utils is not None:
         original = utils.compute_causal_mask
@@ -188,7 +209,8 @@ def _install():
             if (name.startswith("keras_hub.") and module is not None
                     and getattr(module, "compute_causal_mask", None) is original):
                 patched.append((module, "compute_causal_mask", original))
-    replacement = {"shape": _shape(keras.ops.shape), "arange": _arange(keras.ops.arange)}
+    replacement = {"shape": _shape(keras.ops.shape), "arange": _arange(keras.ops.arange),
+                   "reshape": _reshape(keras.ops.reshape)}
     if utils is not None:
         replacement["compute_causal_mask"] = _causal_mask(utils.compute_causal_mask)
     for module, name, _ in patched:

@@ -24,8 +24,8 @@ imported; kprune does not import keras-hub itself).
   output shape.
 * `loadable_class` / `loadable_configs`: layers whose keras-hub 0.32
   `get_config` does not load back (ViT's and DeiT's patch embeddings,
-  Llama's RoPE, Gemma's RMSNormalization and attention, Moonshine's
-  attention) are written by surgery as registered subclasses
+  Llama's RoPE, Gemma's and Gemma 3's RMSNormalization and attention,
+  Moonshine's attention) are written by surgery as registered subclasses
   `kprune>Loadable<Name>` with a config that loads (and, for Moonshine's
   attention, a symbolic call that takes its rotary embedding).
 
@@ -81,9 +81,15 @@ class PositionEmbeddingHandler(ChannelwiseHandler):
 
 
 class RMSNormHandler(ChannelwiseHandler):
-    """keras-hub RMS / layer norms over the channel axis (inexact)."""
+    """keras-hub RMS / layer norms over the channel axis (inexact). Units
+    along other axes pass through (Gemma 3 normalizes each query / key
+    head on its own)."""
+
+    follows_axes = True
 
     def propagate(self, call, ctx):
+        from kprune.core.handlers.base import follow_axes_elementwise
+        follow_axes_elementwise(call, ctx)
         layout = ctx.input_layout(call)
         ctx.mark_inexact(layout, f"{call.class_name} '{call.path}' normalizes "
                          "over the channels")
@@ -253,6 +259,26 @@ def _spec_with_rotary(self, query, value, key=None, rotary_embedding=None,
         **kwargs)
 
 
+def _fix_gemma3_attention(layer, config):
+    """CachedGemma3Attention has no get_config either."""
+    config = _base_config(layer)
+    config.update(
+        head_dim=layer.head_dim, num_query_heads=layer.num_query_heads,
+        num_key_value_heads=layer.num_key_value_heads,
+        kernel_initializer=keras.initializers.serialize(layer._kernel_initializer),
+        logit_soft_cap=layer.logit_soft_cap,
+        use_sliding_window_attention=layer.use_sliding_window_attention,
+        sliding_window_size=layer.sliding_window_size,
+        query_head_dim_normalize=layer.query_head_dim_normalize,
+        use_query_key_norm=layer.use_query_key_norm,
+        layer_norm_epsilon=layer.layer_norm_epsilon,
+        rope_wavelength=layer.rope_wavelength,
+        rope_scaling_factor=layer.rope_scaling_factor,
+        use_bidirectional_attention=layer.use_bidirectional_attention,
+        dropout=layer.dropout)
+    return config
+
+
 def _fix_deit_embeddings(layer, config):
     """DeiTEmbeddings writes `num_patches` / `num_positions`, which its
     constructor does not take (it derives them)."""
@@ -269,6 +295,9 @@ _FIXES = {
     ("keras_hub.src.models.gemma.rms_normalization", "RMSNormalization"): _fix_gemma_norm,
     ("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"):
         _fix_gemma_attention,
+    ("keras_hub.src.models.gemma3.gemma3_layers", "RMSNormalization"): _fix_gemma_norm,
+    ("keras_hub.src.models.gemma3.gemma3_attention", "CachedGemma3Attention"):
+        _fix_gemma3_attention,
 }
 _MOONSHINE_ATTENTION = ("keras_hub.src.models.moonshine.moonshine_multi_head_attention",
                         "MoonshineMultiHeadAttention")

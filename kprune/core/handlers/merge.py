@@ -68,12 +68,21 @@ class ConcatenateHandler(ChannelHandler):
 class SplitOpHandler(ChannelHandler):
     layer_types = tuple(c for c in (getattr(keras_ops_modules()[1], "Split", None),) if c)
     is_structural = True
+    follows_axes = True
 
     def propagate(self, call, ctx):
         layout = ctx.input_layout(call)
         rank = len(ctx.tensor(call.inputs[0]).shape)
         sections = call.layer.indices_or_sections
         n = len(call.outputs)
+        split_axis = int(call.layer.axis)
+        split_axis = split_axis - rank - 1 if split_axis > 0 else split_axis
+        for pos, units in ctx.axes_of(call.inputs[0]).items():
+            if pos == split_axis:
+                ctx.fix(units, f"ops.split '{call.path}' splits the axis that holds them")
+                continue
+            for out in call.outputs:
+                ctx.set_axis_layout(out, pos, units)
         if not channels_last_axis(call.layer.axis, rank):
             return [layout] * n
         if isinstance(sections, int) and len(layout) % sections == 0:
