@@ -97,7 +97,8 @@ def _as_list(y):  # backend tensors (TensorFlow, JAX, PyTorch) as numpy
 def assert_surgery_equivalent(model, removal: Dict[str, Sequence[int]],
                               inputs=None, rtol: float = 1e-4,
                               atol: float = 1e-5, seed: int = 0,
-                              pruned=None, require_change: bool = True):
+                              pruned=None, require_change: bool = True,
+                              analysis=None):
     """Asserts that `remove_channels(model, removal)` computes what the masked
     reference computes, and returns the pruned model.
 
@@ -108,8 +109,9 @@ def assert_surgery_equivalent(model, removal: Dict[str, Sequence[int]],
         pruned: an already pruned model to check instead of rebuilding.
         require_change: also assert that masking changed the original's
             outputs, so the comparison is not vacuous.
+        analysis: `analyze(model, ...)` to use (e.g. with `gqa_units`).
     """
-    analysis = analyze(model)
+    analysis = analysis if analysis is not None else analyze(model)
     removed = analysis.resolve_removal(removal)
     if pruned is None:
         pruned = rebuild(analysis, removed)

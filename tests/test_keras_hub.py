@@ -232,3 +232,41 @@ def test_moonshine_rotary_attention_prunes_heads_and_value_dims(tmp_path):
             np.testing.assert_allclose(np.asarray(got[key]), np.asarray(want[key]),
                                        rtol=1e-6, atol=1e-6)
     assert tuple(loaded(shorter)["encoder_sequence_output"].shape) == (2, 4, 16)
+
+
+def _kernels(model, name):
+    return [tuple(l.kernel.shape) for l in model._flatten_layers()
+            if l.name == name and hasattr(l, "kernel")]
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen", "mistral", "gemma"])
+def test_grouped_query_attention_prunes_query_heads_inside_groups(name, tmp_path):
+    """gqa_units='query_heads': unit j is the j-th query head of every
+    key/value group (Llama / Qwen / Mistral repeat their key/value heads,
+    Gemma regroups its queries by reshape); removing it leaves each group
+    one query head fewer and every key/value head, exactly against the
+    masked reference, and the model loads back and runs at other lengths."""
+    model = BUILDERS[name]()
+    x = sample_inputs(model)
+    analysis = analyze(model, gqa_units="query_heads")
+    heads = [g for g in analysis.groups if g.name.endswith(":heads")]
+    assert len(heads) == 2 and heads[0].channels == 2, [g.name for g in heads]
+    kv = [g for g in analysis.frozen_groups if g.name.endswith(("key:heads", "value:heads"))]
+    assert len(kv) == 4  # key / value heads of both layers stay
+    pruned = assert_surgery_equivalent(model, {heads[0].name: [1]}, inputs=x,
+                                       analysis=analysis)
+    before, after = _kernels(model, "query"), _kernels(pruned, "query")
+    assert np.prod(after[0]) * 2 == np.prod(before[0]) and after[1] == before[1]
+    assert _kernels(pruned, "key") == _kernels(model, "key")
+    assert _kernels(pruned, "value") == _kernels(model, "value")
+    path = tmp_path / "gqa_query_heads.keras"
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)
+    for inputs in (x, sample_inputs(model, seq=11)):
+        np.testing.assert_allclose(np.asarray(loaded(inputs)), np.asarray(pruned(inputs)),
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_gqa_units_is_checked():
+    with pytest.raises(ValueError, match="gqa_units='heads'.*key_value_heads"):
+        analyze(BUILDERS["llama"](), gqa_units="heads")

@@ -6,6 +6,7 @@ from keras import layers
 
 from kprune.core._keras_compat import keras_ops_modules
 from kprune.core.handlers.base import ChannelHandler, ChannelKeepingOp, register_handler
+from kprune.core.handlers.einsum import query_heads
 
 
 def _spatial_size(shape):
@@ -48,7 +49,10 @@ class ReshapeHandler(ChannelHandler):
     the first new axis is units i*g … i*g + g - 1 (coupled: a whole group);
     a merge repeats each unit of its first axis g times. Both count that
     axis as a unit set `'heads'`, and an axis whose leading dims stay as
-    `'axis<k>'`, so the target shape follows them."""
+    `'axis<k>'`, so the target shape follows them. With
+    `analyze(..., gqa_units='query_heads')` the split's second axis is the
+    units instead (`'members'`: the j-th query head of every group) and
+    the key / value heads stay."""
 
     layer_types = (layers.Reshape,)
     is_structural = True
@@ -114,7 +118,21 @@ class ReshapeHandler(ChannelHandler):
                 ctx.set_axis_layout(out_tid, out_pos, units)
             else:
                 ctx.fix(units, why)
-        if kind == "split" and -2 in axes:
+        if kind == "split" and -2 in axes and query_heads(ctx):
+            # query heads inside the groups: unit j is the j-th of each group
+            units = np.asarray(axes[-2]).reshape(-1, g)
+            members = ctx.internal_channels(call, "members", g)
+            for k in range(len(units)):
+                ctx.couple(members, units[k])
+            ctx.set_axis_layout(out_tid, -2, members)
+        elif kind == "merge" and query_heads(ctx):
+            if -3 in axes:
+                ctx.fix(axes[-3], why)
+            if -2 in axes:
+                members = ctx.internal_channels(call, "members", len(axes[-2]))
+                ctx.couple(members, axes[-2])
+                ctx.set_axis_layout(out_tid, -2, np.tile(axes[-2], in_shape[-3]))
+        elif kind == "split" and -2 in axes:
             units = np.asarray(axes[-2]).reshape(-1, g)
             for k in range(1, g):
                 ctx.couple(units[:, 0], units[:, k])
@@ -136,6 +154,14 @@ class ReshapeHandler(ChannelHandler):
         for name, kept in keeps.units.items():
             if name.startswith("axis") and target[int(name[4:])] != -1:
                 target[int(name[4:])] = len(kept)
+        if "members" in keeps.units:
+            in_shape = tuple(layer.input.shape[1:])
+            kind, _ = self._mode(in_shape, tuple(layer.output.shape[1:]))
+            kept = len(keeps.units["members"])
+            if kind == "split":
+                target[-2] = kept
+            else:
+                target[-2] = kept * in_shape[-3]
         if "heads" in keeps.units:
             kind, g = self._mode(tuple(layer.input.shape[1:]), tuple(layer.output.shape[1:]))
             kept = len(keeps.units["heads"])
