@@ -143,7 +143,9 @@ def gemma():
 def gemma3():
     return _hub().Gemma3Backbone(vocabulary_size=100, image_size=16, num_layers=2,
                                  num_query_heads=4, num_key_value_heads=2,
-                                 hidden_dim=32, intermediate_dim=128, head_dim=8)
+                                 hidden_dim=32, intermediate_dim=128, head_dim=8,
+                                 use_sliding_window_attention=True,
+                                 sliding_window_size=4)
 
 
 def llama():

@@ -270,3 +270,19 @@ def test_grouped_query_attention_prunes_query_heads_inside_groups(name, tmp_path
 def test_gqa_units_is_checked():
     with pytest.raises(ValueError, match="gqa_units='heads'.*key_value_heads"):
         analyze(BUILDERS["llama"](), gqa_units="heads")
+
+
+def test_gemma3_sliding_window_mask_is_traced():
+    """Gemma 3's sliding-window attention builds its band mask from traced
+    lengths: the trace makes it a SlidingWindowMask layer, and the traced
+    graph computes what the backbone does at lengths past the window (4)."""
+    from kprune.core.composite import functional_view
+
+    model = BUILDERS["gemma3"]()
+    view = functional_view(model)
+    masks = [l for l in view._flatten_layers() if type(l).__name__ == "SlidingWindowMask"]
+    assert [m.window for m in masks] == [4, 4]
+    for seq in (3, 13):
+        x = sample_inputs(model, seq=seq)
+        np.testing.assert_allclose(np.asarray(view(x)), np.asarray(model(x)),
+                                   rtol=1e-5, atol=1e-5)

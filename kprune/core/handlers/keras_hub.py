@@ -21,7 +21,8 @@ imported; kprune does not import keras-hub itself).
   called with `cache=None` is recorded without it, and Moonshine's
   attention with its `rotary_embedding` (keras-hub 0.32 cannot call them
   symbolically otherwise), and Moonshine's rotary embedding gets its true
-  output shape.
+  output shape; Gemma's sliding-window mask (over traced lengths) is a
+  `SlidingWindowMask` layer.
 * `loadable_class` / `loadable_configs`: layers whose keras-hub 0.32
   `get_config` does not load back (ViT's and DeiT's patch embeddings,
   Llama's RoPE, Gemma's and Gemma 3's RMSNormalization and attention,
@@ -397,6 +398,21 @@ _FREQUENCIES = (("keras_hub.src.models.moonshine.moonshine_layers",
                  "MoonshineRotaryEmbedding"),)  # = _MOONSHINE_ROTARY
 
 
+_SLIDING = (("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"),
+            ("keras_hub.src.models.gemma3.gemma3_attention", "CachedGemma3Attention"))
+
+
+def _traced_sliding_window(original):
+    def _mask_sliding_window(self, attention_mask, cache_update_index=0):
+        if (not isinstance(attention_mask, keras.KerasTensor)
+                or getattr(self, "use_bidirectional_attention", False)
+                or not isinstance(cache_update_index, int)):
+            return original(self, attention_mask, cache_update_index=cache_update_index)
+        from kprune.core.shape_ops import SlidingWindowMask
+        return SlidingWindowMask(self.sliding_window_size, cache_update_index)(attention_mask)
+    return _mask_sliding_window
+
+
 def _drop_none_cache(call):
     def __call__(self, *args, **kwargs):
         for key in ("cache", "cache_update_index"):
@@ -421,6 +437,8 @@ def traced_calls():
     patches = [(c, "__call__", _drop_none_cache(c.__call__)) for c in cls]
     patches += [(c, "compute_output_spec", _spec_with_rotary) for c in rotary]
     patches += [(c, "compute_output_shape", _frequencies_shape) for c in frequencies]
+    patches += [(c, "_mask_sliding_window", _traced_sliding_window(c._mask_sliding_window))
+                for c in (_classes(_SLIDING) if loaded else ())]
     saved = [(c, name, c.__dict__.get(name)) for c, name, _ in patches]
     try:
         for c, name, new in patches:
