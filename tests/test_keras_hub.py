@@ -286,3 +286,26 @@ def test_gemma3_sliding_window_mask_is_traced():
         x = sample_inputs(model, seq=seq)
         np.testing.assert_allclose(np.asarray(view(x)), np.asarray(model(x)),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_gemma_heads_cut_alike_keep_the_backbone_class():
+    """Gemma's head_dim is an argument, so one key/value group cut in every
+    layer is `num_query_heads=2, num_key_value_heads=1` (num_layers, also
+    2, stays). Gemma 3's sliding_window_size (4) coincides with its old
+    query head count: the candidate that shrinks it too is caught by the
+    probe (token ids vary, lengths past the window) and the plain graph
+    stays; both are exact."""
+    for name in ("gemma", "gemma3"):
+        model = BUILDERS[name]()
+        x = sample_inputs(model)
+        heads = [g.name for g in kprune.dependency_groups(model) if g.name.endswith(":heads")]
+        removal = {n: [1] for n in heads}
+        pruned = kprune.remove_channels(model, removal)
+        assert_surgery_equivalent(model, removal, inputs=x, pruned=pruned)
+        if name == "gemma":
+            assert type(pruned) is type(model)
+            assert (pruned.num_query_heads, pruned.num_key_value_heads,
+                    pruned.num_layers) == (2, 1, 2)
+        else:
+            assert "does not compute what the pruned graph computes" in (
+                kprune.inlined_reasons(pruned)["gemma3_backbone"])
