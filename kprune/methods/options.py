@@ -280,6 +280,9 @@ class PruningOptions(MethodOptions):
                                     # None | 'params' | 'macs' | 'latency' (see resolve_cost)
     latency_steps: Optional[bool] = None  # widths rounded to the measured latency staircase
                                     # (None: on with target_latency_ms and no round_to)
+    tie_repeated: Any = False       # True: repeated groups (names equal up to their
+                                    # numbers, same width) lose the same count per round;
+                                    # or fn(group name) -> tie key (None: untied)
 
     def validate(self, ctx: OptionContext) -> "PruningOptions":
         from kprune.scoring.criteria import get_criterion
@@ -312,6 +315,10 @@ class PruningOptions(MethodOptions):
             v["complexity_aware"] = "macs"  # one vocabulary: MACs
         v["cost"] = resolve_cost(self.cost, ctx.target, v.get("complexity_aware",
                                                                self.complexity_aware))
+        tie = self.tie_repeated
+        if not (isinstance(tie, bool) or callable(tie)):
+            raise ValueError(f"tie_repeated={tie!r} must be True, False or a function "
+                             "fn(group name) -> tie key (None for an untied group)")
         v["latency_steps"] = resolve_latency_steps(self.latency_steps, ctx.target,
                                                    self.round_to)
         has_loss = getattr(model, "loss", None) is not None

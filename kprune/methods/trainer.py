@@ -218,17 +218,47 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
         # fit's variables made now: its train step is traced once, not twice
         build_for_training(target, keras.tree.map_structure(lambda a: a[:1], data.x),
                            None if y is None else keras.tree.map_structure(lambda a: a[:1], y))
-        hist = target.fit(data.x, y, batch_size=data.batch_size, epochs=epochs,
-                          shuffle=shuffle, verbose=verbose, callbacks=cbs)
+        losses = _fit_arrays(target, data.x, y, data.batch_size, epochs, shuffle, verbose, cbs)
     else:
         # Datasets bring their own order (Keras ignores shuffle for them).
         hist = target.fit(data.source, epochs=epochs, verbose=verbose, callbacks=cbs,
                           shuffle=False)
-    losses = [float(v) for v in hist.history.get("loss", [])]
+        losses = [float(v) for v in hist.history.get("loss", [])]
     nan = nan_cb.hit or any(not math.isfinite(v) for v in losses) or not weights_finite(model)
     if target is not model or cfg is not compile_config or distill is not None:
         recompile(model, compile_config)
     return FitOutcome(epochs, nan, losses, rec_cb.result if rec_cb else None)
+
+
+def _fit_arrays(model, x, y, batch_size, epochs, shuffle, verbose, callbacks):
+    """`model.fit` on numpy arrays, shuffled by kprune instead of the backend.
+
+    Keras shuffles numpy data with each backend's own generator
+    (``tf.random.shuffle``, numpy, ``torch.randperm``), so one seed gives
+    three batch orders and three retrained models. Here every epoch's order
+    is a permutation from numpy's global generator (seeded by
+    ``keras.utils.set_random_seed``, as every round is), the same on every
+    backend; the data is then fit in that order, one epoch per call (the
+    train function is traced once and kept between the calls; the
+    optimizer's state carries over). Returns the per-epoch losses.
+    """
+    first = keras.tree.flatten(x)[0]
+    n = int(np.shape(first)[0])
+    losses = []
+    for epoch in range(epochs):
+        if shuffle:
+            order = np.random.permutation(n)
+            xe = keras.tree.map_structure(lambda a: np.asarray(a)[order], x)
+            ye = None if y is None else keras.tree.map_structure(
+                lambda a: np.asarray(a)[order], y)
+        else:
+            xe, ye = x, y
+        hist = model.fit(xe, ye, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                         shuffle=False, verbose=verbose, callbacks=callbacks)
+        losses += [float(v) for v in hist.history.get("loss", [])]
+        if getattr(model, "stop_training", False):
+            break
+    return losses
 
 
 def batchnorm_layers(model):
