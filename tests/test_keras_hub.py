@@ -272,6 +272,37 @@ def test_gqa_units_is_checked():
         analyze(BUILDERS["llama"](), gqa_units="heads")
 
 
+def _llama_classifier():
+    backbone = BUILDERS["llama"]()
+    inputs = {k: keras.Input((None,), dtype="int32", name=k)
+              for k in ("token_ids", "padding_mask")}
+    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(backbone(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="cls")(pooled))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, 50, (32, 8)).astype("int32"),
+         "padding_mask": np.ones((32, 8), "int32")}
+    return model, x, (x["token_ids"][:, 0] % 2).astype("int64")
+
+
+def test_prune_takes_gqa_units():
+    """kprune.prune(..., gqa_units='query_heads') prunes query heads inside
+    the key/value groups of a classifier over a Llama backbone; the default
+    removes whole groups; a bad value is refused before training."""
+    from kprune.prune import prune
+    model, x, y = _llama_classifier()
+    kw = dict(train_data=(x, y), rounds=1, rate=0.5, epochs=1, target="none", seed=0,
+              calibration_samples=16, batch_size=16, ignored_layers=[])
+    query = prune(model, "ilp", gqa_units="query_heads", **kw).model
+    assert all(k[1] == 2 for k in _kernels(query, "query"))  # 4 -> 2 query heads
+    assert all(k[1] == 2 for k in _kernels(query, "key"))    # both kv heads kept
+    whole = prune(model, "ilp", **kw).model
+    assert all(k[1] == 1 for k in _kernels(whole, "key"))    # one kv group of 2 gone
+    assert all(k[1] == 2 for k in _kernels(whole, "query"))
+    with pytest.raises(ValueError, match="gqa_units must be 'key_value_heads'.*got 'heads'"):
+        prune(model, "ilp", gqa_units="heads", **kw)
+
+
 def test_gemma3_sliding_window_mask_is_traced():
     """Gemma 3's sliding-window attention builds its band mask from traced
     lengths: the trace makes it a SlidingWindowMask layer, and the traced

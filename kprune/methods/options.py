@@ -280,6 +280,8 @@ class PruningOptions(MethodOptions):
                                     # None | 'params' | 'macs' | 'latency' (see resolve_cost)
     latency_steps: Optional[bool] = None  # widths rounded to the measured latency staircase
                                     # (None: on with target_latency_ms and no round_to)
+    gqa_units: str = "key_value_heads"  # grouped-query attention's units: whole
+                                    # 'key_value_heads' groups | 'query_heads' in every group
     tie_repeated: Any = False       # True: repeated groups (names equal up to their
                                     # numbers, same width) lose the same count per round;
                                     # or fn(group name) -> tie key (None: untied)
@@ -315,6 +317,9 @@ class PruningOptions(MethodOptions):
             v["complexity_aware"] = "macs"  # one vocabulary: MACs
         v["cost"] = resolve_cost(self.cost, ctx.target, v.get("complexity_aware",
                                                                self.complexity_aware))
+        check_choice("gqa_units", self.gqa_units, ("key_value_heads", "query_heads"),
+                     "'key_value_heads' (a unit is a key/value head with its query heads) "
+                     "or 'query_heads' (the j-th query head of every key/value group)")
         tie = self.tie_repeated
         if not (isinstance(tie, bool) or callable(tie)):
             raise ValueError(f"tie_repeated={tie!r} must be True, False or a function "

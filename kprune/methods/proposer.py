@@ -80,7 +80,8 @@ class Proposer:
         return self.opts.criterion
 
     def analyze(self, model):
-        return analyze(model, self.common.ignored_layers)
+        return analyze(model, self.common.ignored_layers,
+                       gqa_units=getattr(self.opts, "gqa_units", "key_value_heads"))
 
     def record_groups(self, model):
         """The groups whose activations training should record (``recording='fit'``)."""
