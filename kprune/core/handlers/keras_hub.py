@@ -261,22 +261,15 @@ def _spec_with_rotary(self, query, value, key=None, rotary_embedding=None,
 
 
 def _fix_gemma3_attention(layer, config):
-    """CachedGemma3Attention has no get_config either."""
-    config = _base_config(layer)
+    """CachedGemma3Attention has no get_config either: Gemma's arguments
+    and its query / key norm and rotary ones."""
+    config = _fix_gemma_attention(layer, config)
     config.update(
-        head_dim=layer.head_dim, num_query_heads=layer.num_query_heads,
-        num_key_value_heads=layer.num_key_value_heads,
-        kernel_initializer=keras.initializers.serialize(layer._kernel_initializer),
-        logit_soft_cap=layer.logit_soft_cap,
-        use_sliding_window_attention=layer.use_sliding_window_attention,
-        sliding_window_size=layer.sliding_window_size,
-        query_head_dim_normalize=layer.query_head_dim_normalize,
         use_query_key_norm=layer.use_query_key_norm,
         layer_norm_epsilon=layer.layer_norm_epsilon,
         rope_wavelength=layer.rope_wavelength,
         rope_scaling_factor=layer.rope_scaling_factor,
-        use_bidirectional_attention=layer.use_bidirectional_attention,
-        dropout=layer.dropout)
+        use_bidirectional_attention=layer.use_bidirectional_attention)
     return config
 
 
