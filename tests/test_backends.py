@@ -189,9 +189,9 @@ def test_seeded_retraining_is_the_same_on_every_backend(runs):
     """ILP with retraining (learning rate 0.05): the same widths, validation
     accuracies and retrained weights. Keras' own shuffle would give each
     backend its own batch order (before kprune shuffled numpy data itself,
-    JAX's weights differed from TensorFlow's by 1.8x their scale); XLA's CPU
-    kernels leave JAX about 1e-3 of the scale apart after 32 steps, PyTorch
-    1e-7."""
+    JAX's weights differed from TensorFlow's by 1.5x the largest weight);
+    XLA's CPU kernels leave JAX about 5e-3 of the largest weight apart
+    after 32 steps, PyTorch 1e-7."""
     ref = runs["tensorflow"][1]
     assert ref["retrained_widths"]["conv1"] < 6 and ref["retrained_widths"]["fc1"] < 120
     assert ref["retrained_val"][-1] > ref["retrained_val"][0]  # it did train
@@ -201,8 +201,8 @@ def test_seeded_retraining_is_the_same_on_every_backend(runs):
         assert got["retrained_widths"] == ref["retrained_widths"], name
         np.testing.assert_allclose(got["retrained_val"], ref["retrained_val"], atol=1 / 64)
         other = _npz(runs[name][0] / "retrained.npz")
+        scale = max(np.abs(w).max() for w in weights.values())  # the largest weight
         for k in weights:
-            scale = np.abs(weights[k]).max()
             np.testing.assert_allclose(other[k], weights[k], atol=1e-2 * scale,
                                        err_msg=f"{name}: {k}")
 
