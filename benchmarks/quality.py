@@ -263,7 +263,7 @@ def run_one(cfg, base, spec, seed, args):
     def hook(entry, m):
         st = entry["status"]
         if st in ("accepted", "violated", "trained", "nan_discarded"):
-            spent["epochs"] += epochs
+            spent["epochs"] += entry.get("epochs", epochs)  # epochs_per_cost: per round
         elif st == "finetuned":
             spent["epochs"] += entry.get("epochs", 0)
         if st in ("baseline", "accepted", "finetuned") and m is not None:
