@@ -196,6 +196,10 @@ def report(command):
             seen.add(r["variant"])
             lines.append(f"- `{r['variant']}`: {r['options']}; retraining epochs "
                          f"{r['retraining_epochs']}")
+    child = os.path.join(RESULTS, "tf_child.md")  # benchmarks/tf_child.py's section
+    if os.path.exists(child):
+        with open(child) as f:
+            lines += ["", f.read().rstrip("\n")]
     atomic_write_text(os.path.join(RESULTS, "backends.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -336,8 +336,11 @@ def iterate_batches(data: Data, batch_size=256):
             yield (tf.nest.map_structure(lambda a: a[i:i + batch_size], data.x),
                    take_labels(data.y, slice(i, i + batch_size)))
     elif data.kind == "dataset":
-        for x, y in data.source:
-            yield x, tf.nest.map_structure(np.asarray, y)
+        for element in data.source:  # (x, y) or (x, y, sample_weight)
+            if not isinstance(element, (tuple, list)) or len(element) < 2:
+                raise ValueError("a tf.data.Dataset of (x, y) batches is needed here; its "
+                                 "elements have no labels")
+            yield element[0], tf.nest.map_structure(np.asarray, element[1])
     elif data.kind == "loader":
         for x, y in _loader_batches(data.source):
             yield x, as_labels(y)

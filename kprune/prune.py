@@ -7,6 +7,7 @@ from kprune.methods import get_method
 from kprune.methods.callbacks import CallbackList, LambdaRoundCallback
 from kprune.methods.checks import check_callable, check_path
 from kprune.methods.config import RunConfig, prepare_data
+from kprune.methods.device_budget import conversion_session
 from kprune.methods.run import Run
 from kprune.reporting.result import PruneResult
 
@@ -145,7 +146,7 @@ def _prune(model, method, fn, train_data, val_data, epochs, rounds, target, out_
     callback_list = CallbackList(cbs)
     try:
         with op_determinism(config.deterministic), quiet_retracing(), \
-                distribute.scope(strategy):
+                distribute.scope(strategy), conversion_session():
             model = distribute.to_strategy(model, strategy)
             run = Run(model, config, data, out_dir=out_dir, strategy=strategy,
                       callbacks=callback_list)

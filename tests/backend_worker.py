@@ -10,9 +10,11 @@ same model weights and batch (seeded numpy, so identical everywhere):
 - ``products.npz``: w * dL/dw of every trainable weight
   (`kprune.compat.backend.gradient_products`) and the Taylor scores of every
   group (`kprune.scoring.taylor_scores`);
-- ``pruned.npz``: the weights and widths of an IAP / Taylor run whose
-  retraining cannot move the weights (SGD with learning rate 0), so the run
-  is deterministic and every backend must remove the same channels;
+- ``pruned.npz`` / ``pruned_ilp.npz``: the weights and widths of an IAP /
+  Taylor run and of an ILP run whose retraining cannot move the weights
+  (SGD with learning rate 0), so the runs are deterministic and every backend
+  must remove the same channels; the widths a complexity run (a seeded draw)
+  reaches;
 - surgery against the masked reference (`kprune.testing`), raising on a
   difference.
 
@@ -85,15 +87,37 @@ def main():
              **{f"p{i}": p for i, p in enumerate(products)},
              **{f"s{g}": s for g, s in scores.items()})
 
-    # 2. A deterministic run: learning rate 0, so retraining keeps the weights.
-    res = kprune.prune(fixed_model(), "iap", train_data=(x, y), val_data=(x[:64], y[:64]),
-                       rounds=2, target="none", rate=0.25, seed=3, epochs=1,
-                       calibration_samples=64)
-    pruned = res.model
-    np.savez(os.path.join(OUT, "pruned.npz"),
-             **{f"w{i}": w for i, w in enumerate(pruned.get_weights())})
-    result["widths"] = {l.name: int(l.kernel.shape[-1]) for l in pruned.layers
-                        if hasattr(l, "kernel")}
+    # 2. Deterministic runs: learning rate 0, so retraining keeps the weights
+    # (IAP: Taylor scores; ILP: its weight criterion). The complexity method
+    # re-initialises its pruned model from the backend's own random streams, so
+    # only its widths (a seeded numpy draw) must agree.
+    def widths(m):
+        return {l.name: int(l.kernel.shape[-1]) for l in m.layers if hasattr(l, "kernel")}
+
+    for method, suffix in (("iap", ""), ("ilp", "_ilp")):
+        res = kprune.prune(fixed_model(), method, train_data=(x, y),
+                           val_data=(x[:64], y[:64]), rounds=2, target="none", rate=0.25,
+                           seed=3, epochs=1, calibration_samples=64)
+        np.savez(os.path.join(OUT, f"pruned{suffix}.npz"),
+                 **{f"w{i}": w for i, w in enumerate(res.model.get_weights())})
+        result[f"widths{suffix}"] = widths(res.model)
+        if method == "iap":
+            pruned = res.model
+    res = kprune.prune(fixed_model(), "complexity", train_data=(x, y),
+                       val_data=(x[:64], y[:64]), target={"params_reduction": 0.5}, seed=3,
+                       epochs=1)
+    result["widths_complexity"] = widths(res.model)
+    result["history_widths_complexity"] = [e.get("widths") for e in res.history]
+
+    # 2b. A seeded ILP run that retrains (SGD 0.05, 2 rounds x 2 epochs):
+    # kprune shuffles numpy data itself, so the batches, the channels removed
+    # and the retrained weights are the same on every backend.
+    res = kprune.prune(fixed_model(0.05), "ilp", train_data=(x, y), val_data=(x[:64], y[:64]),
+                       rounds=2, target="none", rate=0.25, seed=5, epochs=2, batch_size=32)
+    np.savez(os.path.join(OUT, "retrained.npz"),
+             **{f"w{i}": w for i, w in enumerate(res.model.get_weights())})
+    result["retrained_widths"] = res.history[-1]["widths"]
+    result["retrained_val"] = [e["val_accuracy"] for e in res.history]
 
     # 3. Surgery against the masked reference.
     assert_surgery_equivalent(fixed_model(), {"conv1": [0, 4], "fc1": [3, 7, 100]},

@@ -140,6 +140,14 @@ def gemma():
                                 hidden_dim=32, intermediate_dim=128, head_dim=8)
 
 
+def gemma3():
+    return _hub().Gemma3Backbone(vocabulary_size=100, image_size=16, num_layers=2,
+                                 num_query_heads=4, num_key_value_heads=2,
+                                 hidden_dim=32, intermediate_dim=128, head_dim=8,
+                                 use_sliding_window_attention=True,
+                                 sliding_window_size=4)
+
+
 def llama():
     return _hub().LlamaBackbone(vocabulary_size=100, num_layers=2,
                                 num_query_heads=4, num_key_value_heads=2,
@@ -176,25 +184,30 @@ def moonshine():
 BUILDERS = {f.__name__: f for f in (
     mobilenet, resnet, resnet_v2, efficientnet, cspnet, densenet, vgg, xception,
     hgnetv2,
-    vit, deit, bert, distilbert, roberta, gpt2, electra, gemma, llama, qwen, mistral, whisper, moonshine)}
+    vit, deit, bert, distilbert, roberta, gpt2, electra, gemma, gemma3, llama, qwen, mistral, whisper, moonshine)}
+
+
+#: per-input lengths for unknown axes, where one `seq` does not fit: the
+#: Moonshine encoder reads raw audio (its three strided convolutions need
+#: 2047 samples for four frames).
+LENGTHS = {"MoonshineBackbone": {"encoder_input_values": 2047 + 64 * 3 * 2 * 3,
+                                 "encoder_padding_mask": 2047 + 64 * 3 * 2 * 3}}
 
 
 def sample_inputs(model, batch=2, seq=8, seed=0):
-    if type(model).__name__ == "MoonshineBackbone":
-        seq = 400
     """Inputs for `model`: images normal, token ids in [1, 40), padding masks
-    all ones, audio features normal; unknown lengths become `seq`."""
+    all ones, audio features normal; unknown lengths become `seq` (or the
+    model's entry in `LENGTHS`)."""
     rng = np.random.default_rng(seed)
+    lengths = LENGTHS.get(type(model).__name__, {})
     result = {}
     for kt in model.inputs:
         name = kt.name.split(":")[0]
-        shape = [batch] + [d if d is not None else seq for d in kt.shape[1:]]
+        n = lengths.get(name, seq)
+        shape = [batch] + [d if d is not None else n for d in kt.shape[1:]]
         if "mask" in name or "segment" in name:
             fill = np.ones if "mask" in name else np.zeros
             result[name] = fill(shape, dtype=kt.dtype)
-            continue
-        if "mask" in name:
-            result[name] = np.ones(shape, dtype=kt.dtype)
         elif "int" in str(kt.dtype):
             result[name] = rng.integers(1, 40, size=shape).astype(kt.dtype)
         else:

@@ -274,3 +274,63 @@ def test_per_channel_preprocessing_is_sliced():
     assert pruned.get_layer("scale").scale == [0.5, 3.0]
     assert pruned.get_layer("flat").target_shape == (72,)
     np.testing.assert_allclose(pruned.get_layer("norm").get_weights()[0], [0.1, 0.4])
+
+
+def _swiglu(sections=2):
+    """Dense -> ops.split -> value * silu(gate) -> Dense (a SwiGLU FFN)."""
+    i = keras.Input((5, 6))
+    h = layers.Dense(8, name="up")(i)
+    parts = keras.ops.split(h, sections, axis=-1)
+    x = parts[0] * keras.ops.silu(parts[1])
+    return keras.Model(i, layers.Dense(3, name="down")(x))
+
+
+def test_split_into_equal_sections_couples_them():
+    """ops.split into equal sections along the channels: unit i is channel
+    i of every section, so the sections stay equal and the split's config
+    is unchanged."""
+    model = _swiglu()
+    group = {g.name: g for g in kprune.dependency_groups(model)}["up"]
+    assert group.channels == 4
+    pruned = assert_surgery_equivalent(model, {"up": [0, 3]})
+    assert pruned.get_layer("up").units == 4
+    x = np.random.default_rng(0).normal(size=(2, 5, 6)).astype("float32")
+    want = keras.ops.convert_to_numpy(model(x))
+    assert keras.ops.convert_to_numpy(pruned(x)).shape == want.shape
+
+
+def test_split_at_fixed_indices_is_a_boundary_with_the_reason():
+    model = _swiglu(sections=[4])
+    frozen = {g.name: g.frozen for g in kprune.dependency_groups(model, include_frozen=True)}
+    assert "splits the channel axis at fixed indices" in frozen["up"]
+
+
+def test_nearest_handler_class_wins_over_an_earlier_registered_base():
+    """find_handler takes the handler of the layer's nearest class: a
+    handler for a subclass also serves that subclass's subclasses, ahead of
+    a handler registered earlier for the base class."""
+    from kprune.core.handlers import find_handler
+
+    class Base(layers.Layer):
+        pass
+
+    class Mid(Base):
+        pass
+
+    class Leaf(Mid):
+        pass
+
+    class ForBase(kprune.ChannelHandler):
+        layer_types = (Base,)
+
+    class ForMid(kprune.ChannelHandler):
+        layer_types = (Mid,)
+
+    base = kprune.register_handler(ForBase(), first=True)
+    mid = kprune.register_handler(ForMid(), first=False)
+    try:
+        assert find_handler(Leaf()) is mid
+        assert find_handler(Base()) is base
+    finally:
+        kprune.unregister_handler(base)
+        kprune.unregister_handler(mid)

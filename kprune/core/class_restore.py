@@ -268,10 +268,15 @@ def _operations(fn):
 
 
 def _sample(kt):
+    """A probe for input `kt`: unknown lengths 8 (past a short attention
+    window), masks all ones, other integers (token ids) 0 or 1 at random
+    (identical tokens would hide what attention masks do), floats normal."""
     rng = np.random.default_rng(0)
-    shape = [2] + [d if d is not None else 4 for d in tuple(kt.shape)[1:]]
+    shape = [2] + [d if d is not None else 8 for d in tuple(kt.shape)[1:]]
     if "int" in str(kt.dtype):
-        return np.ones(shape, dtype=str(kt.dtype))
+        if "mask" in history_operation(kt).name:
+            return np.ones(shape, dtype=str(kt.dtype))
+        return rng.integers(0, 2, size=shape).astype(str(kt.dtype))
     if "bool" in str(kt.dtype):
         return np.ones(shape, dtype=bool)
     return rng.normal(size=shape).astype(str(kt.dtype))
@@ -407,8 +412,14 @@ def _search(obj, old, new, build, keep_widths=()):
                for p in where}
     start = {p: o[1] for p, o in options.items() if len(o) == 2}
     # Only ambiguous arguments are searched: a width that also stayed
-    # somewhere (an input size, an unpruned layer), or one pruned to several.
-    options = {p: o for p, o in options.items() if len(o) > 2 or o[0] in stayed}
+    # somewhere (an input size, an unpruned layer), one pruned to several,
+    # or one that several arguments hold (Gemma's num_key_value_heads and
+    # num_layers both 2, only the heads pruned).
+    holders = {}
+    for p in where:
+        holders[int(_get(config, p))] = holders.get(int(_get(config, p)), 0) + 1
+    options = {p: o for p, o in options.items()
+               if len(o) > 2 or o[0] in stayed or holders[o[0]] > 1}
 
     errors = []
 

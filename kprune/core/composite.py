@@ -135,7 +135,9 @@ def functional_view(model):
     register_keras_hub_handlers()
     if not needs_view(model):
         return model
-    with _inlined_non_tensor_calls():
+    # traced_calls: the view calls the recorded keras-hub layers again
+    # (Moonshine's attention with its rotary embedding)
+    with _inlined_non_tensor_calls(), traced_calls():
         return _Viewer().model(model)
 
 
@@ -189,7 +191,7 @@ class _Viewer:
                     for kt, t in zip(node.outputs, outs):
                         scope[id(kt)] = t
                     continue
-                new_op = self._op(op, node)
+                new_op = self._op(op, node, scope)
                 if new_op is not op and not is_model(op):
                     # A traced composite: its sub-model takes the call's
                     # tensors, flat and in order (other arguments are part
@@ -217,7 +219,7 @@ class _Viewer:
                     scope[id(kt)] = t
         return keras.tree.map_structure(lambda kt: scope[id(kt)], fn._outputs_struct)
 
-    def _op(self, op, node):
+    def _op(self, op, node, scope=None):
         key = id(op)
         if key in self._done:
             return self._done[key]
@@ -228,13 +230,16 @@ class _Viewer:
                 if not _plain_graph_model(op):  # a nested Functional subclass
                     _TRACED[id(new)] = (weakref.ref(new), op, node)
         elif is_composite(op):
-            new = self._trace(op, node)
+            new = self._trace(op, node, scope or {})
         self._done[key] = new
         return new
 
-    def _trace(self, layer, node):
+    def _trace(self, layer, node, outer):
         """The composite's call as a nested Functional model, or the layer
-        itself (with the reason recorded) when it cannot be traced."""
+        itself (with the reason recorded) when it cannot be traced. Its
+        inputs take the shapes of the replayed tensors in `outer` (a layer
+        whose declared output shape was wrong, such as keras-hub Moonshine's
+        rotary frequencies, is corrected by `traced_calls`)."""
         own = _own_variables(layer)
         if own:
             _set_reason(layer, f"composite layer '{layer.name}' "
@@ -249,7 +254,8 @@ class _Viewer:
             # Keras marks some dense results sparse (Gemma's scaled token
             # embeddings): a traced call gets dense inputs, and the check
             # against the layer's own output catches a layer that differs.
-            t = self._input(kt, scope, name=f"{layer.name}_input_{i}", sparse=False)
+            t = self._input(outer.get(id(kt), kt), scope,
+                            name=f"{layer.name}_input_{i}", sparse=False)
             scope[id(kt)] = t
             inputs.append(t)
         args, kwargs = node_fill_in(node, scope)

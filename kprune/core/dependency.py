@@ -164,7 +164,13 @@ class Analysis:
     """The result of `analyze`: channel layouts of every tensor, the frozen
     components and why, and the prunable dependency groups."""
 
-    def __init__(self, model, ignored_layers: Sequence[str] = ()):
+    def __init__(self, model, ignored_layers: Sequence[str] = (),
+                 gqa_units: str = "key_value_heads"):
+        if gqa_units not in GQA_UNITS:
+            raise ValueError(f"gqa_units={gqa_units!r}: use one of {GQA_UNITS}")
+        #: grouped-query attention's prunable units, read by the handlers
+        #: that repeat or regroup heads (see `analyze`)
+        self.gqa_units = gqa_units
         # Composite layers and Functional subclasses are analysed (and
         # rebuilt) as the plain graph behind them.
         self.source = model
@@ -699,15 +705,35 @@ def channel_indices(indices, n_channels: int, layer: str) -> np.ndarray:
     return unique
 
 
-def analyze(model, ignored_layers: Sequence[str] = ()) -> Analysis:
+#: values of `gqa_units`
+GQA_UNITS = ("key_value_heads", "query_heads")
+
+
+def analyze(model, ignored_layers: Sequence[str] = (),
+            gqa_units: str = "key_value_heads") -> Analysis:
     """Analyzes `model`'s channel dependencies (see module docstring).
-    A tf_keras model is analyzed through its Keras 3 copy (same layer names)."""
+    A tf_keras model is analyzed through its Keras 3 copy (same layer names).
+
+    `gqa_units` picks the heads of grouped-query attention (keras-hub
+    Llama / Qwen / Mistral / Gemma: `num_query_heads` a multiple of
+    `num_key_value_heads`) that are units: 'key_value_heads' (default) makes
+    unit i key/value head i with its query heads (whole groups go);
+    'query_heads' keeps every key/value head and makes unit j the j-th
+    query head of every group, so removing it leaves each group one query
+    head fewer (the group sizes stay equal, as those layers require).
+
+    Example:
+        >>> a = analyze(llama, gqa_units="query_heads")
+        >>> kprune.remove_channels(llama, {"transformer_layer_0/self_attention/query:heads": [1]},
+        ...                        analysis=a)
+    """
     from kprune.compat.tf_keras_bridge import keras3_of
-    return Analysis(keras3_of(model), ignored_layers)
+    return Analysis(keras3_of(model), ignored_layers, gqa_units)
 
 
 def dependency_groups(model, ignored_layers: Sequence[str] = (),
-                      include_frozen: bool = False) -> List[Group]:
+                      include_frozen: bool = False,
+                      gqa_units: str = "key_value_heads") -> List[Group]:
     """The prunable channel dependency groups of a Functional/Sequential model.
 
     Each group lists its member layers (producers first), its number of
@@ -719,6 +745,7 @@ def dependency_groups(model, ignored_layers: Sequence[str] = (),
     containing them are left out; with `include_frozen=True` they follow the
     prunable groups, each with `group.frozen` saying why.
     A tf_keras (Keras 2) model is accepted too (see `kprune.compat`).
+    `gqa_units`: grouped-query attention's units, as for `analyze`.
 
     Example:
         >>> for group in kprune.dependency_groups(model):
@@ -727,7 +754,7 @@ def dependency_groups(model, ignored_layers: Sequence[str] = (),
         ...     model, include_frozen=True) if g.frozen]
         [('predictions', 'model output')]
     """
-    analysis = analyze(model, ignored_layers)
+    analysis = analyze(model, ignored_layers, gqa_units)
     if include_frozen:
         return analysis.groups + analysis.frozen_groups
     return analysis.groups

@@ -15,13 +15,20 @@ makes the trace carry shape values:
 * `ops.arange(d)` of such a `SymbolicDim` becomes a traced layer,
   `Positions`, that gives the positions when the model runs (Mistral's
   sliding-window mask);
+* `ops.reshape(x, shape)` whose `shape` holds the batch `SymbolicDim` first
+  and at most one other `SymbolicDim` becomes a `keras.layers.Reshape` of
+  the rest, that one as -1 (Gemma's attention splits its heads into key /
+  value groups with `(*ops.shape(q)[:-2], groups, per_group, head_dim)`);
+* keras-hub Gemma's sliding-window mask (band over traced lengths)
+  becomes a traced layer, `SlidingWindowMask` (patched in by
+  `kprune.core.handlers.keras_hub.traced_calls`);
 * keras-hub's `compute_causal_mask(batch, input_length, output_length,
   cache_index)` given `SymbolicDim`s of one tensor's batch and sequence axes
   becomes a traced layer, `CausalMask`, that computes the same mask from the
   tensor's shape when the model runs (any sequence length).
 
-`CausalMask` and `Positions` are ordinary serializable Keras layers
-(registered as `kprune>CausalMask`, `kprune>Positions`): a pruned model that
+`CausalMask`, `Positions` and `SlidingWindowMask` are ordinary serializable
+Keras layers (registered as `kprune>CausalMask`, `kprune>Positions`, ...): a pruned model that
 holds one loads back once kprune is imported. Their handler reads no channels: the tensor it measures keeps its
 channels prunable, and its output (positions, not channels) is frozen.
 
@@ -113,13 +120,48 @@ class Positions(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="kprune")
+class SlidingWindowMask(keras.layers.Layer):
+    """`mask` (batch, queries, keys) and'ed with a band: query i (at
+    position i + offset) sees key j when |i + offset - j| < window, as
+    keras-hub Gemma's sliding-window attention computes it from traced
+    lengths.
+
+    Example:
+        >>> SlidingWindowMask(window=2)(keras.ops.ones((1, 3, 3), "bool"))[0]
+        [[True, True, False], [True, True, True], [False, True, True]]
+    """
+
+    def __init__(self, window, offset=0, **kwargs):
+        super().__init__(**kwargs)
+        self.window, self.offset = int(window), int(offset)
+
+    def call(self, mask):
+        shape = ops.shape(mask)
+        i = ops.expand_dims(ops.arange(shape[1], dtype="int32") + self.offset, 1)
+        j = ops.expand_dims(ops.arange(shape[2], dtype="int32"), 0)
+        band = ops.abs(i - j) <= self.window - 1
+        return ops.logical_and(ops.cast(mask, "bool"), ops.expand_dims(band, 0))
+
+    def compute_output_spec(self, mask):
+        return keras.KerasTensor(mask.shape, dtype="bool")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(window=self.window, offset=self.offset)
+        return config
+
+
 class CausalMaskHandler(ChannelHandler):
     """A `CausalMask` reads only its input's shape: that input keeps its
     channels; the mask's last axis counts positions, so it is frozen."""
 
-    layer_types = (CausalMask, Positions)
+    layer_types = (CausalMask, Positions, SlidingWindowMask)
 
     def propagate(self, call, ctx):
+        for tid in call.inputs if isinstance(call.layer, SlidingWindowMask) else ():
+            ctx.fix(ctx.layout(tid), f"it is an attention mask read by "
+                    f"'{call.path}' (SlidingWindowMask)")
         out = ctx.new_channels(call, ctx.tensor(call.outputs[0]).channels)
         ctx.fix(out, f"'{call.path}' ({call.class_name}) counts positions, "
                 "not channels")
@@ -166,6 +208,22 @@ def _arange(original):
     return arange
 
 
+def _reshape(original):
+    def reshape(x, newshape):
+        if not _tracing() or not isinstance(x, keras.KerasTensor) or not isinstance(
+                newshape, (tuple, list)) or not any(isinstance(d, SymbolicDim) for d in newshape):
+            return original(x, newshape)
+        first, rest = newshape[0], list(newshape[1:])
+        unknown = [d for d in rest if isinstance(d, SymbolicDim)]
+        if not (isinstance(first, SymbolicDim) and first.axis == 0) or len(unknown) > 1 or (
+                -1 in rest and unknown):
+            raise TypeError("a reshape to lengths read from a tensor other than "
+                            "its batch and one unknown axis")
+        target = tuple(-1 if isinstance(d, SymbolicDim) else int(d) for d in rest)
+        return keras.layers.Reshape(target)(x)
+    return reshape
+
+
 def traced_shapes():
     """Within it, `keras.ops.shape` of a symbolic tensor gives `SymbolicDim`s
     for unknown dimensions, and keras-hub's `compute_causal_mask` (in every
@@ -180,7 +238,8 @@ def traced_shapes():
 
 def _install():
     """Replaces the functions; returns the function that puts them back."""
-    patched = [(keras.ops, "shape", keras.ops.shape), (keras.ops, "arange", keras.ops.arange)]
+    patched = [(keras.ops, "shape", keras.ops.shape), (keras.ops, "arange", keras.ops.arange),
+               (keras.ops, "reshape", keras.ops.reshape)]
     utils = sys.modules.get("keras_hub.src.layers.modeling.transformer_layer_utils")
     if utils is not None:
         original = utils.compute_causal_mask
@@ -188,7 +247,8 @@ def _install():
             if (name.startswith("keras_hub.") and module is not None
                     and getattr(module, "compute_causal_mask", None) is original):
                 patched.append((module, "compute_causal_mask", original))
-    replacement = {"shape": _shape(keras.ops.shape), "arange": _arange(keras.ops.arange)}
+    replacement = {"shape": _shape(keras.ops.shape), "arange": _arange(keras.ops.arange),
+                   "reshape": _reshape(keras.ops.reshape)}
     if utils is not None:
         replacement["compute_causal_mask"] = _causal_mask(utils.compute_causal_mask)
     for module, name, _ in patched:

@@ -14,10 +14,12 @@ from kprune.export.c_source import CSourceFiles, recommended_arena_bytes, to_c_s
 from kprune.export.fixed_shape import with_input_shape
 from kprune.export.micro import to_micro
 from kprune.export.qat import QATError, is_quantize_aware, quantize_aware
-from kprune.export.tflite import (ConversionError, is_tflite, load_tflite, synthetic_calibration,
-                                  tflite_ops, to_tflite)
+from kprune.export.tflite import (ConversionError, close_tensorflow_child, is_tflite, load_tflite,
+                                  synthetic_calibration, tensorflow_child, tflite_ops, to_tflite)
 
-__all__ = ["CSourceFiles", "ConversionError", "QATError", "is_quantize_aware", "is_tflite",
+__all__ = ["CSourceFiles", "ConversionError", "QATError", "close_tensorflow_child",
+           "is_quantize_aware", "is_tflite",
            "load_tflite", "quantize_aware",
-           "recommended_arena_bytes", "synthetic_calibration", "tflite_ops", "to_c_source",
+           "recommended_arena_bytes", "synthetic_calibration", "tensorflow_child", "tflite_ops",
+           "to_c_source",
            "to_micro", "to_tflite", "with_input_shape"]

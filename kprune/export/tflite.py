@@ -13,6 +13,8 @@ TFLite-Micro does not need and cannot always run. Four quantization modes:
 On the JAX and PyTorch backends the conversion runs in a Python child
 process whose Keras uses TensorFlow, on the same weights (saved as
 ``.keras``); the flatbuffer is the one the TensorFlow backend would give.
+One child serves every conversion (started at the first, closed at the end
+of a `tensorflow_child` block, by `close_tensorflow_child` or at exit).
 
 Only TFLite builtin ops are allowed (no Flex/Select TF ops: a microcontroller
 cannot run them); an op without a builtin kernel raises `ConversionError`
@@ -203,11 +205,12 @@ def to_tflite(model, quantization: Optional[str] = None, representative_data=Non
 def _convert_in_tensorflow_child(model, q, calibration, batch_size, per_channel) -> bytes:
     """`to_tflite` for a model on the JAX or PyTorch backend: the same
     weights, saved as ``.keras``, converted by a Python child whose Keras
-    runs on TensorFlow (`kprune.export._tf_child`)."""
+    runs on TensorFlow (`kprune.export._tf_child`; one persistent child
+    serves every conversion: `kprune.export.tf_child`)."""
     import json
-    import subprocess
-    import sys
     import tempfile
+
+    from kprune.export import tf_child as _tf_child
 
     with tempfile.TemporaryDirectory(prefix="kprune_tflite_") as work:
         model.save(os.path.join(work, "model.keras"))
@@ -217,10 +220,7 @@ def _convert_in_tensorflow_child(model, q, calibration, batch_size, per_channel)
         with open(os.path.join(work, "args.json"), "w") as f:
             json.dump({"quantization": q, "batch_size": batch_size,
                        "per_channel": per_channel}, f)
-        env = dict(os.environ, KERAS_BACKEND="tensorflow")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        proc = subprocess.run([sys.executable, "-m", "kprune.export._tf_child", work],
-                              env=env, capture_output=True, text=True)
+        status, log = _tf_child.convert(work)
         err_path = os.path.join(work, "error.json")
         if os.path.exists(err_path):
             with open(err_path) as f:
@@ -228,12 +228,42 @@ def _convert_in_tensorflow_child(model, q, calibration, batch_size, per_channel)
             if err["type"] == "ValueError":
                 raise ValueError(err["message"])
             raise ConversionError(err["message"])
-        if proc.returncode != 0 or not os.path.exists(os.path.join(work, "model.tflite")):
+        if status != 0 or not os.path.exists(os.path.join(work, "model.tflite")):
             raise ConversionError(
                 f"TFLite conversion of model '{model.name}' in the TensorFlow child process "
-                f"failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+                f"failed (exit {status}): {log[-2000:]}")
         with open(os.path.join(work, "model.tflite"), "rb") as f:
             return f.read()
+
+
+def tensorflow_child():
+    """A context manager: conversions from the JAX or PyTorch backend inside
+    the block share one persistent TensorFlow child process, closed at the
+    end of the block (unless one was already running when the block began).
+    Outside any block the child started by the first conversion stays up
+    until `close_tensorflow_child` or interpreter exit. `kprune.prune` runs
+    inside one, so a device-budget search starts TensorFlow once, not once
+    per estimate. On the TensorFlow backend nothing is started.
+
+    Example:
+        >>> with kprune.export.tensorflow_child():
+        ...     flats = [to_tflite(m, "int8", representative_data=x) for m in models]
+    """
+    from kprune.export import tf_child as _tf_child
+
+    return _tf_child.session()
+
+
+def close_tensorflow_child():
+    """Stops the persistent TensorFlow child of `to_tflite` (JAX / PyTorch
+    backends) now; the next conversion starts a new one.
+
+    Example:
+        >>> kprune.export.close_tensorflow_child()
+    """
+    from kprune.export import tf_child as _tf_child
+
+    _tf_child.close()
 
 
 def synthetic_calibration(model, n: int = 8, seed: int = 0):

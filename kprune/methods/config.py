@@ -30,11 +30,6 @@ from kprune.methods.registry import get_method, owners_of
 from kprune.methods.trainer import compile_config_of
 
 
-#: What each data kind is, for messages.
-_KIND_NAMES = {"dataset": "tf.data.Dataset", "pydataset": "keras.utils.PyDataset",
-               "loader": "torch DataLoader"}
-
-
 def unknown_options_error(method: str, unknown, own_names) -> TypeError:
     """The TypeError for options `method` does not take, naming their owners."""
     hints = []
@@ -218,12 +213,10 @@ def prepare_data(model, config: RunConfig, train_data, val_data) -> RunData:
     data_lib.check_data(model, val, "val_data")
     for data, what in ((train, "train_data"), (val, "val_data")):
         data_lib.check_label_format(model, data, config.compile_config, what)
-    if config.distill and train.kind != "numpy":
-        kind = _KIND_NAMES.get(train.kind, train.kind)
-        raise ValueError(f"distill= needs numpy (x, y) train_data (the teacher's outputs "
-                         f"are computed once per training sample), got a {kind} as "
-                         f"train_data: pass the training set as numpy arrays (x, y), or "
-                         f"drop distill=")
+    if config.distill:  # labels the teacher's targets can join, before any training
+        from kprune.methods.distillation import check_distill_data
+
+        check_distill_data(train, int(model.outputs[0].shape[-1]), "train_data")
     calibration = data_lib.subset(train, int(opts.calibration_samples), opts.seed or 0)
     metric = opts.metric.bind(model, val, config.compile_config) if opts.metric else None
     return RunData(train, val, calibration, metric)

@@ -40,7 +40,8 @@ import numpy as np
 from kprune.core.dependency import analyze
 from kprune.core.surgery import remove_channels
 
-__all__ = ["DeviceBudget", "KINDS", "TOLERANCE", "call_latency_fn", "default_latency_fn",
+__all__ = ["DeviceBudget", "KINDS", "TOLERANCE", "call_latency_fn", "conversion_session",
+           "default_latency_fn",
            "flatbuffer_for",
            "interleaved_ms", "measured_arena", "minimal_model", "reachable_floor"]
 
@@ -74,6 +75,21 @@ def flatbuffer_for(model, quantization: Optional[str] = "int8", representative_d
     calib = representative_data if representative_data is not None \
         else synthetic_calibration(model)
     return to_tflite(model, "int8", representative_data=calib)
+
+
+def conversion_session():
+    """A context manager for a run: its conversions on the JAX or PyTorch
+    backend share one TensorFlow child process, closed when the block ends
+    if the block started it (`kprune.export.tensorflow_child`); a budget
+    search then starts TensorFlow once, not once per estimate.
+
+    Example:
+        >>> with conversion_session():
+        ...     [budget.estimate(m) for m in candidates]
+    """
+    from kprune.export.tflite import tensorflow_child
+
+    return tensorflow_child()
 
 
 def measured_arena(model_or_flat, representative_data=None) -> int:

@@ -282,6 +282,11 @@ class PruningOptions(MethodOptions):
                                     # (None: on with target_latency_ms and no round_to)
     epochs_per_cost: Optional[float] = None  # a round removing a fraction f of the cost
                                     # retrains max(epochs, round(epochs_per_cost * f)) epochs
+    gqa_units: str = "key_value_heads"  # grouped-query attention's units: whole
+                                    # 'key_value_heads' groups | 'query_heads' in every group
+    tie_repeated: Any = False       # True: repeated groups (names equal up to their
+                                    # numbers, same width) lose the same count per round;
+                                    # or fn(group name) -> tie key (None: untied)
 
     def validate(self, ctx: OptionContext) -> "PruningOptions":
         from kprune.scoring.criteria import get_criterion
@@ -321,6 +326,13 @@ class PruningOptions(MethodOptions):
             v["complexity_aware"] = "macs"  # one vocabulary: MACs
         v["cost"] = resolve_cost(self.cost, ctx.target, v.get("complexity_aware",
                                                                self.complexity_aware))
+        check_choice("gqa_units", self.gqa_units, ("key_value_heads", "query_heads"),
+                     "'key_value_heads' (a unit is a key/value head with its query heads) "
+                     "or 'query_heads' (the j-th query head of every key/value group)")
+        tie = self.tie_repeated
+        if not (isinstance(tie, bool) or callable(tie)):
+            raise ValueError(f"tie_repeated={tie!r} must be True, False or a function "
+                             "fn(group name) -> tie key (None for an untied group)")
         v["latency_steps"] = resolve_latency_steps(self.latency_steps, ctx.target,
                                                    self.round_to)
         has_loss = getattr(model, "loss", None) is not None

@@ -13,6 +13,7 @@ Example:
 """
 
 import dataclasses
+import re
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -38,6 +39,26 @@ class Proposal:
         return int(sum(self.removed.values()))
 
 
+def tie_sets(groups, key=None):
+    """Index lists of the groups that `tie_repeated` ties: groups with the
+    same width whose names are equal once every run of digits is replaced
+    (``transformer_layer_0/feedforward_intermediate_dense`` and
+    ``transformer_layer_1/...``; ``stack2_block0_conv1`` and
+    ``stack2_block1_conv1``), or equal under `key` (fn(group name) -> key,
+    None for an untied group). Only sets of two or more are returned.
+
+    Example:
+        >>> [[g.name for g in groups if g.index in s] for s in tie_sets(groups)]
+        [['block_0_conv', 'block_1_conv']]
+    """
+    sets = {}
+    for g in groups:
+        k = re.sub(r"\d+", "#", g.name) if key is None else key(g.name)
+        if k is not None:
+            sets.setdefault((k, g.channels), []).append(g.index)
+    return [v for v in sets.values() if len(v) > 1]
+
+
 class Proposer:
     """Scores and removal plans for a run whose method options are a
     `kprune.methods.options.PruningOptions` (`opts`) and whose common options
@@ -59,7 +80,8 @@ class Proposer:
         return self.opts.criterion
 
     def analyze(self, model):
-        return analyze(model, self.common.ignored_layers)
+        return analyze(model, self.common.ignored_layers,
+                       gqa_units=getattr(self.opts, "gqa_units", "key_value_heads"))
 
     def record_groups(self, model):
         """The groups whose activations training should record (``recording='fit'``)."""
@@ -188,6 +210,35 @@ class Proposer:
             return {g.index: 1.0 for g in analysis.groups}
         return {k: float(v) / mean for k, v in per_unit.items()}
 
+    def _limit(self, g, s, cand, analysis, rng):
+        return selection.limit_removal(
+            s, cand, self.original_width(g), self.common.min_channels,
+            self.max_fraction_of(g, analysis), self.opts.round_to, rng,
+            steps=(self.step_widths or {}).get(g.name))
+
+    def _tie(self, analysis, scores, chosen, rng) -> None:
+        """With ``tie_repeated``: every set of tied groups (`tie_sets`) loses
+        the same number of units, the mean of what the selection chose for
+        them (within every member's limits); each member loses its own
+        lowest-scoring units."""
+        tie = getattr(self.opts, "tie_repeated", False)
+        if not tie:
+            return
+        by_index = {g.index: g for g in analysis.groups}
+        for members in tie_sets(analysis.groups, None if tie is True else tie):
+            k = int(round(np.mean([chosen[i].size for i in members])))
+            picks = {}
+            for i in members:
+                s = scores[i]
+                lowest = np.zeros(len(s), bool)
+                lowest[np.argsort(s, kind="stable")[:k]] = True
+                lowest = selection.cap_candidates(s, lowest, self.opts.max_round_fraction)
+                picks[i] = self._limit(by_index[i], s, lowest, analysis, rng)
+            n = min(p.size for p in picks.values())  # the tightest member's limits
+            for i in members:
+                p = picks[i]
+                chosen[i] = p[np.argsort(scores[i][p], kind="stable")[:n]] if p.size > n else p
+
     def propose(self, model, select: Callable, round_index: int, analysis=None,
                 scores=None) -> Proposal:
         """Prune `model` with `select(group, scores) -> candidate mask`.
@@ -200,14 +251,15 @@ class Proposer:
         scores = self.scores(model, analysis) if scores is None else scores
         rng = np.random.default_rng((self.common.seed or 0) * 1000 + round_index)
         removal, removed = {}, {}
+        chosen = {}
         for g in analysis.groups:
             s = scores[g.index]
             cand = selection.cap_candidates(s, np.asarray(select(g, s), bool),
                                             self.opts.max_round_fraction)
-            units = selection.limit_removal(
-                s, cand, self.original_width(g), self.common.min_channels,
-                self.max_fraction_of(g, analysis), self.opts.round_to, rng,
-                steps=(self.step_widths or {}).get(g.name))
+            chosen[g.index] = self._limit(g, s, cand, analysis, rng)
+        self._tie(analysis, scores, chosen, rng)
+        for g in analysis.groups:
+            units = chosen[g.index]
             if units.size:
                 removed[g.name] = int(units.size)
                 for layer, idx in g.to_layer_indices(units).items():

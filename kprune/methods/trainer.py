@@ -4,7 +4,8 @@ Every round retrains a freshly compiled copy of the pruned model (a new
 optimizer from the user's compile configuration: learning-rate rewinding), or
 the user's ``fit_fn``; NaN losses and weights are detected; BatchNorm moving
 statistics are re-estimated after training; with ``distill=`` the unpruned
-model's outputs are the soft targets.
+model's outputs are the soft targets (once per sample for numpy data, per
+batch for streams: `kprune.methods.distillation`).
 
 Example:
     >>> trainer = Trainer(config, run_data)
@@ -25,6 +26,8 @@ import numpy as np
 from kprune.compat import backend
 from kprune.compat.keras_private import build_for_training, inbound_node_count
 from kprune.data import Data, evaluate_accuracy, iterate_inputs
+from kprune.methods.distillation import (DistillStream, distill_targets, distillation_loss,  # noqa: F401
+                                         from_logits as _from_logits)
 
 def compile_config_of(model):
     """The model's compile configuration (loss, metrics, optimizer config), or
@@ -92,40 +95,6 @@ def weights_finite(model) -> bool:
     return all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
-def _from_logits(compile_config):
-    loss = (compile_config or {}).get("loss")
-    if isinstance(loss, dict):
-        return bool(loss.get("config", {}).get("from_logits", False))
-    return False
-
-
-def distillation_loss(weight, temperature, from_logits=False):
-    """Keras loss for knowledge distillation (Hinton et al. 2015).
-
-    ``y_true`` is ``[one-hot labels, teacher outputs]`` concatenated on the
-    last axis; the loss is ``(1 - weight) * CE(labels, student) + weight *
-    T**2 * KL(softmax(teacher / T) || softmax(student / T))``. Outputs are
-    probabilities unless `from_logits`.
-    """
-    from keras import ops
-
-    def loss(y_true, y_pred):  # keras.ops only: the same loss on every backend
-        c = ops.shape(y_pred)[-1]
-        labels, teacher = y_true[..., :c], y_true[..., c:]
-        if from_logits:
-            s_log, t_log = y_pred, teacher
-        else:
-            s_log = ops.log(ops.clip(y_pred, 1e-7, 1.0))
-            t_log = ops.log(ops.clip(teacher, 1e-7, 1.0))
-        hard = -ops.sum(labels * ops.log_softmax(s_log, axis=-1), axis=-1)
-        t_soft = ops.softmax(t_log / temperature, axis=-1)
-        kl = ops.sum(t_soft * (ops.log_softmax(t_log / temperature, axis=-1)
-                               - ops.log_softmax(s_log / temperature, axis=-1)), axis=-1)
-        return (1.0 - weight) * hard + weight * temperature ** 2 * kl
-
-    return loss
-
-
 def _with_cosine(compile_config, steps):
     cfg = copy.deepcopy(compile_config)
     opt = cfg["optimizer"]
@@ -144,7 +113,7 @@ def _with_cosine(compile_config, steps):
 def fit_once(model, data: Data, epochs: int, compile_config=None,
              fit_fn: Optional[Callable] = None, callbacks=(), verbose=0,
              record_groups=None, shuffle=True, lr_schedule=None, distill=None,
-             teacher_outputs=None) -> FitOutcome:
+             teacher_outputs=None, teacher=None) -> FitOutcome:
     """Train `model` in place for `epochs` with a fresh optimizer.
 
     With `fit_fn`, calls ``fit_fn(model, data, epochs)`` where data is what the
@@ -153,6 +122,11 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
     optimizer: learning-rate rewinding) and calls `model.fit`. With
     `record_groups`, trains through a `RecordingModel` and returns the
     post-activation statistics of the last epoch's training passes.
+
+    With `distill` ``(weight, temperature)``, trains on `distillation_loss`
+    against the teacher's outputs: `teacher_outputs` (one row per numpy
+    sample) or, for numpy data without them and for streams, `teacher` (the
+    unpruned model; a stream gets its outputs per batch, `DistillStream`).
 
     Detects a NaN/inf loss or non-finite weights (``outcome.nan``).
 
@@ -197,18 +171,18 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
                 per_epoch = n
         cfg = _with_cosine(compile_config, per_epoch * epochs)
     y = data.y if data.kind == "numpy" else None
+    source = data.source
     if distill is not None:
-        if data.kind != "numpy" or teacher_outputs is None:
-            raise ValueError("distill= needs numpy (x, y) train_data (the teacher's "
-                             "outputs are computed once per sample)")
-        teacher_outputs = np.asarray(teacher_outputs, np.float32)
-        n_classes = teacher_outputs.shape[-1]
-        yy = np.asarray(data.y)
-        if yy.ndim == 2 and yy.shape[-1] == n_classes:
-            onehot = yy.astype(np.float32)
-        else:
-            onehot = np.eye(n_classes, dtype=np.float32)[yy.reshape(-1).astype(np.int64)]
-        y = np.concatenate([onehot, teacher_outputs], -1)
+        if data.kind == "numpy":
+            if teacher_outputs is None:
+                if teacher is None:
+                    raise ValueError("distill= needs teacher_outputs= or teacher=")
+                teacher_outputs = teacher.predict(data.x, batch_size=1024, verbose=0)
+            y = distill_targets(data.y, teacher_outputs)
+        else:  # a stream: the teacher's outputs per batch, while training
+            if teacher is None:
+                raise ValueError("distill= on a stream needs teacher= (the unpruned model)")
+            source = DistillStream(data, teacher)
         recompile(target, cfg)  # a fresh optimizer from the configuration
         target.compile(optimizer=target.optimizer,
                        loss=distillation_loss(distill[0], distill[1], _from_logits(cfg)))
@@ -218,17 +192,47 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
         # fit's variables made now: its train step is traced once, not twice
         build_for_training(target, keras.tree.map_structure(lambda a: a[:1], data.x),
                            None if y is None else keras.tree.map_structure(lambda a: a[:1], y))
-        hist = target.fit(data.x, y, batch_size=data.batch_size, epochs=epochs,
-                          shuffle=shuffle, verbose=verbose, callbacks=cbs)
+        losses = _fit_arrays(target, data.x, y, data.batch_size, epochs, shuffle, verbose, cbs)
     else:
         # Datasets bring their own order (Keras ignores shuffle for them).
-        hist = target.fit(data.source, epochs=epochs, verbose=verbose, callbacks=cbs,
+        hist = target.fit(source, epochs=epochs, verbose=verbose, callbacks=cbs,
                           shuffle=False)
-    losses = [float(v) for v in hist.history.get("loss", [])]
+        losses = [float(v) for v in hist.history.get("loss", [])]
     nan = nan_cb.hit or any(not math.isfinite(v) for v in losses) or not weights_finite(model)
     if target is not model or cfg is not compile_config or distill is not None:
         recompile(model, compile_config)
     return FitOutcome(epochs, nan, losses, rec_cb.result if rec_cb else None)
+
+
+def _fit_arrays(model, x, y, batch_size, epochs, shuffle, verbose, callbacks):
+    """`model.fit` on numpy arrays, shuffled by kprune instead of the backend.
+
+    Keras shuffles numpy data with each backend's own generator
+    (``tf.random.shuffle``, numpy, ``torch.randperm``), so one seed gives
+    three batch orders and three retrained models. Here every epoch's order
+    is a permutation from numpy's global generator (seeded by
+    ``keras.utils.set_random_seed``, as every round is), the same on every
+    backend; the data is then fit in that order, one epoch per call (the
+    train function is traced once and kept between the calls; the
+    optimizer's state carries over). Returns the per-epoch losses.
+    """
+    first = keras.tree.flatten(x)[0]
+    n = int(np.shape(first)[0])
+    losses = []
+    for epoch in range(epochs):
+        if shuffle:
+            order = np.random.permutation(n)
+            xe = keras.tree.map_structure(lambda a: np.asarray(a)[order], x)
+            ye = None if y is None else keras.tree.map_structure(
+                lambda a: np.asarray(a)[order], y)
+        else:
+            xe, ye = x, y
+        hist = model.fit(xe, ye, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                         shuffle=False, verbose=verbose, callbacks=callbacks)
+        losses += [float(v) for v in hist.history.get("loss", [])]
+        if getattr(model, "stop_training", False):
+            break
+    return losses
 
 
 def batchnorm_layers(model):
@@ -326,18 +330,17 @@ class Trainer:
     def fit(self, model, epochs: int, record_groups=None, callbacks=()) -> "FitOutcome":
         """Train `model` in place for `epochs` (fresh optimizer, the run's
         learning-rate schedule and distillation)."""
-        teacher = None
-        if self.config.distill and self.teacher is not None:
-            if self._teacher_outputs is None:
-                self._teacher_outputs = self.teacher.predict(self.data.train.x,
-                                                             batch_size=1024, verbose=0)
-            teacher = self._teacher_outputs
+        distill = self.config.distill if self.teacher is not None else None
+        if distill and self.data.train.kind == "numpy" and self._teacher_outputs is None:
+            # numpy data: the teacher's outputs once per sample, for every round
+            self._teacher_outputs = self.teacher.predict(self.data.train.x,
+                                                         batch_size=1024, verbose=0)
         return fit_once(model, self.data.train, epochs, self.compile_config,
                         self.config.fit_fn, callbacks=callbacks,
                         verbose=self.config.options.verbose, record_groups=record_groups,
-                        lr_schedule=self.config.options.lr_schedule,
-                        distill=self.config.distill if teacher is not None else None,
-                        teacher_outputs=teacher)
+                        lr_schedule=self.config.options.lr_schedule, distill=distill,
+                        teacher_outputs=self._teacher_outputs if distill else None,
+                        teacher=self.teacher if distill else None)
 
     def retrain(self, model, epochs: int, round_index: int, record_groups=None) -> "FitOutcome":
         """Seeded retraining of a pruned model, then BatchNorm re-estimation."""

@@ -57,7 +57,7 @@ def filter_norms(model, group, ord=1, aggregate="sum", analysis=None) -> np.ndar
         layer, roles = _layer_roles(analysis, producer)
         target = _unit_role(analysis, producer)
         per_channel = None
-        for i, w in enumerate(layer.weights):
+        for i, w in enumerate(getattr(layer, "weights", ())):  # traced ops have none
             r = roles.get(i, roles.get(w.name))
             axis, blocks = _unit_axis(r, target)
             if axis is None or len(r) < 2:

@@ -305,14 +305,14 @@ def unregister_handler(handler: ChannelHandler) -> None:
 
 
 def find_handler(layer) -> Optional[ChannelHandler]:
-    """The handler for `layer`: exact class match first, then subclasses."""
-    cls = type(layer)
-    for h in _REGISTRY:
-        if cls in h.layer_types:
-            return h
-    for h in _REGISTRY:
-        if isinstance(layer, h.layer_types):
-            return h
+    """The handler for `layer`: exact class match first, then the nearest
+    base class (so a handler for a subclass, e.g. Moonshine's attention,
+    also serves that subclass's own subclasses before MultiHeadAttention's
+    handler does)."""
+    for cls in type(layer).__mro__:
+        for h in _REGISTRY:
+            if cls in h.layer_types:
+                return h
     return None
 
 

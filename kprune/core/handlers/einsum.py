@@ -18,7 +18,11 @@ kprune's channels are a tensor's last axis. For an equation:
   whose last letter is another axis of an operand (attention scores over key
   positions) gets new, frozen channels.
 * `ops.repeat` along another axis passes channels through; along the channel
-  axis (or flattened) it is a boundary.
+  axis (or flattened) it is a boundary. Repeating key / value heads
+  (grouped-query attention) couples each with its query heads, or, with
+  `analyze(..., gqa_units='query_heads')`, makes the copies (query heads
+  inside every group) the units and keeps the key / value heads; `repeats`
+  then follows.
 
 Example:
     >>> dense = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 32))
@@ -258,6 +262,15 @@ class RepeatOpHandler(ChannelHandler):
         for pos, units in ctx.axes_of(call.inputs[0]).items():
             if axis is None or not isinstance(repeats, int):
                 ctx.fix(units, f"ops.repeat '{call.path}' flattens or repeats unevenly")
+            elif int(axis) % rank == pos + rank and query_heads(ctx):
+                # grouped-query attention, query heads inside the groups:
+                # unit j is the j-th copy (query head) of every key / value
+                # head, which stay
+                ctx.fix(units, f"ops.repeat '{call.path}' shares them with "
+                        "their query heads, pruned inside the groups "
+                        "(gqa_units='query_heads')")
+                members = ctx.internal_channels(call, "repeats", repeats)
+                ctx.set_axis_layout(call.outputs[0], pos, np.tile(members, len(units)))
             elif int(axis) % rank == pos + rank:
                 # grouped-query attention: each key / value head serves
                 # `repeats` query heads, which go with it
@@ -272,6 +285,17 @@ class RepeatOpHandler(ChannelHandler):
         out = ctx.new_channels(call, width)
         ctx.fix(out, why)
         return [out]
+
+
+    def rewrite_config(self, config, layer, keeps):
+        if "repeats" in keeps.units:
+            config["repeats"] = len(keeps.units["repeats"])
+
+
+def query_heads(ctx) -> bool:
+    """True when the analysis prunes grouped-query attention's query heads
+    inside their groups (`analyze(..., gqa_units='query_heads')`)."""
+    return getattr(ctx, "gqa_units", "key_value_heads") == "query_heads"
 
 
 for _h in (EinsumDenseHandler(), EinsumOpHandler(), RepeatOpHandler()):

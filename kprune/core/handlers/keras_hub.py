@@ -11,13 +11,24 @@ imported; kprune does not import keras-hub itself).
 * ViT's patch embedding: it makes the model width.
 * Rotary position embeddings (`RotaryEmbedding`, `LlamaRotaryEmbedding`):
   heads pass through, head dimensions are frozen.
+* Moonshine's attention (`MoonshineMultiHeadAttention`, a
+  MultiHeadAttention that rotates its queries and keys by a
+  `rotary_embedding` argument): heads, value dims and the model width as
+  for MultiHeadAttention; its key dims are frozen where it rotates them.
+  Moonshine's rotary embedding makes (positions, rotary dims) frequencies,
+  which are not channels.
 * `traced_calls()`: while a composite is traced, `CachedMultiHeadAttention`
-  called with `cache=None` is recorded without it (keras-hub 0.32 cannot
-  call it symbolically otherwise).
+  called with `cache=None` is recorded without it, and Moonshine's
+  attention with its `rotary_embedding` (keras-hub 0.32 cannot call them
+  symbolically otherwise), and Moonshine's rotary embedding gets its true
+  output shape; Gemma's sliding-window mask (over traced lengths) is a
+  `SlidingWindowMask` layer.
 * `loadable_class` / `loadable_configs`: layers whose keras-hub 0.32
   `get_config` does not load back (ViT's and DeiT's patch embeddings,
-  Llama's RoPE, Gemma's RMSNormalization and attention) are written by surgery as
-  registered subclasses `kprune>Loadable<Name>` with a config that loads.
+  Llama's RoPE, Gemma's and Gemma 3's RMSNormalization and attention,
+  Moonshine's attention) are written by surgery as registered subclasses
+  `kprune>Loadable<Name>` with a config that loads (and, for Moonshine's
+  attention, a symbolic call that takes its rotary embedding).
 
 Example:
     >>> import keras_hub, kprune
@@ -71,9 +82,15 @@ class PositionEmbeddingHandler(ChannelwiseHandler):
 
 
 class RMSNormHandler(ChannelwiseHandler):
-    """keras-hub RMS / layer norms over the channel axis (inexact)."""
+    """keras-hub RMS / layer norms over the channel axis (inexact). Units
+    along other axes pass through (Gemma 3 normalizes each query / key
+    head on its own)."""
+
+    follows_axes = True
 
     def propagate(self, call, ctx):
+        from kprune.core.handlers.base import follow_axes_elementwise
+        follow_axes_elementwise(call, ctx)
         layout = ctx.input_layout(call)
         ctx.mark_inexact(layout, f"{call.class_name} '{call.path}' normalizes "
                          "over the channels")
@@ -126,6 +143,55 @@ class RotaryEmbeddingHandler(ChannelwiseHandler):
 
 
 
+class RotaryFrequenciesHandler(ChannelwiseHandler):
+    """keras-hub Moonshine's rotary embedding: positions in, (positions,
+    rotary dims) frequencies out, read by its attention layers: neither
+    side holds channels."""
+
+    mixes_channels = True
+
+    def propagate(self, call, ctx):
+        why = (f"{call.class_name} '{call.path}' turns positions into rotary "
+               "frequencies (not channels)")
+        for tid in call.inputs:
+            ctx.fix(ctx.layout(tid), why)
+        out = ctx.new_channels(call, ctx.tensor(call.outputs[0]).channels)
+        ctx.fix(out, why)
+        return [out]
+
+    def weight_roles(self, layer, in_channels, out_channels):
+        return {}
+
+
+def _rotary_attention_handler():
+    from kprune.compat.keras_private import argument_slots
+    from kprune.core.handlers.attention import MultiHeadAttentionHandler
+
+    class RotaryAttentionHandler(MultiHeadAttentionHandler):
+        """Moonshine's MultiHeadAttention: heads, value dims and widths as
+        for MultiHeadAttention. Given a `rotary_embedding`, it rotates the
+        leading rotary dims of every query and key head in pairs by
+        position-dependent angles, so its key dims are frozen; the
+        frequencies themselves are not channels."""
+
+        def propagate(self, call, ctx):
+            slots = argument_slots(call.node, ("query", "value", "key", "rotary_embedding"))
+            rotary = slots.get("rotary_embedding")
+            if rotary is not None:
+                ctx.fix(ctx.layout(call.inputs[rotary]),
+                        f"they are rotary frequencies read by attention layer "
+                        f"'{call.path}'")
+            outs = super().propagate(call, ctx)
+            if rotary is not None:
+                ctx.fix(ctx.internal_channels(call, "key_dim", call.layer.key_dim),
+                        f"attention layer '{call.path}' rotates pairs of its query "
+                        "and key dimensions by angles that depend on their index "
+                        "(rotary embedding)")
+            return outs
+
+    return RotaryAttentionHandler()
+
+
 def _fix_patch_embedding(layer, config):
     """keras-hub 0.32's ViTPatchingAndEmbedding.get_config writes two derived
     keys (num_patches, num_positions) that its constructor refuses."""
@@ -170,6 +236,50 @@ def _fix_gemma_attention(layer, config):
     return config
 
 
+def _fix_moonshine_attention(layer, config):
+    """MoonshineMultiHeadAttention inherits MultiHeadAttention's config,
+    whose `use_bias` / `dropout` its constructor drops (it takes
+    `attention_bias` / `attention_dropout`) and which lacks its causal mask
+    and rotary switches."""
+    config.update(attention_bias=layer.attention_bias,
+                  attention_dropout=layer.attention_dropout,
+                  use_causal_mask=layer.use_causal_mask,
+                  apply_rotary_embedding=layer.apply_rotary_embedding)
+    return config
+
+
+def _spec_with_rotary(self, query, value, key=None, rotary_embedding=None,
+                      attention_mask=None, training=None, **kwargs):
+    """MultiHeadAttention's output spec for a call that also passes
+    Moonshine's `rotary_embedding` (which does not change the output's
+    shape)."""
+    kwargs.pop("cache", None)
+    kwargs.pop("cache_update_index", None)
+    return keras.layers.MultiHeadAttention.compute_output_spec(
+        self, query, value, key, attention_mask=attention_mask, training=training,
+        **kwargs)
+
+
+def _fix_gemma3_attention(layer, config):
+    """CachedGemma3Attention has no get_config either."""
+    config = _base_config(layer)
+    config.update(
+        head_dim=layer.head_dim, num_query_heads=layer.num_query_heads,
+        num_key_value_heads=layer.num_key_value_heads,
+        kernel_initializer=keras.initializers.serialize(layer._kernel_initializer),
+        logit_soft_cap=layer.logit_soft_cap,
+        use_sliding_window_attention=layer.use_sliding_window_attention,
+        sliding_window_size=layer.sliding_window_size,
+        query_head_dim_normalize=layer.query_head_dim_normalize,
+        use_query_key_norm=layer.use_query_key_norm,
+        layer_norm_epsilon=layer.layer_norm_epsilon,
+        rope_wavelength=layer.rope_wavelength,
+        rope_scaling_factor=layer.rope_scaling_factor,
+        use_bidirectional_attention=layer.use_bidirectional_attention,
+        dropout=layer.dropout)
+    return config
+
+
 def _fix_deit_embeddings(layer, config):
     """DeiTEmbeddings writes `num_patches` / `num_positions`, which its
     constructor does not take (it derives them)."""
@@ -186,7 +296,28 @@ _FIXES = {
     ("keras_hub.src.models.gemma.rms_normalization", "RMSNormalization"): _fix_gemma_norm,
     ("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"):
         _fix_gemma_attention,
+    ("keras_hub.src.models.gemma3.gemma3_layers", "RMSNormalization"): _fix_gemma_norm,
+    ("keras_hub.src.models.gemma3.gemma3_attention", "CachedGemma3Attention"):
+        _fix_gemma3_attention,
 }
+_MOONSHINE_ATTENTION = ("keras_hub.src.models.moonshine.moonshine_multi_head_attention",
+                        "MoonshineMultiHeadAttention")
+_FIXES[_MOONSHINE_ATTENTION] = _fix_moonshine_attention
+_MOONSHINE_ROTARY = ("keras_hub.src.models.moonshine.moonshine_layers",
+                     "MoonshineRotaryEmbedding")
+_FIXES[_MOONSHINE_ROTARY] = lambda layer, config: config
+
+
+def _frequencies_shape(self, input_shape):
+    """MoonshineRotaryEmbedding's output shape: keras-hub 0.32 inherits
+    RotaryEmbedding's (the input's), but it maps positions (L,) to
+    frequencies (L, rotary_dim)."""
+    return tuple(input_shape) + (self.rotary_dim,)
+
+
+#: class key -> methods its loadable subclass defines besides get_config
+_METHODS = {_MOONSHINE_ATTENTION: {"compute_output_spec": _spec_with_rotary},
+            _MOONSHINE_ROTARY: {"compute_output_shape": _frequencies_shape}}
 _LOADABLE = {}  # class key -> (registered subclass, fixed get_config)
 
 
@@ -210,7 +341,8 @@ def _loadable_entry(cls):
             return _fix(self, config)
         sub = type(f"Loadable{cls.__name__}", (cls,), {
             "get_config": get_config, "__module__": __name__,
-            "__doc__": f"{cls.__name__} whose config loads back (kprune)."})
+            "__doc__": f"{cls.__name__} whose config loads back (kprune).",
+            **_METHODS.get(key, {})})
         sub = keras.saving.register_keras_serializable(package="kprune")(sub)
         _LOADABLE[key] = (sub, get_config)
     return _LOADABLE[key]
@@ -262,6 +394,23 @@ _ROTARY = (("keras_hub.src.layers.modeling.rotary_embedding", "RotaryEmbedding")
            ("keras_hub.src.models.llama.llama_rotary_embedding", "LlamaRotaryEmbedding"))
 
 _PATCH = (("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"),)
+_FREQUENCIES = (("keras_hub.src.models.moonshine.moonshine_layers",
+                 "MoonshineRotaryEmbedding"),)  # = _MOONSHINE_ROTARY
+
+
+_SLIDING = (("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"),
+            ("keras_hub.src.models.gemma3.gemma3_attention", "CachedGemma3Attention"))
+
+
+def _traced_sliding_window(original):
+    def _mask_sliding_window(self, attention_mask, cache_update_index=0):
+        if (not isinstance(attention_mask, keras.KerasTensor)
+                or getattr(self, "use_bidirectional_attention", False)
+                or not isinstance(cache_update_index, int)):
+            return original(self, attention_mask, cache_update_index=cache_update_index)
+        from kprune.core.shape_ops import SlidingWindowMask
+        return SlidingWindowMask(self.sliding_window_size, cache_update_index)(attention_mask)
+    return _mask_sliding_window
 
 
 def _drop_none_cache(call):
@@ -280,19 +429,27 @@ def traced_calls():
     those arguments. keras-hub 0.32 passes them on to `MultiHeadAttention`'s
     `compute_output_spec`, which refuses them, so a graph that records them
     can be neither traced nor loaded back."""
+    loaded = "keras_hub" in sys.modules
     cls = _classes((("keras_hub.src.layers.modeling.cached_multi_head_attention",
-                     "CachedMultiHeadAttention"),)) if "keras_hub" in sys.modules else ()
-    saved = [(c, c.__dict__.get("__call__")) for c in cls]
+                     "CachedMultiHeadAttention"),)) if loaded else ()
+    rotary = _classes((_MOONSHINE_ATTENTION,)) if loaded else ()
+    frequencies = _classes((_MOONSHINE_ROTARY,)) if loaded else ()
+    patches = [(c, "__call__", _drop_none_cache(c.__call__)) for c in cls]
+    patches += [(c, "compute_output_spec", _spec_with_rotary) for c in rotary]
+    patches += [(c, "compute_output_shape", _frequencies_shape) for c in frequencies]
+    patches += [(c, "_mask_sliding_window", _traced_sliding_window(c._mask_sliding_window))
+                for c in (_classes(_SLIDING) if loaded else ())]
+    saved = [(c, name, c.__dict__.get(name)) for c, name, _ in patches]
     try:
-        for c in cls:
-            c.__call__ = _drop_none_cache(c.__call__)
+        for c, name, new in patches:
+            setattr(c, name, new)
         yield
     finally:
-        for c, original in saved:
+        for c, name, original in saved:
             if original is None:
-                del c.__call__
+                delattr(c, name)
             else:
-                c.__call__ = original
+                setattr(c, name, original)
 
 
 _registered = False
@@ -315,7 +472,11 @@ def register_keras_hub_handlers() -> bool:
     patch.layer_types = _classes(_PATCH)
     rotary = RotaryEmbeddingHandler()
     rotary.layer_types = _classes(_ROTARY)
-    for handler in (position, norms, patch, rotary):
+    frequencies = RotaryFrequenciesHandler()
+    frequencies.layer_types = _classes(_FREQUENCIES)
+    attention = _rotary_attention_handler()
+    attention.layer_types = _classes((_MOONSHINE_ATTENTION,))
+    for handler in (position, norms, patch, rotary, frequencies, attention):
         if handler.layer_types:
             register_handler(handler, first=False)
     return True

@@ -63,7 +63,7 @@ class ElementwiseOpHandler(ChannelHandler):
     layer_types = _classes(_np, (
         "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum",
         "Minimum", "Power", "Abs", "Negative", "Exp", "Log", "Sqrt", "Square",
-        "Tanh", "Sign", "Clip", "Absolute", "Reciprocal"))
+        "Tanh", "Sign", "Clip", "Absolute", "Reciprocal", "ZerosLike", "OnesLike"))
     follows_axes = True
 
     def propagate(self, call, ctx):
@@ -91,6 +91,33 @@ class ElementwiseOpHandler(ChannelHandler):
         return couple_elementwise(call, ctx, layouts)
 
 
+class WhereOpHandler(ChannelHandler):
+    """`ops.where(condition, x1, x2)`: element by element; a condition
+    broadcast along the channels (a mask over positions, as in Gemma's
+    attention) selects per position, one as wide as the values is coupled
+    with them."""
+
+    layer_types = _classes(_np, ("Where",))
+    follows_axes = True
+
+    def propagate(self, call, ctx):
+        from kprune.core._keras_compat import argument_slots
+        follow_axes_elementwise(call, ctx)
+        out_len = ctx.tensor(call.outputs[0]).channels
+        slots = argument_slots(call.node, ("condition", "x1", "x2"))
+        cond = slots.get("condition")
+        layouts = [ctx.layout(t) for i, t in enumerate(call.inputs)
+                   if not (i == cond and len(ctx.layout(t)) == 1 and out_len > 1)]
+        if not layouts or _per_channel_constant(call, out_len) is not None:
+            for layout in layouts:
+                ctx.fix(layout, f"'{call.path}' (Where) selects them against a "
+                        "constant of one value per channel")
+            out = ctx.new_channels(call, out_len)
+            ctx.fix(out, f"output of '{call.path}' (Where)")
+            return [out]
+        return couple_elementwise(call, ctx, layouts)
+
+
 def _core_classes(names):
     return _classes(keras_ops_core_module(), names)
 
@@ -114,3 +141,5 @@ class ActivationOpHandler(ElementwiseOpHandler):
 register_handler(ActivationOpHandler(), first=False)
 register_handler(ElementwiseOpHandler(), first=False)
 register_handler(CastOpHandler(), first=False)
+if WhereOpHandler.layer_types:
+    register_handler(WhereOpHandler(), first=False)
