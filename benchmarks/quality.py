@@ -263,7 +263,7 @@ def run_one(cfg, base, spec, seed, args):
     def hook(entry, m):
         st = entry["status"]
         if st in ("accepted", "violated", "trained", "nan_discarded"):
-            spent["epochs"] += epochs
+            spent["epochs"] += entry.get("epochs", epochs)  # epochs_per_cost: per round
         elif st == "finetuned":
             spent["epochs"] += entry.get("epochs", 0)
         if st in ("baseline", "accepted", "finetuned") and m is not None:
@@ -381,14 +381,15 @@ def summarize(runs):
             ok = [p for p in r["points"] if p["test_drop"] >= -1.0 - 1e-9]
             best_test.append(max(p["compression"] for p in ok))
             okv = [p for p in r["points"] if p["val_drop"] >= -1.0 - 1e-9]
-            pv = max(okv, key=lambda p: p["compression"])
+            # ties (a fine-tuned round at its round's size): the later, the model returned
+            pv = max(okv, key=lambda p: (p["compression"], p["round"]))
             best_val.append((pv["compression"], pv["test_drop"], pv["budget_epochs"]))
         s["mean_curve_x_at_1pt"] = mean_curve_crossing(rs)
         s["mean_curve_macs_x_at_1pt"] = mean_curve_crossing(rs, key="macs_compression")
         # The model a user gets on the MAC axis: the most MAC-compressed round
         # within 1 point on validation, with its test drop.
         picks = [max((p for p in r["points"] if p["val_drop"] >= -1.0 - 1e-9),
-                     key=lambda p: p["macs_compression"]) for r in rs]
+                     key=lambda p: (p["macs_compression"], p["round"])) for r in rs]
         s["val_selected_macs"] = {
             "macs_compression": float(np.mean([p["macs_compression"] for p in picks])),
             "test_drop": float(np.mean([p["test_drop"] for p in picks])),

@@ -280,6 +280,8 @@ class PruningOptions(MethodOptions):
                                     # None | 'params' | 'macs' | 'latency' (see resolve_cost)
     latency_steps: Optional[bool] = None  # widths rounded to the measured latency staircase
                                     # (None: on with target_latency_ms and no round_to)
+    epochs_per_cost: Optional[float] = None  # a round removing a fraction f of the cost
+                                    # retrains max(epochs, round(epochs_per_cost * f)) epochs
     gqa_units: str = "key_value_heads"  # grouped-query attention's units: whole
                                     # 'key_value_heads' groups | 'query_heads' in every group
     tie_repeated: Any = False       # True: repeated groups (names equal up to their
@@ -293,6 +295,13 @@ class PruningOptions(MethodOptions):
         v = {"rewind_epoch": check_int("rewind_epoch", self.rewind_epoch, 1)}
         if self.round_to is not None:
             v["round_to"] = check_int("round_to", self.round_to, 1)
+        if self.epochs_per_cost is not None:
+            v["epochs_per_cost"] = check_positive(
+                "epochs_per_cost", self.epochs_per_cost,
+                fix=" (a round that removes a fraction f of the model's cost, MACs for a MAC "
+                    "or latency target, else parameters, retrains max(epochs, "
+                    "round(epochs_per_cost * f)) epochs; e.g. 8: a round removing half "
+                    "retrains 4), or None for epochs every round")
         if self.max_round_fraction is not None:
             v["max_round_fraction"] = check_fraction(
                 "max_round_fraction", self.max_round_fraction, high_closed=True,

@@ -27,6 +27,7 @@ from typing import Dict, Optional
 from kprune.methods.baseline import run_baseline
 from kprune.methods.callbacks import CallbackList
 from kprune.methods.config import RunConfig, RunData
+from kprune.methods.cost_epochs import cost_key, epochs_for_round
 from kprune.methods.finetune import finetune
 from kprune.methods.fingerprint import run_fingerprint
 from kprune.methods.goal import Goal, Quality
@@ -118,13 +119,18 @@ class Run:
         if proposal.rewind_model is not None:
             model.set_weights(proposal.rewind_model.get_weights())
         groups = self.proposer.record_groups(model) if self.proposer else None
+        mo = self.method_options
+        epochs, extra = epochs_for_round(
+            self.epochs, getattr(mo, "epochs_per_cost", None),
+            cost_key(getattr(mo, "cost", None), self.config.target), self.record.current, model)
         with self.phases("training"):
-            out = self.trainer.retrain(model, self.epochs, round_index, record_groups=groups)
+            out = self.trainer.retrain(model, epochs, round_index, record_groups=groups)
         proposal.stats = out.stats
         with self.phases("measurement"):
             entry = self.meter.entry(round_index, RoundStatus.ACCEPTED, model,
                                      removed=proposal.total_removed,
-                                     removed_by_group=dict(proposal.removed), info=info)
+                                     removed_by_group=dict(proposal.removed),
+                                     info={**(info or {}), **extra})
         with self.phases("evaluation"):
             self.judge(entry, float("nan") if out.nan else self.evaluate(model))
         entry.time_s = time.time() - t0
