@@ -21,6 +21,12 @@ Validation: the first 5,000 training images; training: the next 3,000 (the
 backends benchmark's split). Writes ``results/backend_retrain.json`` and
 ``.md``.
 
+``--cross DIR`` adds the other half of the question: the baselines that
+``benchmarks/backends.py --work-dir DIR`` trained on each backend
+(``DIR/<backend>/lenet_fmnist_3000_3_s<seed>.keras``, Keras' own ``fit``
+there) are each pruned by ILP's first round on TensorFlow *and* on JAX;
+test change from each baseline (10,000 test images).
+
 Usage:
     python benchmarks/backend_retrain.py                 # tf, jax, torch; 8 seeds
     python benchmarks/backend_retrain.py --seeds 4 --backends tensorflow,jax
@@ -45,6 +51,13 @@ def _data():
 
     (x, y), _ = datasets.load_fashion_mnist()
     return x[5000:8000], y[5000:8000], x[:5000], y[:5000]
+
+
+def _test():
+    from kprune import datasets
+
+    _, (xt, yt) = datasets.load_fashion_mnist()
+    return xt, yt
 
 
 def _compile(model):
@@ -82,6 +95,18 @@ def child(args):
     fit_once(small, as_data((x, y), batch_size=128), 1, small.get_compile_config(),
              shuffle=False)
     out["no_shuffle_val"] = evaluate_accuracy(small, val)
+    out["cross"] = []
+    for src, seed, path in args.cross_files:
+        cb = keras.saving.load_model(path, compile=False)
+        test = as_data(_test(), batch_size=1000)
+        m = keras.models.clone_model(cb)
+        m.set_weights(cb.get_weights())
+        before = evaluate_accuracy(m, test)
+        res = kprune.prune(_compile(m), "ilp", train_data=(x, y), val_data=(xv, yv),
+                           rounds=1, rate=0.3, target="none", seed=seed, batch_size=128,
+                           verbose=0)
+        out["cross"].append({"baseline_from": src, "seed": seed, "baseline_test": before,
+                             "round1_test": evaluate_accuracy(res.model, test)})
     out["ilp_val"], out["ilp_widths"], out["ilp_wall_s"] = [], [], []
     for s in range(args.seeds):
         model = keras.models.clone_model(base)
@@ -138,6 +163,22 @@ def report(runs, command):
     for b in BACKENDS:
         if b in runs:
             lines.append(f"- {b}: " + ", ".join(f"{100 * v:.2f}" for v in runs[b]["ilp_val"]))
+    cross = {b: {(c["baseline_from"], c["seed"]): c for c in r.get("cross", [])}
+             for b, r in runs.items()}
+    keys = sorted({k for c in cross.values() for k in c})
+    if keys:
+        on = [b for b in BACKENDS if cross.get(b)]
+        lines += ["", "Baselines trained by `benchmarks/backends.py` on each backend (Keras' "
+                  "own `fit`), ILP round 1 (rate 0.3, the seed's own) on each backend: test "
+                  "change in points from that baseline (10,000 test images).", "",
+                  "| baseline trained on | seed | baseline test % | "
+                  + " | ".join(f"pruned on {b}" for b in on) + " |",
+                  "|---|---:|---:|" + "---:|" * len(on)]
+        for k in keys:
+            c0 = next(cross[b][k] for b in on if k in cross[b])
+            lines.append(f"| {k[0]} | {k[1]} | {100 * c0['baseline_test']:.2f} | " + " | ".join(
+                f"{100 * (cross[b][k]['round1_test'] - cross[b][k]['baseline_test']):+.2f}"
+                if k in cross[b] else "" for b in on) + " |")
     text = "\n".join(lines) + "\n"
     atomic_write_text(os.path.join(RESULTS, "backend_retrain.md"), text)
     atomic_write_text(os.path.join(RESULTS, "backend_retrain.json"),
@@ -149,9 +190,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--cross", help="a backends.py --work-dir: prune its baselines on "
+                    "TensorFlow and JAX too")
+    ap.add_argument("--cross-seeds", default="3,4,5")
     ap.add_argument("--backend", help=argparse.SUPPRESS)
     ap.add_argument("--baseline", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.cross_files = []
+    if args.cross:
+        for src in BACKENDS:
+            for seed in [int(v) for v in args.cross_seeds.split(",")]:
+                path = os.path.join(args.cross, src, f"lenet_fmnist_3000_3_s{seed}.keras")
+                if os.path.exists(path):
+                    args.cross_files.append((src, seed, path))
     if args.backend:
         return child(args)
     command = "python benchmarks/backend_retrain.py " + " ".join(sys.argv[1:])
@@ -162,8 +213,10 @@ def main():
     runs = {}
     for b in args.backends.split(","):
         print(f"{b} ...", flush=True)
+        cross = (["--cross", args.cross, "--cross-seeds", args.cross_seeds]
+                 if args.cross and b in ("tensorflow", "jax") else [])
         proc = subprocess.run([sys.executable, __file__, "--backend", b, "--baseline", path,
-                               "--seeds", str(args.seeds)],
+                               "--seeds", str(args.seeds), *cross],
                               env=dict(os.environ, KERAS_BACKEND=b), check=True,
                               capture_output=True, text=True)
         runs[b] = json.loads(proc.stdout.strip().splitlines()[-1])
