@@ -113,7 +113,7 @@ def _with_cosine(compile_config, steps):
 def fit_once(model, data: Data, epochs: int, compile_config=None,
              fit_fn: Optional[Callable] = None, callbacks=(), verbose=0,
              record_groups=None, shuffle=True, lr_schedule=None, distill=None,
-             teacher_outputs=None, teacher=None) -> FitOutcome:
+             teacher_outputs=None, teacher=None, shuffle_seed=None) -> FitOutcome:
     """Train `model` in place for `epochs` with a fresh optimizer.
 
     With `fit_fn`, calls ``fit_fn(model, data, epochs)`` where data is what the
@@ -127,6 +127,9 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
     against the teacher's outputs: `teacher_outputs` (one row per numpy
     sample) or, for numpy data without them and for streams, `teacher` (the
     unpruned model; a stream gets its outputs per batch, `DistillStream`).
+
+    Numpy data is shuffled by kprune (`_fit_arrays`), from `shuffle_seed`
+    when given: the same batches on every backend.
 
     Detects a NaN/inf loss or non-finite weights (``outcome.nan``).
 
@@ -192,7 +195,8 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
         # fit's variables made now: its train step is traced once, not twice
         build_for_training(target, keras.tree.map_structure(lambda a: a[:1], data.x),
                            None if y is None else keras.tree.map_structure(lambda a: a[:1], y))
-        losses = _fit_arrays(target, data.x, y, data.batch_size, epochs, shuffle, verbose, cbs)
+        losses = _fit_arrays(target, data.x, y, data.batch_size, epochs, shuffle, verbose, cbs,
+                             shuffle_seed)
     else:
         # Datasets bring their own order (Keras ignores shuffle for them).
         hist = target.fit(source, epochs=epochs, verbose=verbose, callbacks=cbs,
@@ -204,24 +208,28 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
     return FitOutcome(epochs, nan, losses, rec_cb.result if rec_cb else None)
 
 
-def _fit_arrays(model, x, y, batch_size, epochs, shuffle, verbose, callbacks):
+def _fit_arrays(model, x, y, batch_size, epochs, shuffle, verbose, callbacks,
+                shuffle_seed=None):
     """`model.fit` on numpy arrays, shuffled by kprune instead of the backend.
 
     Keras shuffles numpy data with each backend's own generator
     (``tf.random.shuffle``, numpy, ``torch.randperm``), so one seed gives
     three batch orders and three retrained models. Here every epoch's order
-    is a permutation from numpy's global generator (seeded by
-    ``keras.utils.set_random_seed``, as every round is), the same on every
-    backend; the data is then fit in that order, one epoch per call (the
+    is a permutation from a numpy generator of its own seeded by
+    `shuffle_seed` (a run's seed and round; numpy's global generator without
+    one), the same on every backend and whatever else drew random numbers
+    in between (a strategy's setup); the data is then fit in that order, one
+    epoch per call (the
     train function is traced once and kept between the calls; the
     optimizer's state carries over). Returns the per-epoch losses.
     """
     first = keras.tree.flatten(x)[0]
     n = int(np.shape(first)[0])
     losses = []
+    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else np.random
     for epoch in range(epochs):
         if shuffle:
-            order = np.random.permutation(n)
+            order = rng.permutation(n)
             xe = keras.tree.map_structure(lambda a: np.asarray(a)[order], x)
             ye = None if y is None else keras.tree.map_structure(
                 lambda a: np.asarray(a)[order], y)
@@ -316,16 +324,19 @@ class Trainer:
         self.data = data
         self.teacher = None  # the model whose outputs are the distillation targets
         self._teacher_outputs = None
+        self._shuffle_seed = None  # set by `seed`
 
     @property
     def compile_config(self):
         return self.config.compile_config
 
     def seed(self, round_index: int):
-        """Seed Python, numpy and TensorFlow for `round_index` (when the run has a seed)."""
+        """Seed Python, numpy and TensorFlow for `round_index` (when the run
+        has a seed), and the shuffling of numpy training data."""
         seed = self.config.options.seed
         if seed is not None:
-            keras.utils.set_random_seed(int(seed) * 1000 + int(round_index))
+            self._shuffle_seed = int(seed) * 1000 + int(round_index)
+            keras.utils.set_random_seed(self._shuffle_seed)
 
     def fit(self, model, epochs: int, record_groups=None, callbacks=()) -> "FitOutcome":
         """Train `model` in place for `epochs` (fresh optimizer, the run's
@@ -340,7 +351,8 @@ class Trainer:
                         verbose=self.config.options.verbose, record_groups=record_groups,
                         lr_schedule=self.config.options.lr_schedule, distill=distill,
                         teacher_outputs=self._teacher_outputs if distill else None,
-                        teacher=self.teacher if distill else None)
+                        teacher=self.teacher if distill else None,
+                        shuffle_seed=self._shuffle_seed)
 
     def retrain(self, model, epochs: int, round_index: int, record_groups=None) -> "FitOutcome":
         """Seeded retraining of a pruned model, then BatchNorm re-estimation."""
