@@ -97,13 +97,13 @@ def test_aiap_trims_rounds_from_zero_not_from_the_last_threshold():
     # threshold already removes units; trimming must bisect down to 0. On this
     # case the old trim (bisecting down to the last threshold only) ended at
     # 0.854 for a 0.75 target and let one round remove 53% of the parameters
-    # under the 50% cap. (Proportional shares: the case that showed the bug.
-    # One conv2 unit, ~2% here, is the landing granularity: the landing is
-    # 0.754 or 0.772 depending on the retraining's batch order.)
+    # under the 50% cap. (Proportional shares: the case that showed the bug;
+    # with the default square-root shares one conv2 unit, ~2% here, is the
+    # landing granularity. It lands at 0.758 with kprune's own shuffle.)
     kw = dict(epochs=1, rounds=6, seed=0, step=1.0, share_power=1.0, **_data())
     res = prune(trained_cnn(), "aiap", target={"params_reduction": 0.75}, **kw)
     red = 1 - res.final["params"] / res.baseline["params"]
-    assert res.target_reached and 0.75 <= red < 0.78
+    assert res.target_reached and 0.75 <= red < 0.76
     deep = prune(trained_cnn(), "aiap", target={"params_reduction": 0.85}, **kw)
     params = [e["params"] for e in deep.history if e["status"] in ("baseline", "accepted")]
     assert len(params) >= 4
