@@ -219,9 +219,8 @@ def _fit_arrays(model, x, y, batch_size, epochs, shuffle, verbose, callbacks,
     `shuffle_seed` (a run's seed and round; numpy's global generator without
     one), the same on every backend and whatever else drew random numbers
     in between (a strategy's setup); the data is then fit in that order, one
-    epoch per call (the
-    train function is traced once and kept between the calls; the
-    optimizer's state carries over). Returns the per-epoch losses.
+    epoch per call (the train function is traced once and kept between the
+    calls; the optimizer's state carries over). Returns the per-epoch losses.
     """
     first = keras.tree.flatten(x)[0]
     n = int(np.shape(first)[0])
@@ -230,9 +229,8 @@ def _fit_arrays(model, x, y, batch_size, epochs, shuffle, verbose, callbacks,
     for epoch in range(epochs):
         if shuffle:
             order = rng.permutation(n)
-            xe = keras.tree.map_structure(lambda a: np.asarray(a)[order], x)
-            ye = None if y is None else keras.tree.map_structure(
-                lambda a: np.asarray(a)[order], y)
+            xe, ye = keras.tree.map_structure(lambda a: np.asarray(a)[order], (x, y),
+                                              none_is_leaf=False)
         else:
             xe, ye = x, y
         hist = model.fit(xe, ye, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch,
