@@ -48,7 +48,8 @@ from kprune.datasets import load_fashion_mnist  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 METHODS = ("ilp", "iap")
-PHASES = ("scoring", "rebuild", "training", "evaluation", "measurement", "checkpoint")
+PHASES = ("scoring", "rebuild", "training", "tracing", "bn_recalibration", "evaluation",
+          "measurement", "checkpoint")
 
 
 def model_config(name, args):

@@ -189,11 +189,28 @@ def test_rounds_record_time_per_phase(tmp_path):
     assert rounds
     for e in rounds:
         phases = e["phase_s"]
-        assert {"scoring", "rebuild", "training", "evaluation", "measurement"} <= set(phases)
+        assert {"scoring", "rebuild", "training", "tracing", "evaluation",
+                "measurement"} <= set(phases)
         assert all(v >= 0 for v in phases.values())
+        # every round fits a new model: its train step is traced
+        assert phases["tracing"] > 0
         # The phases are parts of the wall time between entries.
-        assert phases["training"] + phases["evaluation"] <= e["time_s"] + 1e-3
+        assert (phases["training"] + phases["tracing"] + phases.get("bn_recalibration", 0)
+                + phases["evaluation"] <= e["time_s"] + 1e-3)
     assert "checkpoint" in rounds[-1]["phase_s"]   # the previous commit's write
     totals = res.phase_times
     assert totals["training"] == pytest.approx(sum(e["phase_s"]["training"] for e in rounds))
     assert "time: " in res.summary() and "training" in res.summary()
+
+
+def test_step_clock_estimates_tracing_from_the_first_step():
+    from kprune.methods.trainer import _StepClock
+
+    model = trained_cnn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = _data()["train_data"]
+    clocks = [_StepClock(), _StepClock()]
+    for clock in clocks:  # the second fit reuses the traced train step
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[clock])
+    first, second = (c.tracing_s for c in clocks)
+    assert first > 0 and first > 3 * second, (first, second)

@@ -1,7 +1,9 @@
 """Where a run's time goes: seconds per phase (`Phases`).
 
 The run times its phases (``scoring``, ``rebuild``: the channel surgery,
-``training``: retraining with its BatchNorm re-estimation, ``evaluation``,
+``training``: retraining, less ``tracing``: the estimated time its train
+step took to trace (each ``fit``'s first step above the median step),
+``bn_recalibration``: BatchNorm re-estimation after retraining, ``evaluation``,
 ``measurement``: sizes and device-budget estimates, ``checkpoint``: writes
 under ``out_dir``); every round's history entry carries the seconds spent
 since the previous entry in ``phase_s``, and `Phases.totals` sums the run.

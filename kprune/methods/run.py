@@ -59,6 +59,7 @@ class Run:
         self.metric = data.metric or TopOne()
         self.goal = Goal(config.target, self.meter.budget, Quality.of(self.metric))
         self.phases = Phases()
+        self.trainer.phases = self.phases
         self.proposer = None
         if isinstance(config.method_options, PruningOptions):
             self.proposer = Proposer(config.method_options, opts, data.calibration,
@@ -123,8 +124,7 @@ class Run:
         epochs, extra = epochs_for_round(
             self.epochs, getattr(mo, "epochs_per_cost", None),
             cost_key(getattr(mo, "cost", None), self.config.target), self.record.current, model)
-        with self.phases("training"):
-            out = self.trainer.retrain(model, epochs, round_index, record_groups=groups)
+        out = self.trainer.retrain(model, epochs, round_index, record_groups=groups)
         proposal.stats = out.stats
         with self.phases("measurement"):
             entry = self.meter.entry(round_index, RoundStatus.ACCEPTED, model,

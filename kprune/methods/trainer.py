@@ -17,6 +17,7 @@ Example:
 import copy
 import dataclasses
 import math
+import time
 import warnings
 from typing import Any, Callable, Optional
 
@@ -28,6 +29,8 @@ from kprune.compat.keras_private import build_for_training, inbound_node_count
 from kprune.data import Data, evaluate_accuracy, iterate_inputs
 from kprune.methods.distillation import (DistillStream, distill_targets, distillation_loss,  # noqa: F401
                                          from_logits as _from_logits)
+from kprune.methods.phases import timed
+
 
 def compile_config_of(model):
     """The model's compile configuration (loss, metrics, optimizer config), or
@@ -68,6 +71,31 @@ def recompile(model, compile_config):
     return model
 
 
+class _StepClock(keras.callbacks.Callback):
+    """Times the train steps of each ``fit`` call; `tracing_s` estimates what
+    tracing cost: per call, the first step's time above the median of the
+    others (the first step of a fresh model traces its train function)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tracing_s = 0.0
+        self._steps, self._t0 = [], None
+
+    def on_train_begin(self, logs=None):
+        self._steps = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._t0 is not None:
+            self._steps.append(time.perf_counter() - self._t0)
+
+    def on_train_end(self, logs=None):
+        if len(self._steps) >= 2:
+            self.tracing_s += max(0.0, self._steps[0] - float(np.median(self._steps[1:])))
+
+
 class _NaNStop(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -88,6 +116,9 @@ class FitOutcome:
     nan: bool
     losses: list
     stats: Any = None  # ActivationStats when recorded during fit
+    #: seconds of the training time spent tracing the train step (estimated:
+    #: each fit's first step minus the median of its other steps)
+    tracing_s: float = 0.0
 
 
 def weights_finite(model) -> bool:
@@ -149,8 +180,8 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
         raise ValueError(
             f"model '{model.name}' is not compiled: compile it (optimizer, loss, "
             "metrics) or pass fit_fn= to train it yourself")
-    nan_cb = _NaNStop()
-    cbs = [nan_cb] + list(callbacks)
+    nan_cb, clock = _NaNStop(), _StepClock()
+    cbs = [nan_cb, clock] + list(callbacks)
     target = model
     rec_cb = None
     if record_groups is not None:
@@ -205,7 +236,8 @@ def fit_once(model, data: Data, epochs: int, compile_config=None,
     nan = nan_cb.hit or any(not math.isfinite(v) for v in losses) or not weights_finite(model)
     if target is not model or cfg is not compile_config or distill is not None:
         recompile(model, compile_config)
-    return FitOutcome(epochs, nan, losses, rec_cb.result if rec_cb else None)
+    return FitOutcome(epochs, nan, losses, rec_cb.result if rec_cb else None,
+                      tracing_s=clock.tracing_s)
 
 
 def _fit_arrays(model, x, y, batch_size, epochs, shuffle, verbose, callbacks,
@@ -323,6 +355,7 @@ class Trainer:
         self.teacher = None  # the model whose outputs are the distillation targets
         self._teacher_outputs = None
         self._shuffle_seed = None  # set by `seed`
+        self.phases = None  # a `kprune.methods.phases.Phases` (set by the run)
 
     @property
     def compile_config(self):
@@ -353,12 +386,19 @@ class Trainer:
                         shuffle_seed=self._shuffle_seed)
 
     def retrain(self, model, epochs: int, round_index: int, record_groups=None) -> "FitOutcome":
-        """Seeded retraining of a pruned model, then BatchNorm re-estimation."""
+        """Seeded retraining of a pruned model, then BatchNorm re-estimation;
+        timed in `phases` as ``training`` (less its estimated ``tracing``)
+        and ``bn_recalibration``."""
         self.seed(round_index)
-        out = self.fit(model, epochs, record_groups=record_groups)
+        with timed(self.phases, "training"):
+            out = self.fit(model, epochs, record_groups=record_groups)
+        if self.phases is not None and out.tracing_s > 0:
+            self.phases.add("training", -out.tracing_s)
+            self.phases.add("tracing", out.tracing_s)
         if not out.nan and self.config.options.bn_recalibration:
             self.seed(round_index)
-            recalibrate_batchnorm(model, self.data.calibration)
+            with timed(self.phases, "bn_recalibration"):
+                recalibrate_batchnorm(model, self.data.calibration)
         return out
 
     def evaluate(self, model) -> float:

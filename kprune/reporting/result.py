@@ -57,12 +57,13 @@ class PruneResult:
 
     @property
     def phase_times(self) -> Dict[str, float]:
-        """Seconds per run phase (scoring, rebuild, training, evaluation,
-        measurement, checkpoint), summed over the history's ``phase_s``.
+        """Seconds per run phase (scoring, rebuild, training, tracing,
+        bn_recalibration, evaluation, measurement, checkpoint; see
+        `kprune.methods.phases`), summed over the history's ``phase_s``.
 
         Example:
-            >>> sorted(result.phase_times)
-            ['checkpoint', 'evaluation', 'measurement', 'rebuild', 'scoring', 'training']
+            >>> max(result.phase_times, key=result.phase_times.get)
+            'training'
         """
         total: Dict[str, float] = {}
         for entry in self.history:
