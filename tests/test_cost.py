@@ -47,6 +47,35 @@ def test_cost_candidates_take_least_importance_per_cost_up_to_the_rate():
     assert int(m[0].sum()) == 0 and int(m[1].sum()) == 4
 
 
+def test_cost_candidates_price_comparable_scores_as_they_are():
+    # Group 0: costly and important; group 1: cheap and near-useless.
+    scores = {0: np.array([10.0, 10.0]), 1: np.array([0.1, 0.1, 0.1, 0.1])}
+    costs = {0: 3.0, 1: 0.5}
+    # Normalized, every group's mean unit is 1: the costliest group goes first.
+    m = selection.cost_candidates(scores, costs, 0.25)
+    assert [int(m[0].sum()), int(m[1].sum())] == [1, 0]
+    # On one scale (normalize=False) the useless cheap units go first.
+    m = selection.cost_candidates(scores, costs, 0.25, normalize=False)
+    assert [int(m[0].sum()), int(m[1].sum())] == [0, 4]
+
+
+@pytest.mark.parametrize("method, comparable", [("iap", True), ("ilp", False)])
+def test_allocation_by_cost_normalizes_only_scores_on_different_scales(
+        monkeypatch, method, comparable):
+    calls = []
+    real = selection.cost_candidates
+
+    def spy(*args, **kw):
+        calls.append(kw.get("normalize", True))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(selection, "cost_candidates", spy)
+    _run(method, cost="macs", rounds=1, rate=0.2, target="none")
+    # IAP's Taylor scores estimate loss changes (one scale): not normalized;
+    # ILP's L1 norms differ in scale from layer to layer: normalized.
+    assert calls and set(calls) == {not comparable}
+
+
 def test_unit_costs_are_per_unit_savings():
     from kprune.methods.options import RunOptions
     from kprune.methods.proposer import Proposer

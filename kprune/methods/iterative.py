@@ -115,10 +115,13 @@ def run_iterative(run):
 
         # a global rate goes to the groups that can still shrink
         room = proposer.room(analysis) if opts.allocation == "global" else None
+        # scores on one scale across groups are priced as they are (cost_candidates)
+        comparable = getattr(proposer.criterion, "comparable", False)
 
         def propose_at(q):
             if opts.allocation == "global":
-                chosen = (selection.cost_candidates(scores, costs, q, room=room)
+                chosen = (selection.cost_candidates(scores, costs, q, room=room,
+                                                    normalize=not comparable)
                           if costs is not None else
                           selection.global_candidates(ranked, q, room=room))
 

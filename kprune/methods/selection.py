@@ -130,13 +130,21 @@ def global_candidates(scores_by_group, rate: float, normalize=True, room=None):
     return _per_group(mask, keys, flat)
 
 
-def cost_candidates(scores_by_group, costs, rate: float, room=None):
+def cost_candidates(scores_by_group, costs, rate: float, room=None, normalize=True):
     """Allocation by cost: {group: mask} of the units with the least
-    importance per cost (each group's scores divided by their mean, then by
-    the group's per-unit cost), taken in that order while they add up to at
-    most a fraction `rate` of the total cost of all units (at least one unit
-    when rate > 0). A unit that saves nothing (cost 0) is never taken, nor,
-    with `room`, one its group's limits would refuse (see `eligible`).
+    importance per cost (each group's scores divided by their mean when
+    `normalize`, then by the group's per-unit cost), taken in that order
+    while they add up to at most a fraction `rate` of the total cost of all
+    units (at least one unit when rate > 0). A unit that saves nothing
+    (cost 0) is never taken, nor, with `room`, one its group's limits would
+    refuse (see `eligible`).
+
+    Normalizing puts every group's mean unit at 1, so the ranking across
+    groups is the cost alone: the costliest group is taken nearly whole
+    before any other (a ResNet's full-resolution residual stream, 16 -> 1
+    channels in one round). Scores on one scale across groups (Taylor's
+    loss-change estimates, ``Criterion.comparable``) keep that information
+    with ``normalize=False``: importance per cost as in HALP.
 
     Example:
         >>> m = cost_candidates({0: np.array([1., 1.]), 1: np.array([1., 1., 1., 1.])},
@@ -148,7 +156,8 @@ def cost_candidates(scores_by_group, costs, rate: float, room=None):
     ok = eligible(scores_by_group, room)
     per_cost, unit_cost, allowed = [], [], []
     for k in keys:
-        s = normalized(scores_by_group[k])
+        s = (normalized(scores_by_group[k]) if normalize
+             else np.asarray(scores_by_group[k], dtype=np.float64))
         c = max(float(costs.get(k, 0.0)), 0.0)
         per_cost.append(s / c if c > 0 else np.full(len(s), np.inf))
         unit_cost.append(np.full(len(s), c))

@@ -270,7 +270,10 @@ class Criterion:
     Subclasses set ``name`` (the string `get_criterion` resolves), ``needs``
     (``'weights'``, ``'activations'`` or ``'gradients'``: what must be
     computed before `score`) and implement `score`. `get_config` is stable
-    across processes (it identifies a run in checkpoints).
+    across processes (it identifies a run in checkpoints). ``comparable``
+    says the scores of different groups share one scale (an estimated loss
+    change), so allocation by cost may divide them by the cost as they are
+    instead of first dividing each group's scores by their mean.
 
     Example:
         >>> class Random(Criterion):
@@ -282,6 +285,7 @@ class Criterion:
 
     name = "criterion"
     needs = "weights"
+    comparable = False
 
     def __init__(self, aggregate="sum"):
         if aggregate not in AGGREGATES and not callable(aggregate):
@@ -404,6 +408,7 @@ class Taylor(Criterion):
 
     name = "taylor"
     needs = "gradients"
+    comparable = True   # every score estimates the loss change of removing the unit
 
     def score(self, model, group, stats=None, analysis=None):
         if not isinstance(stats, dict) or group.index not in stats:
