@@ -30,7 +30,9 @@ stage shows where LiteRT's tiles are.
 
 Usage:
     python benchmarks/op_profile.py [--fractions 0.5 0.75] [--runs 400]
-    python benchmarks/op_profile.py --model resnet20 [--archs-from DIR] [--runs 400]
+    python benchmarks/op_profile.py --model resnet20 [--archs-from DIR ...] [--runs 400]
+    python benchmarks/op_profile.py --prune-archs benchmarks/results/quality_runs
+        (IAP / AIAP toward 8x MACs with latency_steps off and on, architectures only)
 Writes benchmarks/results/op_profile.json and op_profile.md (LeNet-5), or
 op_profile_resnet20.json and .md.
 """
