@@ -25,6 +25,7 @@ SECTIONS = [
     ("edge_arena.md", None),
     ("edge.md", None),
     ("op_profile.md", None),
+    ("op_profile_resnet20.md", None),
     ("budget_targets.md", None),
     ("qat.md", None),
     ("run_cost.md", None),

@@ -21,6 +21,7 @@ baseline's ms, r the MAC reduction).
 
 Usage:
     python benchmarks/mac_latency.py --tag macs [--dataset lenet_fmnist] [--runs 400]
+    python benchmarks/mac_latency.py --tag resnet_macs --dataset resnet20_fmnist
 Writes benchmarks/results/latency_<tag>.json and .md.
 """
 
@@ -78,8 +79,8 @@ def _key(widths):
     return json.dumps(sorted(widths.items()))
 
 
-def load_runs(tag, dataset, variants=None):
-    root = os.path.join(RESULTS, "quality_runs", tag, dataset)
+def load_runs(tag, dataset, variants=None, runs_dir=None):
+    root = os.path.join(runs_dir or os.path.join(RESULTS, "quality_runs"), tag, dataset)
     runs = []
     for fn in sorted(os.listdir(root)):
         if not fn.endswith(".json"):
@@ -237,8 +238,11 @@ def main():
     ap.add_argument("--runs", type=int, default=400, help="LiteRT invokes per architecture")
     ap.add_argument("--tflm-runs", type=int, default=30)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "kprune_latency"))
+    ap.add_argument("--runs-dir", default=None,
+                    help="where the quality.py runs are (default benchmarks/results/quality_runs; "
+                         "e.g. another checkout's, while its runs are still going)")
     args = ap.parse_args()
-    runs = load_runs(args.tag, args.dataset, args.variants)
+    runs = load_runs(args.tag, args.dataset, args.variants, args.runs_dir)
     if not runs:
         raise SystemExit(f"no runs for tag {args.tag!r} / {args.dataset}")
     widths = [p["widths"] for r in runs for p in r["points"]]

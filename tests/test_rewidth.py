@@ -158,16 +158,43 @@ def test_latency_steps_option_is_checked_before_training():
     model = _two_convs(8)
     model.compile("adam", "sparse_categorical_crossentropy")
     x, y = np.zeros((8, 8, 8, 1), np.float32), np.zeros(8, np.int64)
-    with pytest.raises(ValueError, match="latency_steps=True rounds widths .*give "
-                                         "target_latency_ms"):
-        kprune.prune(model, "iap", train_data=(x, y), target={"params_reduction": 0.5},
-                     latency_steps=True)
+    # latency_fn measures a budget or the staircase: alone with a MAC target it is refused
+    with pytest.raises(ValueError, match="latency_fn= prices a latency budget or measures "
+                                         "the latency staircase: .*latency_steps=True"):
+        kprune.prune(model, "iap", train_data=(x, y), target={"macs_reduction": 0.5},
+                     latency_fn=_stair_latency)
     with pytest.raises(ValueError, match="latency_steps=True and round_to=4 both round"):
         kprune.prune(model, "iap", train_data=(x, y), target_latency_ms=1.0,
                      latency_fn=_stair_latency, latency_steps=True, round_to=4)
     with pytest.raises(ValueError, match="latency_steps='yes' must be True, False or None"):
         kprune.prune(model, "iap", train_data=(x, y), target_latency_ms=1.0,
                      latency_fn=_stair_latency, latency_steps="yes")
+
+
+@pytest.mark.parametrize("method", ["iap", "aiap"])
+def test_latency_steps_round_the_widths_of_a_mac_target(method):
+    """latency_steps=True with a MAC target: the staircase is measured with
+    latency_fn (a device with blocks of 8 output channels) and every round
+    keeps whole blocks, while the target is still reached; without it some
+    round keeps a width inside a block."""
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 8, 1), dtype=np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64)
+    rounds, final = {}, {}
+    for steps in (True, None):
+        keras.utils.set_random_seed(0)
+        model = _two_convs(32)
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        extra = dict(latency_fn=_stair_latency, latency_quantization=None) if steps else {}
+        r = kprune.prune(model, method, train_data=(x[:48], y[:48]), val_data=(x[48:], y[48:]),
+                         target={"macs_reduction": 0.75}, latency_steps=steps, rounds=4,
+                         epochs=1, batch_size=16, seed=0, **extra)
+        rounds[steps] = [w for e in r.history for k, w in e["widths"].items()
+                         if k in ("c1", "c2")]
+        final[steps] = kprune.profile(model).macs / kprune.profile(r.model).macs
+    assert all(w % 8 == 0 for w in rounds[True]) and min(rounds[True]) < 32, rounds
+    assert any(w % 8 for w in rounds[None]), rounds
+    assert final[True] >= 2.0, final  # pruned toward the 4x target, not stalled
 
 
 def test_iap_with_a_latency_target_keeps_widths_on_the_staircase():

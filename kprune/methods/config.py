@@ -128,11 +128,13 @@ class RunConfig:
                 (parsed is None or parsed.kind != "latency_ms"):
             raise ValueError("complexity_aware='latency' weighs layers by their measured "
                              "latency: give the budget too, target_latency_ms=<ms>")
-        latency = common.target_latency_ms is not None or getattr(mine, "mode", None) == "latency"
+        latency = (common.target_latency_ms is not None or getattr(mine, "mode", None) == "latency"
+                   or getattr(mine, "latency_steps", False))
         if not latency and (common.latency_fn is not None
                             or "latency_quantization" in given):
             arg = "latency_fn" if common.latency_fn is not None else "latency_quantization"
-            raise ValueError(f"{arg}= prices a latency budget: give target_latency_ms=<ms> "
+            raise ValueError(f"{arg}= prices a latency budget or measures the latency "
+                             f"staircase: give target_latency_ms=<ms> or latency_steps=True "
                              f"too, or drop {arg}")
         return cls(method=method, epochs=int(epochs), rounds=int(rounds), target=parsed,
                    options=common, method_options=mine, fit_fn=fit_fn, distill=distill,

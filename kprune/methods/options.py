@@ -190,24 +190,27 @@ COST_KINDS = ("params", "macs", "latency")
 def resolve_latency_steps(latency_steps, target=None, round_to=None) -> bool:
     """``latency_steps=`` -> whether pruned widths are rounded to the measured
     latency staircase of each group (`kprune.methods.complexity.group_step_widths`:
-    LiteRT's XNNPACK runs int8 convolutions in tiles of 8 output channels, so
-    a width inside a tile costs the whole tile). None (the default) is True
-    for a latency budget (``target_latency_ms``) without ``round_to``.
+    LiteRT's XNNPACK runs int8 convolutions in tiles of 8 output channels and
+    reads input channels in blocks of 8, so a width inside a tile costs the
+    whole tile). None (the default) is True for a latency budget
+    (``target_latency_ms``) without ``round_to``. True works with any target:
+    with a MAC or parameter target the staircase is measured with
+    ``latency_fn`` (default LiteRT on this host, 1 thread) on
+    ``latency_quantization``'s model, so the widths a MAC target reaches run
+    at the speed their MACs promise.
 
     Example:
         >>> resolve_latency_steps(None, Target("latency_ms", 2.0))
         True
         >>> resolve_latency_steps(None, Target("params_reduction", 0.5))
         False
+        >>> resolve_latency_steps(True, Target("macs_reduction", 0.75))
+        True
     """
     if latency_steps is not None and not isinstance(latency_steps, bool):
         raise ValueError(f"latency_steps={latency_steps!r} must be True, False or None "
                          f"(None: on with target_latency_ms)")
     latency = getattr(target, "kind", None) == "latency_ms"
-    if latency_steps and not latency:
-        raise ValueError("latency_steps=True rounds widths to the measured latency staircase "
-                         "of a latency budget: give target_latency_ms=<ms>, or drop "
-                         "latency_steps")
     if latency_steps and round_to is not None:
         raise ValueError(f"latency_steps=True and round_to={round_to!r} both round the "
                          f"widths: give one of them (latency_steps=False keeps round_to)")
@@ -279,7 +282,8 @@ class PruningOptions(MethodOptions):
     cost: Optional[str] = "auto"    # what a unit costs: 'auto' (follows the target) |
                                     # None | 'params' | 'macs' | 'latency' (see resolve_cost)
     latency_steps: Optional[bool] = None  # widths rounded to the measured latency staircase
-                                    # (None: on with target_latency_ms and no round_to)
+                                    # (None: on with target_latency_ms and no round_to;
+                                    # True: with any target, measured with latency_fn)
     epochs_per_cost: Optional[float] = None  # a round removing a fraction f of the cost
                                     # retrains max(epochs, round(epochs_per_cost * f)) epochs
     gqa_units: str = "key_value_heads"  # grouped-query attention's units: whole

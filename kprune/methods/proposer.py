@@ -139,11 +139,20 @@ class Proposer:
         """With ``latency_steps``: measure each group's latency staircase on
         the budget's runtime once, on the first model seen (the original
         widths; `kprune.methods.complexity.group_step_widths`), so that
-        `propose` rounds kept widths to step widths."""
-        if self.step_widths is not None or not getattr(self.opts, "latency_steps", False) \
-                or budget is None or budget.kind != "latency_ms":
+        `propose` rounds kept widths to step widths. Without a latency budget
+        (a MAC or parameter target) the staircase is measured with the run's
+        ``latency_fn`` / ``latency_quantization`` (default: LiteRT int8 on
+        this host, 1 thread)."""
+        if self.step_widths is not None or not getattr(self.opts, "latency_steps", False):
             return
         from kprune.methods.complexity.latency import group_step_widths
+
+        if budget is None or budget.kind != "latency_ms":
+            from kprune.methods.device_budget import DeviceBudget
+
+            # only its latency_fn prices the staircase: the limit is never compared
+            budget = DeviceBudget("latency_ms", 1.0, latency_fn=self.common.latency_fn,
+                                  quantization=self.common.latency_quantization)
 
         with timed(self.phases, "latency_steps"):
             self.step_widths = group_step_widths(model, analysis, budget,
