@@ -171,15 +171,19 @@ def test_latency_steps_option_is_checked_before_training():
                      latency_fn=_stair_latency, latency_steps="yes")
 
 
+def _bright_images():
+    """64 random 8x8 images labelled by whether their mean is above 0.5."""
+    x = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32)
+    return x, (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64)
+
+
 @pytest.mark.parametrize("method", ["iap", "aiap"])
 def test_latency_steps_round_the_widths_of_a_mac_target(method):
     """latency_steps=True with a MAC target: the staircase is measured with
     latency_fn (a device with blocks of 8 output channels) and every round
     keeps whole blocks, while the target is still reached; without it some
     round keeps a width inside a block."""
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 8, 8, 1), dtype=np.float32)
-    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64)
+    x, y = _bright_images()
     rounds, final = {}, {}
     for steps in (True, None):
         keras.utils.set_random_seed(0)
@@ -201,9 +205,7 @@ def test_iap_with_a_latency_target_keeps_widths_on_the_staircase():
     """On a device whose convolutions work in blocks of 8 channels, IAP with
     target_latency_ms keeps whole blocks by default; latency_steps=False
     does not round."""
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 8, 8, 1), dtype=np.float32)
-    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64)
+    x, y = _bright_images()
     widths, rounds = {}, {}
     for steps in (None, False):
         keras.utils.set_random_seed(0)

@@ -397,8 +397,9 @@ class Trainer:
             self.phases.add("tracing", out.tracing_s)
         if not out.nan and self.config.options.bn_recalibration:
             self.seed(round_index)
-            with timed(self.phases, "bn_recalibration"):
-                recalibrate_batchnorm(model, self.data.calibration)
+            if batchnorm_layers(model):  # a model without BatchNorm has no such phase
+                with timed(self.phases, "bn_recalibration"):
+                    recalibrate_batchnorm(model, self.data.calibration)
         return out
 
     def evaluate(self, model) -> float:
