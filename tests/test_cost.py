@@ -243,3 +243,21 @@ def test_step_clock_estimates_tracing_from_the_first_step():
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[clock])
     first, second = (c.tracing_s for c in clocks)
     assert first > 0 and first > 3 * second, (first, second)
+
+
+def test_complexity_aware_moves_a_global_ranking():
+    # IAP ranks globally; complexity_aware divides each group's normalized
+    # scores by its share of the complexity, so heavy groups go first. (The
+    # weight used to divide the raw scores, which the per-group
+    # normalization then undid: the option changed nothing.)
+    plain = _run("iap", rounds=1, rate=0.3, target="none", seed=0)
+    by_params = _run("iap", rounds=1, rate=0.3, target="none", seed=0,
+                     complexity_aware="params")
+    by_memory = _run("iap", rounds=1, rate=0.3, target="none", seed=0,
+                     complexity_aware="memory")
+    assert plain.final["rate"] == by_params.final["rate"] == 0.3
+    # conv1 carries ~6 % of the prunable parameters: it loses less.
+    assert _lost(by_params, "conv1") < _lost(plain, "conv1")
+    assert by_params.final["params"] < plain.final["params"]
+    # conv2's output carries ~77 % of the activation bytes: it loses more.
+    assert _lost(by_memory, "conv2") > _lost(plain, "conv2")

@@ -7,7 +7,8 @@ Which units (``allocation``):
   lowest-scoring of its n alive units (the rate scaled by complexity weights
   when ``complexity_aware`` is set);
 * ``'global'``: one ranking over all groups of the scores divided by their
-  group's mean; the lowest ``rate`` of all alive units go, so a layer loses
+  group's mean (then by the group's complexity weight, mean 1, with
+  ``complexity_aware``: heavier groups go first); the lowest ``rate`` of all alive units go, so a layer loses
   units in proportion to how weak they are, not at a fixed rate.
 
 With ``cost`` (``'params'``, ``'macs'``, ``'latency'``; the default
@@ -108,10 +109,13 @@ def run_iterative(run):
             weights = costs  # per-group rates scaled by what a unit saves
         scores = proposer.scores(model, analysis)
         if opts.allocation == "global" and weights is not None:
-            # complexity_aware: heavier groups rank lower
-            ranked = {k: v / max(float(weights.get(k, 1.0)), 1e-12) for k, v in scores.items()}
+            # complexity_aware: heavier groups rank lower. The weight divides
+            # the scores once they are normalized per group; dividing first
+            # would be undone by that normalization (the option was a no-op).
+            ranked = {k: selection.normalized(v) / max(float(weights.get(k, 1.0)), 1e-12)
+                      for k, v in scores.items()}
         else:
-            ranked = scores
+            ranked = None
 
         # a global rate goes to the groups that can still shrink
         room = proposer.room(analysis) if opts.allocation == "global" else None
@@ -123,7 +127,9 @@ def run_iterative(run):
                 chosen = (selection.cost_candidates(scores, costs, q, room=room,
                                                     normalize=not comparable)
                           if costs is not None else
-                          selection.global_candidates(ranked, q, room=room))
+                          selection.global_candidates(scores, q, room=room)
+                          if ranked is None else
+                          selection.global_candidates(ranked, q, room=room, normalize=False))
 
                 def select(group, scores):
                     return chosen[group.index]
