@@ -107,11 +107,11 @@ def test_auto_cost_follows_the_target_kind():
     assert resolve_cost("flops", None) == "macs"
 
 
-@pytest.mark.parametrize("method", ["ilp", "iap"])
-def test_a_mac_target_prunes_for_macs_by_default(method):
+@pytest.mark.parametrize("method, cost", [("iap", "auto"), ("ilp", "macs")])
+def test_a_mac_target_prunes_for_macs_by_default(method, cost):
     # small_cnn: conv2 holds ~85% of the MACs, fc1 ~85% of the parameters.
     plain = _run(method, target={"macs_reduction": 0.5}, rate=0.3, rounds=6, cost=None)
-    auto = _run(method, target={"macs_reduction": 0.5}, rate=0.3, rounds=6)
+    auto = _run(method, target={"macs_reduction": 0.5}, rate=0.3, rounds=6, cost=cost)
     for res in (plain, auto):
         assert res.target_reached, res.reason
     assert {e.get("cost") for e in auto.history[1:]} == {"macs"}
@@ -121,6 +121,21 @@ def test_a_mac_target_prunes_for_macs_by_default(method):
     assert _lost(auto, "fc1") < _lost(plain, "fc1")
     assert auto.final["params"] > 1.1 * plain.final["params"]
     assert auto.final["macs"] <= 0.5 * auto.baseline["macs"] + 1e-9
+
+
+def test_auto_cost_keeps_per_layer_scores_at_a_uniform_rate():
+    # L1 norms differ in scale from layer to layer: priced by MACs, the
+    # costliest group would go first whatever its filters are worth. 'auto'
+    # keeps ILP's uniform rate (the MAC target still stops the run);
+    # cost='macs' given explicitly prices.
+    auto = _run("ilp", target={"macs_reduction": 0.5}, rate=0.3, rounds=6)
+    plain = _run("ilp", target={"macs_reduction": 0.5}, rate=0.3, rounds=6, cost=None)
+    priced = _run("ilp", target={"macs_reduction": 0.5}, rate=0.3, rounds=6, cost="macs")
+    assert auto.target_reached and auto.final["macs"] <= 0.5 * auto.baseline["macs"] + 1e-9
+    assert all("cost" not in e for e in auto.history)
+    assert auto.final["widths"] == plain.final["widths"]
+    assert {e.get("cost") for e in priced.history[1:]} == {"macs"}
+    assert priced.final["widths"] != auto.final["widths"]
 
 
 def test_cost_allocation_layer_scales_rates_by_unit_cost():

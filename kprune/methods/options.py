@@ -229,7 +229,8 @@ def resolve_cost(cost, target=None, complexity_aware=None) -> Optional[str]:
     (``target_latency_ms``), None otherwise (parameter and accuracy targets
     keep the measured defaults), and None when ``complexity_aware`` is given
     (that option then prices the groups). ``'flops'`` is an alias of
-    ``'macs'``.
+    ``'macs'``. ILP / IAP then drop an 'auto' cost again for scores without
+    one scale across groups (`kprune.methods.iterative`).
 
     Example:
         >>> resolve_cost("auto", Target("macs_reduction", 0.5))
