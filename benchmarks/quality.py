@@ -156,10 +156,20 @@ def dataset_config(name, quick):
 
 
 def parse_variant(spec):
-    """'iap:allocation=global,p=2' -> ('iap', {'allocation': 'global', 'p': 2})."""
+    """'iap:allocation=global,p=2' -> ('iap', {'allocation': 'global', 'p': 2});
+    commas inside brackets or braces belong to the value
+    ('complexity:mode=flops,reductions=[0.5,0.75]')."""
     method, _, rest = spec.partition(":")
-    opts = {}
-    for item in filter(None, rest.split(",")):
+    opts, items, depth, cur = {}, [], 0, ""
+    for c in rest:
+        depth += (c in "[{") - (c in "]}")
+        if c == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += c
+    items.append(cur)
+    for item in filter(None, items):
         k, _, v = item.partition("=")
         try:
             opts[k] = json.loads(v)
