@@ -8,8 +8,9 @@ Which units (``allocation``):
   when ``complexity_aware`` is set);
 * ``'global'``: one ranking over all groups of the scores divided by their
   group's mean (then by the group's complexity weight, mean 1, with
-  ``complexity_aware``: heavier groups go first); the lowest ``rate`` of all alive units go, so a layer loses
-  units in proportion to how weak they are, not at a fixed rate.
+  ``complexity_aware``: heavier groups go first); the lowest ``rate`` of all
+  alive units go, so a layer loses units in proportion to how weak they are,
+  not at a fixed rate.
 
 With ``cost`` (``'params'``, ``'macs'``, ``'latency'``; the default
 ``'auto'`` is ``'macs'`` for a ``macs_reduction`` target and ``'latency'``
