@@ -12,19 +12,21 @@ Which units (``allocation``):
   alive units go, so a layer loses units in proportion to how weak they are,
   not at a fixed rate.
 
-With ``cost`` (``'params'``, ``'macs'``, ``'latency'``; the default
-``'auto'`` is ``'macs'`` for a ``macs_reduction`` target and ``'latency'``
-for ``target_latency_ms`` when the criterion's scores share one scale across
-groups, ``Criterion.comparable``: IAP's Taylor. For per-layer scales, ILP's
-L1, ``'auto'`` keeps the uniform per-layer rate and stops at the target:
-priced by MACs, L1 lost 0.2-0.7 points more on LeNet-5 and ~5 on ResNet-20)
-the allocation is **by cost**: each unit's
-importance (its group's scores divided by their mean) is divided by what
+With ``cost`` (``'params'``, ``'macs'``, ``'latency'``; see below for
+``'auto'``) the allocation is **by cost**: each unit's importance (Taylor's
+as it is, other scores divided by their group's mean) is divided by what
 removing one unit of its group saves (parameters, MACs or measured ms), and
 the units with the least importance per cost go until they add up to
 ``rate`` of the model's prunable cost (``allocation='global'``, the default
 with a cost); with ``allocation='layer'`` the per-group rate is scaled by the
 group's per-unit cost instead.
+
+The default ``cost='auto'`` is ``'macs'`` for a ``macs_reduction`` target
+and ``'latency'`` for ``target_latency_ms``, but only for a criterion whose
+scores share one scale across groups (``Criterion.comparable``: IAP's
+Taylor). Per-layer scales (ILP's L1, activation criteria) keep the uniform
+per-layer rate and stop at the target: priced by MACs, L1 lost 0.2-0.7
+points more on LeNet-5 and ~5 on ResNet-20 (BENCHMARKS.md).
 
 ``max_round_fraction`` caps what any group loses in one round. Stops after
 ``rounds``, when nothing can be removed any more, after ``patience``
@@ -121,14 +123,14 @@ def run_iterative(run):
         if costs is not None and opts.allocation == "layer":
             weights = costs  # per-group rates scaled by what a unit saves
         scores = proposer.scores(model, analysis)
+        ranked, normalize = scores, True
         if opts.allocation == "global" and weights is not None:
             # complexity_aware: heavier groups rank lower. The weight divides
             # the scores once they are normalized per group; dividing first
             # would be undone by that normalization (the option was a no-op).
             ranked = {k: selection.normalized(v) / max(float(weights.get(k, 1.0)), 1e-12)
                       for k, v in scores.items()}
-        else:
-            ranked = None
+            normalize = False
 
         # a global rate goes to the groups that can still shrink
         room = proposer.room(analysis) if opts.allocation == "global" else None
@@ -140,9 +142,8 @@ def run_iterative(run):
                 chosen = (selection.cost_candidates(scores, costs, q, room=room,
                                                     normalize=not comparable)
                           if costs is not None else
-                          selection.global_candidates(scores, q, room=room)
-                          if ranked is None else
-                          selection.global_candidates(ranked, q, room=room, normalize=False))
+                          selection.global_candidates(ranked, q, room=room,
+                                                      normalize=normalize))
 
                 def select(group, scores):
                     return chosen[group.index]
