@@ -11,7 +11,7 @@ from kprune.core.dependency import analyze
 from kprune.methods import selection
 from kprune.methods.goal import Target
 from kprune.methods.options import resolve_cost
-from tests.prune_support import digits, trained_cnn
+from tests.prune_support import digits, small_cnn, trained_cnn
 
 
 def _data():
@@ -136,6 +136,23 @@ def test_auto_cost_keeps_per_layer_scores_at_a_uniform_rate():
     assert auto.final["widths"] == plain.final["widths"]
     assert {e.get("cost") for e in priced.history[1:]} == {"macs"}
     assert priced.final["widths"] != auto.final["widths"]
+
+
+def test_a_uniform_rate_lands_between_whole_group_steps():
+    # Two channels per conv layer: any rate removes one from each (the least
+    # a round removes is a unit per group), ~55 % of the MACs. The round that
+    # lands a 10 % MAC target may leave small groups whole and cut fc1 only.
+    res = kprune.prune(small_cnn(width=2), "ilp", target={"macs_reduction": 0.1}, rate=0.3,
+                       rounds=1, fit_fn=_no_training, **_data())
+    red = 1 - res.final["macs"] / res.baseline["macs"]
+    assert res.target_reached and 0.1 <= red < 0.15, red
+    assert res.final["widths"]["conv1"] == res.final["widths"]["conv2"] == 2
+    assert res.final["widths"]["fc1"] < 64
+    assert 0 < res.history[1]["rate"] < 0.3
+    # Without a size target the same rate still takes a unit from every group.
+    free = kprune.prune(small_cnn(width=2), "ilp", target="none", rate=0.1, rounds=1,
+                        fit_fn=_no_training, **_data())
+    assert free.final["widths"]["conv1"] == free.final["widths"]["conv2"] == 1
 
 
 def test_cost_allocation_layer_scales_rates_by_unit_cost():

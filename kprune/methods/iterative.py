@@ -137,7 +137,7 @@ def run_iterative(run):
         # scores on one scale across groups are priced as they are (cost_candidates)
         comparable = getattr(proposer.criterion, "comparable", False)
 
-        def propose_at(q):
+        def propose_at(q, landing=False):
             if opts.allocation == "global":
                 chosen = (selection.cost_candidates(scores, costs, q, room=room,
                                                     normalize=not comparable)
@@ -150,7 +150,10 @@ def run_iterative(run):
             else:
                 def select(group, scores):
                     w = 1.0 if weights is None else float(weights.get(group.index, 1.0))
-                    return selection.percentile_candidates(scores, min(1.0, q * w))
+                    # landing: a small group may lose no unit, or the least a
+                    # round removes (one per group) can overshoot the target
+                    return selection.percentile_candidates(scores, min(1.0, q * w),
+                                                           at_least_one=not landing)
             return proposer.propose(model, select, r, analysis, scores=scores)
 
         proposal = propose_at(rate)
@@ -159,7 +162,8 @@ def run_iterative(run):
             info["cost"] = opts.cost
         if proposal.model is not None and goal.is_size:
             # A size target: the round that reaches it removes no more than needed.
-            q, proposal = goal.land(propose_at, 0.0, rate, proposal)
+            q, proposal = goal.land(lambda v: propose_at(v, landing=True), 0.0, rate,
+                                    proposal)
             info["rate"] = q
         if proposal.model is None:
             return run.finish(goal.reason(f"round {r}: no channel can be removed any more "

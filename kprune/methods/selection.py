@@ -12,8 +12,11 @@ from typing import Sequence, Optional
 import numpy as np
 
 
-def percentile_candidates(scores: np.ndarray, rate: float, rng=None) -> np.ndarray:
-    """The ``round(rate * n)`` lowest-scoring units (at least one when rate > 0).
+def percentile_candidates(scores: np.ndarray, rate: float, rng=None,
+                          at_least_one: bool = True) -> np.ndarray:
+    """The ``round(rate * n)`` lowest-scoring units (at least one when rate > 0,
+    unless ``at_least_one=False``: then a small group may lose none, which is
+    how a size target's last round lands between whole-group steps).
 
     The paper's rule removes the units at or below the `rate`-th percentile;
     with tied scores (dead units all score 0) that removed every tied unit, so
@@ -25,18 +28,20 @@ def percentile_candidates(scores: np.ndarray, rate: float, rng=None) -> np.ndarr
         array([False,  True, False, False])
         >>> int(percentile_candidates(np.zeros(8), 0.25).sum())   # ties: still 2 of 8
         2
+        >>> int(percentile_candidates(np.zeros(2), 0.2, at_least_one=False).sum())
+        0
     """
     n = len(scores)
     if rate <= 0 or n == 0:
         return np.zeros(n, bool)
     if rate >= 1:
         return np.ones(n, bool)
-    return lowest_k(scores, _round_count(rate, n), rng)
+    return lowest_k(scores, _round_count(rate, n, 1 if at_least_one else 0), rng)
 
 
-def _round_count(rate: float, n: int) -> int:
-    """``round(rate * n)`` units (half up), at least one and at most n."""
-    return min(n, max(1, int(np.floor(rate * n + 0.5)))) if n else 0
+def _round_count(rate: float, n: int, minimum: int = 1) -> int:
+    """``round(rate * n)`` units (half up), at least `minimum` and at most n."""
+    return min(n, max(minimum, int(np.floor(rate * n + 0.5)))) if n else 0
 
 
 def lowest_k(scores: np.ndarray, k: int, rng=None) -> np.ndarray:
