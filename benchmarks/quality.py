@@ -227,7 +227,10 @@ def run_complexity(cfg, base, spec, seed, args, opts):
     base_test = evaluate_accuracy(base, test)
     epochs = int(opts.pop("epochs", 10))
     reductions = opts.pop("reductions", [1 - 1 / lv for lv in LEVELS])
-    kw = dict(opts)
+    # the dataset's training protocol (ResNet-20, ViT, GRU: a cosine rate, as
+    # their baselines had); runs before 2026-12-05 trained at a constant rate
+    kw = dict(cfg.get("round_options", {}))
+    kw.update(opts)
     pts, t0, reasons = [], time.time(), []
     for red in reductions:
         model = _compile(keras.models.clone_model(base), cfg["lr"])
