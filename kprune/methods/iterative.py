@@ -37,7 +37,10 @@ size target is reached: a reduction (``params_reduction`` /
 ``target_latency_ms``, priced by `kprune.methods.device_budget.DeviceBudget`).
 The round that reaches a size target is trimmed before retraining: its rate
 is bisected down to the smallest that still reaches it (a device budget is
-then met within 10% below it). Returns the smallest (last) round that met the
+then met within 10% below it); with ``allocation='layer'`` the trimmed round
+may leave a small group whole (``round(rate * n)`` may be 0 there), so the
+least a round removes, a unit from every group, cannot overshoot the target
+by a whole step. Returns the smallest (last) round that met the
 target.
 
 Options (`IterativeOptions`): ``rate``, ``allocation``, ``patience`` and
