@@ -127,26 +127,35 @@ def measure(name, args):
     warm.fit(x[:1024], y[:1024], batch_size=args.batch_size, epochs=1,
              validation_data=(x[:256], y[:256]), verbose=0)
     wall = {k: [] for k in runs}
+    cpu = {k: [] for k in runs}  # process CPU seconds (all threads): less moved by neighbours
     phases = {m: [] for m in METHODS}
     removed = {m: [] for m in METHODS}
     for rep in range(args.reps):
         for k, fn in runs.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = fn()
             dt = time.perf_counter() - t0
             wall[k].append(dt)
+            cpu[k].append(time.process_time() - c0)
             if res is not None:
                 pt = dict(res.phase_times)
                 pt["other"] = max(0.0, dt - sum(pt.values()))
                 phases[k].append(pt)
                 removed[k].append([dict(e.get("removed_by_group") or {})
                                    for e in res.history])
-            print(f"{name} rep {rep} {k}: {dt:.1f} s", flush=True)
+            print(f"{name} rep {rep} {k}: {dt:.1f} s ({cpu[k][-1]:.1f} CPU s)", flush=True)
     med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    # each repetition's own ratio (its runs ran back to back): the spread says
+    # how much the machine's drift moves one figure
+    paired = {m: [a / b for a, b in zip(wall[m], wall["plain"])] for m in METHODS}
     out = {"model": cfg["label"], "train_images": n, "val_images": n_val,
            "rounds": args.rounds, "epochs_per_round": 1, "batch_size": args.batch_size,
            "reps": args.reps, "wall_s": wall, "median_s": med,
            "ratio": {m: med[m] / med["plain"] for m in METHODS},
+           "cpu_s": cpu, "median_cpu_s": med_cpu,
+           "cpu_ratio": {m: med_cpu[m] / med_cpu["plain"] for m in METHODS},
+           "paired_ratios": paired,
            "phase_s_median": {m: {p: statistics.median(r.get(p, 0.0) for r in phases[m])
                                   for p in PHASES + ("other",)} for m in METHODS},
            # Identical across repetitions when the run is deterministic.
@@ -156,13 +165,19 @@ def measure(name, args):
 
 
 def table(results, args):
-    lines = ["| model (train images) | plain fit + val | ILP | IAP | ILP / plain | IAP / plain |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| model (train images) | plain fit + val | ILP | IAP | ILP / plain | IAP / plain "
+             "| per-rep ILP / IAP ratios | CPU-time ILP / IAP ratio |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
     for r in results:
         m = r["median_s"]
+        pr = r.get("paired_ratios")
+        spread = (" / ".join(", ".join(f"{v:.2f}" for v in pr[k]) for k in METHODS)
+                  if pr else "-")
+        cr = r.get("cpu_ratio")
+        cpu = f"{cr['ilp']:.2f}x / {cr['iap']:.2f}x" if cr else "-"
         lines.append(f"| {r['model']} ({r['train_images']:,}) | {m['plain']:.1f} s | "
                      f"{m['ilp']:.1f} s | {m['iap']:.1f} s | **{r['ratio']['ilp']:.2f}x** | "
-                     f"**{r['ratio']['iap']:.2f}x** |")
+                     f"**{r['ratio']['iap']:.2f}x** | {spread} | {cpu} |")
     lines += ["", "Median seconds per phase of the pruning runs (`PruneResult.phase_times`; "
               "`other`: outside the phases):", "",
               "| model | method | " + " | ".join(PHASES + ("other",)) + " |",
