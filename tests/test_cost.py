@@ -149,6 +149,15 @@ def test_a_uniform_rate_lands_between_whole_group_steps():
     assert res.final["widths"]["conv1"] == res.final["widths"]["conv2"] == 2
     assert res.final["widths"]["fc1"] < 64
     assert 0 < res.history[1]["rate"] < 0.3
+    # Just past that step, a unit from each conv layer and a few from fc1 land
+    # closer than rates that leave the small groups whole (those reach 0.56
+    # only with a quarter of fc1): the trim keeps whichever removes less.
+    near = kprune.prune(small_cnn(width=2), "ilp", target={"macs_reduction": 0.56}, rate=0.3,
+                        rounds=1, fit_fn=_no_training, **_data())
+    red = 1 - near.final["macs"] / near.baseline["macs"]
+    assert near.target_reached and 0.56 <= red < 0.57, red
+    assert near.final["widths"]["conv1"] == near.final["widths"]["conv2"] == 1
+    assert near.final["widths"]["fc1"] > 56
     # Without a size target the same rate still takes a unit from every group.
     free = kprune.prune(small_cnn(width=2), "ilp", target="none", rate=0.1, rounds=1,
                         fit_fn=_no_training, **_data())

@@ -282,22 +282,37 @@ class Goal:
         if self.target.is_budget:
             v = float(self.budget.estimate(model))
             return self.budget.met(v), v < self.budget.low
-        m = model_size(model)
-        red = self.reduction(RoundEntry(0, "accepted", params=m["params"], macs=m["macs"]))
+        red = self.model_reduction(model)
         value = self.target.value
         return red >= value - _EPS, red > value + tolerance + _EPS
 
+    def model_reduction(self, model) -> float:
+        """The reduction (parameters, or MACs for ``macs_reduction``) of `model`."""
+        m = model_size(model)
+        return self.reduction(RoundEntry(0, "accepted", params=m["params"], macs=m["macs"]))
+
     def land(self, make: Callable, low: float, high: float, candidate,
-             tolerance: float = 0.0, steps: int = 12):
+             tolerance: float = 0.0, steps: int = 12, finer: Optional[Callable] = None):
         """Trim a size-target round that overshoots: the smallest knob value
         in (low, high] (AIAP's threshold, ILP/IAP's rate) whose candidate
         ``make(value)`` still reaches the target. A candidate that does not
-        overshoot is kept. Returns (value, candidate)."""
+        overshoot is kept. `finer`: a second candidate family over the same
+        knob whose least step is smaller (ILP's rate without the one unit per
+        group); for a reduction target both are bisected and the candidate
+        that removes less is kept. Returns (value, candidate)."""
         reaches, overshoots = self.size_progress(candidate.model, tolerance)
         if not (reaches and overshoots):
             return high, candidate
-        _, over = bisect(make, low, high, lambda c: self.size_progress(c.model, tolerance)[0],
-                         steps)
+
+        def above(c):
+            return self.size_progress(c.model, tolerance)[0]
+
+        _, over = bisect(make, low, high, above, steps)
+        if finer is not None and not self.target.is_budget:
+            _, alt = bisect(finer, low, high, above, steps)
+            if alt is not None and (over is None or self.model_reduction(alt[1].model)
+                                    < self.model_reduction(over[1].model) - _EPS):
+                over = alt
         return over or (high, candidate)
 
     def reached(self, best: Optional[RoundEntry]) -> bool:

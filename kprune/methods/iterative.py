@@ -37,8 +37,9 @@ size target is reached: a reduction (``params_reduction`` /
 ``target_latency_ms``, priced by `kprune.methods.device_budget.DeviceBudget`).
 The round that reaches a size target is trimmed before retraining: its rate
 is bisected down to the smallest that still reaches it (a device budget is
-then met within 10% below it); with ``allocation='layer'`` the trimmed round
-may leave a small group whole (``round(rate * n)`` may be 0 there), so the
+then met within 10% below it); with ``allocation='layer'`` and a reduction
+target the trim also tries rates that leave a small group whole
+(``round(rate * n)`` may be 0 there) and keeps whichever removes less, so the
 least a round removes, a unit from every group, cannot overshoot the target
 by a whole step. Returns the smallest (last) round that met the
 target.
@@ -165,8 +166,10 @@ def run_iterative(run):
             info["cost"] = opts.cost
         if proposal.model is not None and goal.is_size:
             # A size target: the round that reaches it removes no more than needed.
-            q, proposal = goal.land(lambda v: propose_at(v, landing=True), 0.0, rate,
-                                    proposal)
+            q, proposal = goal.land(
+                propose_at, 0.0, rate, proposal,
+                finer=(lambda v: propose_at(v, landing=True))
+                if opts.allocation == "layer" else None)
             info["rate"] = q
         if proposal.model is None:
             return run.finish(goal.reason(f"round {r}: no channel can be removed any more "
