@@ -12,7 +12,10 @@ warms TensorFlow's shared kernels.
 The per-phase seconds of each pruning run (``PruneResult.phase_times``:
 scoring, rebuild, training, evaluation, measurement, checkpoint) say where the
 extra time goes; ``other`` is the wall time outside those phases (argument
-checks, data preparation, the result).
+checks, data preparation, the result). Beside the medians: each repetition's
+own ratio (its variants ran back to back; the spread shows the machine's
+drift) and the ratio of process CPU seconds (all threads), which other jobs
+move less than wall time.
 
 Models: LeNet-5 on 20k Fashion-MNIST images; ResNet-20 (`kprune.zoo.resnet20`,
 28x28x1, 16/32/64) on 8k (``--resnet-images`` to shrink on a slow machine).
@@ -170,11 +173,9 @@ def table(results, args):
              "|---|---:|---:|---:|---:|---:|---|---|"]
     for r in results:
         m = r["median_s"]
-        pr = r.get("paired_ratios")
-        spread = (" / ".join(", ".join(f"{v:.2f}" for v in pr[k]) for k in METHODS)
-                  if pr else "-")
-        cr = r.get("cpu_ratio")
-        cpu = f"{cr['ilp']:.2f}x / {cr['iap']:.2f}x" if cr else "-"
+        spread = " / ".join(", ".join(f"{v:.2f}" for v in r["paired_ratios"][k])
+                            for k in METHODS)
+        cpu = " / ".join(f"{r['cpu_ratio'][k]:.2f}x" for k in METHODS)
         lines.append(f"| {r['model']} ({r['train_images']:,}) | {m['plain']:.1f} s | "
                      f"{m['ilp']:.1f} s | {m['iap']:.1f} s | **{r['ratio']['ilp']:.2f}x** | "
                      f"**{r['ratio']['iap']:.2f}x** | {spread} | {cpu} |")
